@@ -1,0 +1,1 @@
+//! Decode, check and report kmemtrace ABI v1 traces.
