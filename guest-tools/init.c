@@ -1,0 +1,716 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * init - PID 1 of the kmt initramfs: run one kmemtrace job, report, end the guest.
+ *
+ * Usage: the kernel runs it as /init (rdinit=/init). It takes no arguments and refuses to run
+ * unless it is PID 1 (it reboots the machine when done). The job comes from the 9p share and the
+ * kernel command line (docs/contracts.md section 2):
+ *
+ *   /mnt/kmt/job            lines key=value, '#' starts a comment; then
+ *   /proc/cmdline           kmt.KEY=VALUE tokens, which win
+ *   keys: workload  selftest (default) | boot | fork | files
+ *         param     the workload's size parameter, decimal (default per workload, below)
+ *         out       trace directory name under /mnt/kmt (default trace)
+ *         timeout   seconds before the whole job is declared failed (default 600)
+ *
+ * Workloads:
+ *   selftest  write "run" to debugfs kmemtrace/selftest PARAM times (default 1); each write
+ *             returns when the kernel's known-answer sequence has been logged
+ *   boot      tracing is on from boot (kmemtrace.enable=yes): collect what boot logged, then keep
+ *             tracing PARAM milliseconds (default 0) and stop
+ *   fork      PARAM rounds (default 100) of fork + execve /bin/kmt-true + waitpid
+ *   files     PARAM rounds (default 1000) of create, write 512..8192 bytes, close, unlink of a
+ *             file in /tmp/kmt-files (tmpfs)
+ *
+ * Sequence: mount proc, sysfs, devtmpfs (/dev), debugfs, tmpfs (/tmp); mount the 9p share with
+ * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); read the job; create
+ * /mnt/kmt/<out>; start /bin/kmemtraced -o /mnt/kmt/<out> (stderr to /mnt/kmt/guest.log) and wait
+ * until it is collecting; write 1 to kmemtrace/enabled (not for boot); run the workload; write 0 to
+ * enabled; SIGTERM the collector and wait for it (bounded); check it exited 0 and wrote meta.json.
+ *
+ * End: /mnt/kmt/status gets one line, "ok" or "fail <reason>"; the console gets exactly one line
+ * "KMT-STATUS: ok" or "KMT-STATUS: fail <reason>"; then sync() and reboot(RB_AUTOBOOT) (QEMU runs
+ * with -no-reboot, so this ends QEMU). Every failure, including the 9p mount and the timeout
+ * (alarm), takes the same path: a guest never hangs. init's own messages go to the console and
+ * to /mnt/kmt/guest.log, prefixed "kmt-init: ".
+ *
+ * Exit codes: none in the guest (PID 1 reboots); run as any other PID it exits 2.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHARE "/mnt/kmt"
+#define SHARE_TAG "kmt"
+#define SHARE_OPTS "trans=virtio,version=9p2000.L,msize=262144"
+#define DEBUGFS "/sys/kernel/debug"
+#define KMT_DIR DEBUGFS "/kmemtrace"
+#define COLLECTOR "/bin/kmemtraced"
+#define HELPER "/bin/kmt-true"
+
+#define DEFAULT_TIMEOUT_S 600
+#define SHARE_MOUNT_TRIES 50		/* 100 ms apart: virtio may still be probing */
+#define READY_TIMEOUT_MS 60000		/* collector start: open files, copy kallsyms over 9p */
+#define STOP_TIMEOUT_MS 120000		/* collector drain, fsync, meta.json */
+#define FINISH_GRACE_S 20		/* writing status + sync; then reboot regardless */
+
+/* State the SIGALRM handler needs; everything else is passed around. */
+static volatile sig_atomic_t finishing;
+static volatile sig_atomic_t share_mounted;
+static volatile sig_atomic_t timeout_s = DEFAULT_TIMEOUT_S;
+static const char *volatile stage = "start";
+static volatile int log_fd = -1;
+
+struct job {
+	char workload[32];
+	char out[128];
+	long param;
+	int have_param;
+	long timeout;
+};
+
+struct workload {
+	const char *name;
+	long default_param;
+	int from_boot;	/* tracing already on from the command line: do not switch it on */
+	int (*run)(long param, char *why, size_t n);
+};
+
+/* --- async-signal-safe helpers (used on the way out, also from the SIGALRM handler) --- */
+
+static size_t cat(char *dst, size_t size, const char *s)
+{
+	size_t len = strlen(dst);
+
+	while (*s && len + 1 < size)
+		dst[len++] = *s++;
+	dst[len] = '\0';
+	return len;
+}
+
+static void cat_ulong(char *dst, size_t size, unsigned long v)
+{
+	char tmp[24];
+	int i = sizeof(tmp) - 1;
+
+	tmp[i] = '\0';
+	do {
+		tmp[--i] = '0' + v % 10;
+		v /= 10;
+	} while (v && i > 0);
+	cat(dst, size, tmp + i);
+}
+
+static void write_str(int fd, const char *s)
+{
+	size_t n = strlen(s);
+
+	while (fd >= 0 && n) {
+		ssize_t w = write(fd, s, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		n -= w;
+	}
+}
+
+/*
+ * The one way out: status file, one sentinel line, sync, reboot. reason NULL means ok.
+ * Entered twice (the grace alarm fired while syncing), it reboots at once.
+ */
+static void finish(const char *reason)
+{
+	char line[512] = "", sentinel[560] = "\nKMT-STATUS: ";
+	int fd;
+
+	if (finishing) {
+		reboot(RB_AUTOBOOT);
+		_exit(1);
+	}
+	finishing = 1;
+	alarm(FINISH_GRACE_S);
+
+	if (reason) {
+		cat(line, sizeof(line), "fail ");
+		cat(line, sizeof(line), *reason ? reason : "unknown");
+	} else {
+		cat(line, sizeof(line), "ok");
+	}
+	/* One line whatever the reason holds. */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	cat(line, sizeof(line), "\n");
+
+	if (share_mounted) {
+		fd = open(SHARE "/status", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		write_str(fd, line);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+		write_str(log_fd, "kmt-init: status: ");
+		write_str(log_fd, line);
+		if (log_fd >= 0)
+			fsync(log_fd);
+	}
+	cat(sentinel, sizeof(sentinel), line);
+	if (fcntl(STDOUT_FILENO, F_GETFD) < 0) {
+		fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+		write_str(fd, sentinel);
+	} else {
+		write_str(STDOUT_FILENO, sentinel);
+	}
+	sync();
+	reboot(RB_AUTOBOOT);
+	_exit(1);	/* PID 1 exiting panics the kernel; panic=-1 reboots */
+}
+
+static void on_alarm(int sig)
+{
+	char why[160] = "timeout after ";
+
+	(void)sig;
+	if (finishing) {
+		reboot(RB_AUTOBOOT);
+		_exit(1);
+	}
+	cat_ulong(why, sizeof(why), timeout_s);
+	cat(why, sizeof(why), " s in ");
+	cat(why, sizeof(why), stage);
+	finish(why);
+}
+
+/* --- ordinary helpers --- */
+
+static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_msg(const char *fmt, ...)
+{
+	char line[1024] = "kmt-init: ";
+	size_t n = strlen(line);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	strcat(line, "\n");
+	write_str(STDERR_FILENO, line);
+	write_str(log_fd, line);
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...)
+{
+	char why[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_msg("FAILED: %s", why);
+	finish(why);
+	_exit(1);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	size_t n = strlen(s);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t w;
+	int e;
+
+	if (fd < 0)
+		return -1;
+	w = write(fd, s, n);
+	e = errno;
+	close(fd);
+	if (w == (ssize_t)n)
+		return 0;
+	errno = w < 0 ? e : EIO;
+	return -1;
+}
+
+/* Reads a whole (small) file; NULL with errno on failure. */
+static char *read_text(const char *path, size_t max)
+{
+	char *buf = malloc(max + 1);
+	size_t len = 0;
+	int fd, e;
+
+	if (!buf)
+		return NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto err;
+	while (len < max) {
+		ssize_t r = read(fd, buf + len, max - len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			e = errno;
+			close(fd);
+			errno = e;
+			goto err;
+		}
+		if (r == 0)
+			break;
+		len += r;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+err:
+	e = errno;
+	free(buf);
+	errno = e;
+	return NULL;
+}
+
+static void mount_fs(const char *src, const char *dir, const char *type, const char *data)
+{
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		fail("mkdir %s: %s", dir, strerror(errno));
+	/* EBUSY: already there (devtmpfs with DEVTMPFS_MOUNT). */
+	if (mount(src, dir, type, MS_NOSUID, data) && errno != EBUSY)
+		fail("mount %s on %s: %s", type, dir, strerror(errno));
+}
+
+/* The kernel opens /dev/console for us when the initramfs has the node; else do it now. */
+static void ensure_console(void)
+{
+	int fd;
+
+	if (fcntl(STDOUT_FILENO, F_GETFD) >= 0 && fcntl(STDERR_FILENO, F_GETFD) >= 0)
+		return;
+	fd = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (fd != i)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+}
+
+static void mount_share(void)
+{
+	int err = 0;
+
+	if (mkdir("/mnt", 0755) && errno != EEXIST)
+		fail("mkdir /mnt: %s", strerror(errno));
+	if (mkdir(SHARE, 0755) && errno != EEXIST)
+		fail("mkdir %s: %s", SHARE, strerror(errno));
+	for (int i = 0; i < SHARE_MOUNT_TRIES; i++) {
+		if (!mount(SHARE_TAG, SHARE, "9p", 0, SHARE_OPTS)) {
+			share_mounted = 1;
+			if (i)
+				log_msg("9p share mounted after %d retries", i);
+			return;
+		}
+		err = errno;
+		if (err == ENODEV)	/* no 9p file system in this kernel: retrying will not help */
+			break;
+		sleep_ms(100);
+	}
+	fail("mount 9p tag %s on %s (%s): %s", SHARE_TAG, SHARE, SHARE_OPTS, strerror(err));
+}
+
+/* --- the job --- */
+
+static int valid_out(const char *s)
+{
+	if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+			return 0;
+	return 1;
+}
+
+static int parse_ulong(const char *s, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*end || errno || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void job_set(struct job *j, const char *key, const char *val, const char *from)
+{
+	if (!strcmp(key, "workload")) {
+		if (strlen(val) >= sizeof(j->workload))
+			fail("job (%s): workload name too long: %s", from, val);
+		strcpy(j->workload, val);
+	} else if (!strcmp(key, "param")) {
+		if (parse_ulong(val, 1000000000L, &j->param))
+			fail("job (%s): param is not a decimal number <= 1e9: %s", from, val);
+		j->have_param = 1;
+	} else if (!strcmp(key, "out")) {
+		if (strlen(val) >= sizeof(j->out) || !valid_out(val))
+			fail("job (%s): out must be one directory name of [A-Za-z0-9._-]: %s", from,
+			     val);
+		strcpy(j->out, val);
+	} else if (!strcmp(key, "timeout")) {
+		if (parse_ulong(val, 86400, &j->timeout) || j->timeout == 0)
+			fail("job (%s): timeout must be 1..86400 seconds: %s", from, val);
+	} else {
+		log_msg("job (%s): ignoring unknown key %s", from, key);
+	}
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static void read_job(struct job *j)
+{
+	char *text, *line, *save, *tok;
+
+	*j = (struct job){ .workload = "selftest", .out = "trace", .timeout = DEFAULT_TIMEOUT_S };
+
+	text = read_text(SHARE "/job", 65536);
+	if (!text && errno != ENOENT)
+		fail("read %s/job: %s", SHARE, strerror(errno));
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *hash = strchr(line, '#'), *eq;
+
+		if (hash)
+			*hash = '\0';
+		line = trim(line);
+		if (!*line)
+			continue;
+		eq = strchr(line, '=');
+		if (!eq)
+			fail("job (%s/job): not key=value: %s", SHARE, line);
+		*eq = '\0';
+		job_set(j, trim(line), trim(eq + 1), SHARE "/job");
+	}
+	free(text);
+
+	text = read_text("/proc/cmdline", 65536);
+	if (!text)
+		fail("read /proc/cmdline: %s", strerror(errno));
+	for (tok = strtok_r(text, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
+		char *eq;
+
+		if (strncmp(tok, "kmt.", 4))
+			continue;
+		eq = strchr(tok, '=');
+		if (!eq)
+			fail("job (kernel command line): not kmt.key=value: %s", tok);
+		*eq = '\0';
+		job_set(j, tok + 4, eq + 1, "kernel command line");
+	}
+	free(text);
+}
+
+/* --- workloads --- */
+
+static int run_selftest(long n, char *why, size_t size)
+{
+	for (long i = 0; i < n; i++) {
+		/* Synchronous (contracts.md section 3): logged when the write returns. */
+		if (write_file(KMT_DIR "/selftest", "run")) {
+			snprintf(why, size, "selftest: write run to %s/selftest: %s%s", KMT_DIR,
+				 strerror(errno),
+				 errno == ENOENT ? " (kernel without CONFIG_KMEMTRACE_SELFTEST?)" : "");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int run_boot(long ms, char *why, size_t size)
+{
+	(void)why;
+	(void)size;
+	sleep_ms(ms);
+	return 0;
+}
+
+static int run_fork(long n, char *why, size_t size)
+{
+	for (long i = 0; i < n; i++) {
+		char *argv[] = { HELPER, NULL };
+		char *envp[] = { NULL };
+		int status;
+		pid_t pid = fork(), r;
+
+		if (pid < 0) {
+			snprintf(why, size, "fork: round %ld: fork: %s", i, strerror(errno));
+			return -1;
+		}
+		if (pid == 0) {
+			execve(HELPER, argv, envp);
+			_exit(127);
+		}
+		while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+			;
+		if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+			snprintf(why, size, "fork: round %ld: %s exited with status %#x", i, HELPER,
+				 r < 0 ? -1 : status);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int run_files(long n, char *why, size_t size)
+{
+	static char data[8192];
+	const char *dir = "/tmp/kmt-files";
+
+	memset(data, 'k', sizeof(data));
+	if (mkdir(dir, 0755) && errno != EEXIST) {
+		snprintf(why, size, "files: mkdir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	for (long i = 0; i < n; i++) {
+		char path[64];
+		size_t len = 512 * (1 + i % 16);
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/f%ld", dir, i % 64);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd) || unlink(path)) {
+			snprintf(why, size, "files: round %ld: %s: %s", i, path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const struct workload workloads[] = {
+	{ "selftest", 1, 0, run_selftest },
+	{ "boot", 0, 1, run_boot },
+	{ "fork", 100, 0, run_fork },
+	{ "files", 1000, 0, run_files },
+};
+
+/* --- the collector --- */
+
+static const char *collector_exit_meaning(int code)
+{
+	static const char *const meaning[] = {
+		"complete", "internal error", "usage error", "no kmemtrace in debugfs",
+		"unknown ABI version", "output error (read-only or full share?)", "input error",
+	};
+
+	if (code >= 0 && code < (int)(sizeof(meaning) / sizeof(meaning[0])))
+		return meaning[code];
+	return code == 127 ? "could not exec " COLLECTOR : "unknown";
+}
+
+static void describe_status(int status, char *buf, size_t size)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, size, "exit %d (%s)", WEXITSTATUS(status),
+			 collector_exit_meaning(WEXITSTATUS(status)));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, size, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, size, "status %#x", status);
+}
+
+/* Starts kmemtraced and waits until it says it is collecting. */
+static pid_t start_collector(const char *outdir)
+{
+	char status_text[96];
+	int ready[2], status;
+	struct pollfd p;
+	char buf[16];
+	pid_t pid;
+	ssize_t r;
+
+	if (pipe2(ready, O_CLOEXEC))
+		fail("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		fail("fork the collector: %s", strerror(errno));
+	if (pid == 0) {
+		char *argv[] = { COLLECTOR, "-o", (char *)outdir, "-R", "3", NULL };
+		char *envp[] = { NULL };
+		int null = open("/dev/null", O_RDONLY);
+
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		if (log_fd >= 0) {
+			dup2(log_fd, STDOUT_FILENO);
+			dup2(log_fd, STDERR_FILENO);
+		}
+		dup2(ready[1], 3);	/* dup2 clears close-on-exec on fd 3 */
+		execve(COLLECTOR, argv, envp);
+		_exit(127);
+	}
+	close(ready[1]);
+	p = (struct pollfd){ .fd = ready[0], .events = POLLIN };
+	if (poll(&p, 1, READY_TIMEOUT_MS) <= 0) {
+		kill(pid, SIGKILL);
+		fail("collector not ready after %d ms", READY_TIMEOUT_MS);
+	}
+	r = read(ready[0], buf, sizeof(buf) - 1);
+	close(ready[0]);
+	if (r <= 0) {
+		/* Closed without "ready": it exited during setup. */
+		waitpid(pid, &status, 0);
+		describe_status(status, status_text, sizeof(status_text));
+		fail("collector failed to start: %s, see guest.log", status_text);
+	}
+	return pid;
+}
+
+static void stop_collector(pid_t pid, const char *outdir)
+{
+	char status_text[96], meta[PATH_MAX + 16];
+	long deadline = mono_ms() + STOP_TIMEOUT_MS;
+	struct stat st;
+	int status;
+	pid_t r;
+
+	kill(pid, SIGTERM);
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0) {
+		if (mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			fail("collector did not stop within %d ms of SIGTERM", STOP_TIMEOUT_MS);
+		}
+		sleep_ms(10);
+	}
+	if (r < 0)
+		fail("waitpid collector: %s", strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		describe_status(status, status_text, sizeof(status_text));
+		fail("collector %s, see guest.log", status_text);
+	}
+	snprintf(meta, sizeof(meta), "%s/meta.json", outdir);
+	if (stat(meta, &st))
+		fail("collector exited 0 but %s: %s", meta, strerror(errno));
+}
+
+int main(void)
+{
+	const struct workload *w = NULL;
+	char outdir[PATH_MAX], why[400] = "", enabled[8] = "";
+	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_NODEFER };
+	long t0 = mono_ms();
+	struct job job;
+	int fd;
+	pid_t collector;
+
+	if (getpid() != 1) {
+		fprintf(stderr, "init: not PID 1; refusing to run (it reboots the machine)\n");
+		return 2;
+	}
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(DEFAULT_TIMEOUT_S);
+
+	stage = "mounting file systems";
+	mount_fs("proc", "/proc", "proc", NULL);
+	mount_fs("sysfs", "/sys", "sysfs", NULL);
+	mount_fs("devtmpfs", "/dev", "devtmpfs", NULL);
+	ensure_console();
+	mount_fs("debugfs", DEBUGFS, "debugfs", NULL);
+	mount_fs("tmpfs", "/tmp", "tmpfs", "mode=1777");
+
+	stage = "mounting the 9p share";
+	mount_share();
+	fd = open(SHARE "/guest.log", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail("open %s/guest.log: %s", SHARE, strerror(errno));
+	log_fd = fd;
+	if (unlink(SHARE "/status") && errno != ENOENT)
+		fail("remove stale %s/status: %s", SHARE, strerror(errno));
+
+	stage = "reading the job";
+	read_job(&job);
+	for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++)
+		if (!strcmp(workloads[i].name, job.workload))
+			w = &workloads[i];
+	if (!w)
+		fail("job: unknown workload %s (selftest, boot, fork, files)", job.workload);
+	if (!job.have_param)
+		job.param = w->default_param;
+	timeout_s = job.timeout;
+	alarm(job.timeout);
+	log_msg("job: workload=%s param=%ld out=%s timeout=%lds", w->name, job.param, job.out,
+		job.timeout);
+
+	stage = "preparing";
+	snprintf(outdir, sizeof(outdir), "%s/%s", SHARE, job.out);
+	if (mkdir(outdir, 0755) && errno != EEXIST)
+		fail("mkdir %s: %s", outdir, strerror(errno));
+	if (access(KMT_DIR, F_OK))
+		fail("%s: %s (kernel without kmemtrace?)", KMT_DIR, strerror(errno));
+	if (w->from_boot) {
+		fd = open(KMT_DIR "/enabled", O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || read(fd, enabled, sizeof(enabled) - 1) < 1 || enabled[0] != '1')
+			fail("boot: tracing is not on (boot with kmemtrace.enable=yes)");
+		close(fd);
+	}
+
+	stage = "starting the collector";
+	collector = start_collector(outdir);
+	if (!w->from_boot && write_file(KMT_DIR "/enabled", "1"))
+		fail("write 1 to %s/enabled: %s", KMT_DIR, strerror(errno));
+
+	stage = w->name;
+	log_msg("running %s %ld", w->name, job.param);
+	if (w->run(job.param, why, sizeof(why)))
+		fail("%s", why);
+
+	stage = "stopping the collector";
+	if (write_file(KMT_DIR "/enabled", "0"))
+		fail("write 0 to %s/enabled: %s", KMT_DIR, strerror(errno));
+	stop_collector(collector, outdir);
+	log_msg("done in %ld ms after init started", mono_ms() - t0);
+	finish(NULL);
+	return 0;
+}
