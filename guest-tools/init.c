@@ -31,7 +31,7 @@
  * End: /mnt/kmt/status gets one line, "ok" or "fail <reason>"; the console gets exactly one line
  * "KMT-STATUS: ok" or "KMT-STATUS: fail <reason>"; then sync() and reboot(RB_AUTOBOOT) (QEMU runs
  * with -no-reboot, so this ends QEMU). Every failure, including the 9p mount and the timeout
- * (alarm), takes the same path: a guest never hangs. init's own messages go to the console and
+ * (a watchdog process), takes the same path: a guest never hangs. init's own messages go to the console and
  * to /mnt/kmt/guest.log, prefixed "kmt-init: ".
  *
  * Exit codes: none in the guest (PID 1 reboots); run as any other PID it exits 2.
@@ -73,6 +73,7 @@ static volatile sig_atomic_t share_mounted;
 static volatile sig_atomic_t timeout_s = DEFAULT_TIMEOUT_S;
 static const char *volatile stage = "start";
 static volatile int log_fd = -1;
+static volatile pid_t watchdog_pid;
 
 struct job {
 	char workload[32];
@@ -131,6 +132,31 @@ static void write_str(int fd, const char *s)
 }
 
 /*
+ * A child that sleeps, then sends SIGALRM to init (replacing the previous one). Not alarm():
+ * alarm() and setitimer() need CONFIG_POSIX_TIMERS, which tinyconfig kernels lack; nanosleep()
+ * always works. Async-signal-safe (finish() re-arms it from the SIGALRM handler).
+ */
+static void watchdog_arm(unsigned int seconds)
+{
+	pid_t old = watchdog_pid, pid;
+
+	if (old > 0) {
+		kill(old, SIGKILL);
+		waitpid(old, NULL, 0);
+	}
+	pid = fork();
+	if (pid == 0) {
+		struct timespec ts = { seconds, 0 };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+		kill(1, SIGALRM);
+		_exit(0);
+	}
+	watchdog_pid = pid > 0 ? pid : 0;
+}
+
+/*
  * The one way out: status file, one sentinel line, sync, reboot. reason NULL means ok.
  * Entered twice (the grace alarm fired while syncing), it reboots at once.
  */
@@ -144,7 +170,7 @@ static void finish(const char *reason)
 		_exit(1);
 	}
 	finishing = 1;
-	alarm(FINISH_GRACE_S);
+	watchdog_arm(FINISH_GRACE_S);
 
 	if (reason) {
 		cat(line, sizeof(line), "fail ");
@@ -650,7 +676,7 @@ int main(void)
 		return 2;
 	}
 	sigaction(SIGALRM, &sa, NULL);
-	alarm(DEFAULT_TIMEOUT_S);
+	watchdog_arm(DEFAULT_TIMEOUT_S);
 
 	stage = "mounting file systems";
 	mount_fs("proc", "/proc", "proc", NULL);
@@ -679,7 +705,7 @@ int main(void)
 	if (!job.have_param)
 		job.param = w->default_param;
 	timeout_s = job.timeout;
-	alarm(job.timeout);
+	watchdog_arm(job.timeout);
 	log_msg("job: workload=%s param=%ld out=%s timeout=%lds", w->name, job.param, job.out,
 		job.timeout);
 

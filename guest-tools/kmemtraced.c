@@ -56,7 +56,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -107,7 +106,8 @@ struct reader {
 struct collector {
 	const struct options *opt;
 	atomic_int stop;	/* set once a stop is requested */
-	int stop_fd;		/* eventfd, readable once a stop is requested */
+	int stop_fd;		/* read end of a pipe, readable once a stop is requested */
+	int stop_wr;		/* its write end */
 	int ncpus;
 	struct reader *readers;
 };
@@ -327,11 +327,10 @@ static int cpu_node(const struct options *o, int cpu)
 
 static void request_stop(struct collector *c)
 {
-	uint64_t one = 1;
-
 	atomic_store(&c->stop, 1);
-	if (write(c->stop_fd, &one, sizeof(one)) < 0)
-		msg("warning: stop eventfd: %s", strerror(errno));
+	/* Never read: the pipe stays readable and wakes every reader's poll(). */
+	if (write(c->stop_wr, "s", 1) < 0)
+		msg("warning: stop pipe: %s", strerror(errno));
 }
 
 /* Records the first failure of a reader and wakes the main thread (which stops the others). */
@@ -720,7 +719,8 @@ static void wait_for_stop(const sigset_t *set)
 
 int main(int argc, char **argv)
 {
-	struct collector c = { .stop_fd = -1 };
+	struct collector c = { .stop_fd = -1, .stop_wr = -1 };
+	int stop_pipe[2];
 	struct options o;
 	char path[PATH_MAX];
 	static int cpus[MAX_CPUS];
@@ -783,12 +783,14 @@ int main(int argc, char **argv)
 	code = open_readers(&c, cpus);
 	if (code != EXIT_OK)
 		goto out;
-	c.stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (c.stop_fd < 0) {
-		msg("eventfd: %s", strerror(errno));
+	/* A pipe, not an eventfd: tinyconfig kernels have no EVENTFD. */
+	if (pipe2(stop_pipe, O_CLOEXEC)) {
+		msg("pipe: %s", strerror(errno));
 		code = EXIT_INTERNAL;
 		goto out;
 	}
+	c.stop_fd = stop_pipe[0];
+	c.stop_wr = stop_pipe[1];
 
 	start_ms = now_ms();
 	for (; started < c.ncpus; started++) {
