@@ -613,7 +613,11 @@ static pid_t start_collector(const char *outdir)
 			dup2(log_fd, STDOUT_FILENO);
 			dup2(log_fd, STDERR_FILENO);
 		}
-		dup2(ready[1], 3);	/* dup2 clears close-on-exec on fd 3 */
+		/* fd 3 survives the exec: dup2 clears close-on-exec, or clear it by hand. */
+		if (ready[1] == 3)
+			fcntl(3, F_SETFD, 0);
+		else
+			dup2(ready[1], 3);
 		execve(COLLECTOR, argv, envp);
 		_exit(127);
 	}

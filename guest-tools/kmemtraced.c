@@ -3,7 +3,7 @@
  * kmemtraced - copy the kmemtrace relay buffers of every online CPU into a trace directory.
  *
  * Usage: kmemtraced [-o OUTDIR] [-d DEBUGFS] [-p PROC] [-s SYSFS] [-t POLL_MS] [-b BUF_KIB]
- *                   [-R FD] [-h]
+ *                   [-R FD] [-U] [-h]
  *
  *   -o OUTDIR   trace directory, created if missing (one level)   default: .
  *   -d DEBUGFS  where debugfs is mounted; reads DEBUGFS/kmemtrace/ default: /sys/kernel/debug
@@ -14,6 +14,7 @@
  *   -b BUF_KIB  write buffer per CPU in KiB: output is written in chunks this large
  *                                                                 default: 1024
  *   -R FD       readiness: when every reader runs, write "ready\n" to FD and close it
+ *   -U          allow unpinned readers when a CPU cannot be pinned (tests on a fake debugfs only)
  *   -h          this help
  *
  * What it writes (docs/contracts.md section 1): OUTDIR/cpu<N>.out, the bytes read from
@@ -24,6 +25,9 @@
  * How it reads: one thread per online CPU, pinned to that CPU, poll() before every read() of the
  * relay file (read() on a relay file never blocks and skips sub-buffer padding, so the bytes are
  * whole records back to back); the bytes go into a per-CPU buffer written out when nearly full.
+ * Pinning is what makes the reads whole: the kernel reserves and fills a record with interrupts
+ * off on its CPU, so a reader on that CPU never sees a reserved but unwritten record. A reader
+ * that cannot be pinned is an error (exit 1) unless -U is given.
  *
  * Stop protocol: SIGINT or SIGTERM requests a stop. Stop the producer first (write 0 to
  * kmemtrace/enabled), then signal. Each reader then reads until read() returns 0 (everything that
@@ -34,7 +38,7 @@
  *
  * Exit codes:
  *   0  the trace is complete: every byte read was written and fsynced, meta.json written
- *   1  internal error (memory, threads, signals)
+ *   1  internal error (memory, threads, signals, a reader that cannot be pinned)
  *   2  usage error
  *   3  no kmemtrace: DEBUGFS/kmemtrace, its total_overruns or a cpu<N> file of an online CPU
  *      is missing or cannot be opened
@@ -83,6 +87,7 @@ struct options {
 	int poll_ms;
 	size_t buf_size;
 	int ready_fd;
+	int allow_unpinned;
 };
 
 struct collector;
@@ -133,7 +138,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kmemtraced [-o OUTDIR] [-d DEBUGFS] [-p PROC] [-s SYSFS] [-t POLL_MS]\n"
-		"                  [-b BUF_KIB] [-R FD] [-h]\n"
+		"                  [-b BUF_KIB] [-R FD] [-U] [-h]\n"
 		"Copies debugfs kmemtrace/cpu<N> of every online CPU to OUTDIR/cpu<N>.out until\n"
 		"SIGINT/SIGTERM, drains, then writes OUTDIR/kallsyms and OUTDIR/meta.json.\n"
 		"  -o OUTDIR   trace directory (default .)\n"
@@ -143,6 +148,7 @@ static void usage(FILE *f)
 		"  -t POLL_MS  longest poll() wait (default 250)\n"
 		"  -b BUF_KIB  write buffer per CPU in KiB (default 1024)\n"
 		"  -R FD       write \"ready\\n\" to FD once collecting, then close it\n"
+		"  -U          allow unpinned readers (tests on a fake debugfs)\n"
 		"exit: 0 complete, 1 internal, 2 usage, 3 no kmemtrace, 4 unknown ABI,\n"
 		"      5 output error, 6 input error\n");
 }
@@ -366,8 +372,13 @@ static void *reader_main(void *arg)
 	CPU_ZERO(&set);
 	CPU_SET(r->cpu, &set);
 	e = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	if (e && !c->opt->allow_unpinned) {
+		errno = e;
+		reader_fail(r, EXIT_INTERNAL, "pin the reader of", r->in_path);
+		return NULL;
+	}
 	if (e)
-		msg("warning: cpu%d: cannot pin the reader to its CPU (%s); reading unpinned",
+		msg("warning: cpu%d: cannot pin the reader to its CPU (%s); reading unpinned (-U)",
 		    r->cpu, strerror(e));
 
 	for (;;) {
@@ -608,7 +619,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		.buf_size = 1024 * 1024,
 		.ready_fd = -1,
 	};
-	while ((ch = getopt(argc, argv, "o:d:p:s:t:b:R:h")) != -1) {
+	while ((ch = getopt(argc, argv, "o:d:p:s:t:b:R:Uh")) != -1) {
 		switch (ch) {
 		case 'o':
 			o->outdir = optarg;
@@ -636,6 +647,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (parse_int(optarg, 0, INT_MAX, &v))
 				goto bad;
 			o->ready_fd = v;
+			break;
+		case 'U':
+			o->allow_unpinned = 1;
 			break;
 		case 'h':
 			usage(stdout);

@@ -52,7 +52,8 @@ run() {
 	shift 2
 	rm -f "$T/ready"
 	mkfifo "$T/ready"
-	"$K" -d "$d/dbg" -p "$d/proc" -s "$d/sys" -t 50 "$@" -R 3 3>"$T/ready" 2>"$T/stderr" &
+	# -U: the fake's CPUs 0 and 1 need not exist on the test machine.
+	"$K" -d "$d/dbg" -p "$d/proc" -s "$d/sys" -t 50 -U "$@" -R 3 3>"$T/ready" 2>"$T/stderr" &
 	PID=$!
 	READY=
 	read -r -t 20 READY <"$T/ready"
@@ -133,7 +134,7 @@ expect_rc "SIGINT stops with exit 0, creates the output dir" 0
 # --- a stop request before the readers run stays pending ---
 D=$T/early
 fake "$D"
-"$K" -d "$D/dbg" -p "$D/proc" -s "$D/sys" -t 50 -o "$D/out" 2>"$T/stderr" &
+"$K" -d "$D/dbg" -p "$D/proc" -s "$D/sys" -t 50 -U -o "$D/out" 2>"$T/stderr" &
 PID=$!
 kill -TERM "$PID"
 wait "$PID"
@@ -155,6 +156,24 @@ run nosys "$D" -o "$D/out"
 finish
 expect_rc "no sysfs: CPUs from cpu<N> files" 0 "taking the CPUs"
 [ -s "$D/out/cpu1.out" ] || bad "no sysfs" "cpu1.out missing"
+
+# --- a CPU the reader cannot be pinned to: error, unless -U ---
+D=$T/nopin
+fake "$D"
+echo 0,1000 >"$D/sys/devices/system/cpu/online"
+head -c 1000 /dev/urandom >"$D/dbg/kmemtrace/cpu1000"
+rm -f "$T/ready"
+mkfifo "$T/ready"
+"$K" -d "$D/dbg" -p "$D/proc" -s "$D/sys" -t 50 -o "$D/out" -R 3 3>"$T/ready" 2>"$T/stderr" &
+PID=$!
+read -r -t 20 READY <"$T/ready"
+wait "$PID"	# stops by itself
+RC=$?
+expect_rc "unpinnable CPU is an error" 1 "pin the reader"
+[ -e "$D/out/meta.json" ] && bad "unpinnable CPU" "meta.json written"
+run nopin-U "$D" -o "$D/out"
+finish
+expect_rc "unpinnable CPU with -U: warning" 0 "reading unpinned"
 
 # --- usage ---
 "$K" -h >"$T/stdout" 2>"$T/stderr"
