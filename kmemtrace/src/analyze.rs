@@ -1,0 +1,1325 @@
+//! Analysis: per-file decoding, the merge by sequence number and the replay.
+//!
+//! Two stages, on two threads when [`AnalyzeOptions::parallel`] is set (the default): the
+//! *producer* decodes every CPU file straight from its bytes, merges the streams by sequence number
+//! (serial-number arithmetic on the wrapping `i32`: each stream's numbers are unwrapped to `i64`
+//! relative to the first record seen) and accounts gaps; the *replay* keeps the open allocations
+//! and the per-call-site figures. Batches of records flow through a bounded channel, so memory is
+//! proportional to open allocations and call sites, never to the number of events.
+
+use crate::abi::{AllocType, ByteOrder, EVENT_ALLOC, TYPE_COUNT};
+use crate::error::{Error, Result};
+use crate::glob::Glob;
+use crate::input::TraceInput;
+use crate::meta;
+use crate::report::*;
+use crate::scan::{self, DamageRegion, Ev, Item, Scanner};
+use crate::symbols::{plain_name, Symbols};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// At most this many damaged regions are listed in a report (all are counted).
+pub const MAX_DAMAGE_LISTED: usize = 100;
+/// At most this many gaps are listed.
+const MAX_GAPS_LISTED: usize = 20;
+/// Records per batch between the two stages.
+const BATCH: usize = 8192;
+/// Batches in flight.
+const IN_FLIGHT: usize = 4;
+/// Bytes of a mapped file consumed before its pages are released.
+const RELEASE_EVERY: usize = 32 << 20;
+
+/// What to analyse and how.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    /// Decode every file in this byte order instead of detecting it.
+    pub endian: Option<ByteOrder>,
+    /// Globs on call-site function names; when non-empty only matching records are replayed.
+    pub callsite_filter: Vec<String>,
+    /// Build per-address rows ([`Report::allocations`]).
+    pub alloc_rows: bool,
+    /// Turn damage into [`Error::Damaged`].
+    pub strict: bool,
+    /// Sort keys for rows (see [`SORT_KEYS`]); empty means [`DEFAULT_SORT`].
+    pub sort: Vec<String>,
+    /// Examples kept per finding.
+    pub examples: usize,
+    /// Decode and replay on two threads.
+    pub parallel: bool,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            endian: None,
+            callsite_filter: Vec::new(),
+            alloc_rows: false,
+            strict: false,
+            sort: Vec::new(),
+            examples: 5,
+            parallel: true,
+        }
+    }
+}
+
+/// A multiplicative hasher for `u64` keys (addresses): fast, and good enough for pointers whose
+/// low bits are zero because the high product bits are rotated down.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+pub(crate) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+
+/// A record as it leaves the producer.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Rec {
+    pub ev: Ev,
+    pub cpu: u32,
+}
+
+/// Everything the producer learns besides the records.
+#[derive(Debug, Default)]
+struct Produced {
+    damage: Vec<DamageRegion>,
+    damage_total: u64,
+    damage_bytes: u64,
+    unknown_records: u64,
+    unknown_examples: Vec<Example>,
+    records_per_file: Vec<u64>,
+    records: u64,
+    filtered_out: u64,
+    lost: u64,
+    gaps: Vec<Gap>,
+    gap_count: u64,
+    dup: u64,
+    dup_examples: Vec<Example>,
+    ooo: u64,
+    ooo_examples: Vec<Example>,
+}
+
+struct Stream<'a> {
+    sc: Scanner<'a>,
+    file: usize,
+    cpu: u32,
+    head: Option<(i64, Ev)>,
+    last_seq: i32,
+    last_key: i64,
+    released: usize,
+}
+
+/// Decide the byte order of each file and of the trace.
+fn byte_orders(
+    input: &TraceInput,
+    opts: &AnalyzeOptions,
+) -> Result<(Vec<Option<ByteOrder>>, ByteOrder)> {
+    let detected: Vec<Option<ByteOrder>> = input
+        .files
+        .iter()
+        .map(|f| scan::detect_byte_order(f.bytes()))
+        .collect();
+    if let Some(o) = opts.endian {
+        return Ok((detected, o));
+    }
+    let names = |o: ByteOrder| -> Vec<String> {
+        input
+            .files
+            .iter()
+            .zip(&detected)
+            .filter(|(_, d)| **d == Some(o))
+            .map(|(f, _)| f.name.clone())
+            .collect()
+    };
+    let (little, big) = (names(ByteOrder::Little), names(ByteOrder::Big));
+    let order = match (little.is_empty(), big.is_empty()) {
+        (false, false) => return Err(Error::MixedByteOrder { little, big }),
+        (false, true) => ByteOrder::Little,
+        (true, false) => ByteOrder::Big,
+        (true, true) => input
+            .meta
+            .as_ref()
+            .and_then(|m| m.byte_order)
+            .unwrap_or(ByteOrder::Little),
+    };
+    Ok((detected, order))
+}
+
+/// The call-site filter: a cache of verdicts per address.
+struct Filter<'a> {
+    globs: Vec<Glob>,
+    symbols: &'a Symbols,
+    cache: AddrMap<bool>,
+}
+
+impl Filter<'_> {
+    #[inline]
+    fn pass(&mut self, call_site: u64) -> bool {
+        if let Some(v) = self.cache.get(&call_site) {
+            return *v;
+        }
+        let v = match self.symbols.resolve(call_site) {
+            Some((name, _)) => {
+                let n = plain_name(name);
+                self.globs.iter().any(|g| g.is_match(n) || g.is_match(name))
+            }
+            None => false,
+        };
+        self.cache.insert(call_site, v);
+        v
+    }
+}
+
+fn example_of(r: &Rec, detail: Option<String>) -> Example {
+    Example {
+        seq: Some(r.ev.seq),
+        cpu: Some(r.cpu),
+        call_site: Some(r.ev.call_site),
+        symbol: None,
+        ptr: Some(r.ev.ptr),
+        detail,
+        ..Example::default()
+    }
+}
+
+/// Producer: decode, merge, account sequence numbers, filter; hand batches to `sink`.
+fn produce(
+    input: &TraceInput,
+    order: ByteOrder,
+    mut filter: Option<Filter<'_>>,
+    examples: usize,
+    mut sink: impl FnMut(Vec<Rec>) -> bool,
+) -> Produced {
+    let mut out = Produced {
+        records_per_file: vec![0; input.files.len()],
+        ..Produced::default()
+    };
+    let mut streams: Vec<Stream<'_>> = input
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Stream {
+            sc: Scanner::new(f.bytes(), order),
+            file: i,
+            cpu: f.cpu,
+            head: None,
+            last_seq: 0,
+            last_key: 0,
+            released: 0,
+        })
+        .collect();
+
+    // Advance a stream to its next known record, accounting damage and unknown records.
+    let mut base: Option<i32> = None;
+    let advance = |s: &mut Stream<'_>, out: &mut Produced, base: &mut Option<i32>| {
+        s.head = None;
+        for item in s.sc.by_ref() {
+            match item {
+                Item::Rec { ev, .. } => {
+                    out.records_per_file[s.file] += 1;
+                    let key = if out.records_per_file[s.file] == 1 {
+                        let b = *base.get_or_insert(ev.seq);
+                        ev.seq.wrapping_sub(b) as i64
+                    } else {
+                        s.last_key + ev.seq.wrapping_sub(s.last_seq) as i64
+                    };
+                    s.last_seq = ev.seq;
+                    s.last_key = key;
+                    s.head = Some((key, ev));
+                    break;
+                }
+                Item::Unknown {
+                    offset,
+                    event_id,
+                    type_id,
+                    size,
+                } => {
+                    out.unknown_records += 1;
+                    if out.unknown_examples.len() < examples {
+                        out.unknown_examples.push(Example {
+                            file: Some(input.files[s.file].name.clone()),
+                            offset: Some(offset as u64),
+                            detail: Some(format!(
+                                "event_id {event_id} type_id {type_id} event_size {size}"
+                            )),
+                            ..Example::default()
+                        });
+                    }
+                }
+                Item::Damage {
+                    offset,
+                    length,
+                    kind,
+                    detail,
+                } => {
+                    out.damage_total += 1;
+                    out.damage_bytes += length as u64;
+                    if out.damage.len() < MAX_DAMAGE_LISTED {
+                        out.damage.push(DamageRegion {
+                            file: input.files[s.file].name.clone(),
+                            offset: offset as u64,
+                            length: length as u64,
+                            kind,
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+        let pos = s.sc.pos();
+        if pos - s.released >= RELEASE_EVERY || (s.head.is_none() && pos > s.released) {
+            input.files[s.file].release(s.released, pos);
+            s.released = pos;
+        }
+    };
+    for s in &mut streams {
+        advance(s, &mut out, &mut base);
+    }
+
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut last_key: Option<(i64, i32)> = None;
+    loop {
+        // The stream with the smallest head key (lowest index on ties) and the runner-up's key.
+        let mut best: Option<(i64, usize)> = None;
+        let mut second: Option<i64> = None;
+        for (i, s) in streams.iter().enumerate() {
+            if let Some((k, _)) = s.head {
+                match best {
+                    None => best = Some((k, i)),
+                    Some((bk, _)) if k < bk => {
+                        second = Some(bk);
+                        best = Some((k, i));
+                    }
+                    _ => {
+                        if second.is_none_or(|sk| k < sk) {
+                            second = Some(k);
+                        }
+                    }
+                }
+            }
+        }
+        let Some((_, i)) = best else { break };
+        // Emit from that stream while it stays at or below the runner-up.
+        loop {
+            let s = &mut streams[i];
+            let Some((key, ev)) = s.head else { break };
+            if second.is_some_and(|sk| key > sk) {
+                break;
+            }
+            let rec = Rec { ev, cpu: s.cpu };
+            out.records += 1;
+            if let Some((lk, lseq)) = last_key {
+                let d = key - lk;
+                if d > 1 {
+                    out.lost += (d - 1) as u64;
+                    out.gap_count += 1;
+                    if out.gaps.len() < MAX_GAPS_LISTED {
+                        out.gaps.push(Gap {
+                            after_seq: lseq,
+                            missing: (d - 1) as u64,
+                        });
+                    }
+                } else if d == 0 {
+                    out.dup += 1;
+                    if out.dup_examples.len() < examples {
+                        out.dup_examples.push(example_of(&rec, None));
+                    }
+                } else if d < 0 {
+                    out.ooo += 1;
+                    if out.ooo_examples.len() < examples {
+                        out.ooo_examples
+                            .push(example_of(&rec, Some(format!("after seq {lseq}"))));
+                    }
+                }
+            }
+            last_key = Some((key, ev.seq));
+            let pass = match &mut filter {
+                Some(f) => f.pass(ev.call_site),
+                None => true,
+            };
+            if pass {
+                batch.push(rec);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if !sink(full) {
+                        return out;
+                    }
+                }
+            } else {
+                out.filtered_out += 1;
+            }
+            advance(&mut streams[i], &mut out, &mut base);
+        }
+    }
+    if !batch.is_empty() {
+        sink(batch);
+    }
+    out
+}
+
+/// An open allocation.
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    bytes_alloc: u64,
+    site: u32,
+    cpu: u32,
+    seq: i32,
+    type_id: u8,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct TypeAcc {
+    allocs: u64,
+    frees: u64,
+    req: u64,
+    alloc: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SiteAcc {
+    addr: u64,
+    types: [TypeAcc; TYPE_COUNT],
+    freed: u64,
+    cross_frees: u64,
+    cross_allocs: u64,
+    mismatched: u64,
+    live: u64,
+    live_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PtrAcc {
+    hits: u64,
+    req: u64,
+    alloc: u64,
+    cross_frees: u64,
+    site: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct TypeTotals {
+    allocs: u64,
+    frees: u64,
+    req: u64,
+    alloc: u64,
+    freed: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PageAcc {
+    allocs: u64,
+    frees: u64,
+    bytes: u64,
+    live: u64,
+}
+
+/// Examples of one finding kind.
+#[derive(Debug, Default)]
+struct Found {
+    count: u64,
+    examples: Vec<Example>,
+}
+
+/// The replay state machine.
+struct Replay {
+    open: AddrMap<Open>,
+    site_ix: AddrMap<u32>,
+    sites: Vec<SiteAcc>,
+    ptrs: Option<AddrMap<PtrAcc>>,
+    nodes: Vec<i32>,
+    page_shift: u32,
+    pages: BTreeMap<u32, PageAcc>,
+    types: [TypeTotals; TYPE_COUNT],
+    s: Summary,
+    found: BTreeMap<FindingKind, Found>,
+    examples: usize,
+}
+
+impl Replay {
+    fn new(nodes: Vec<i32>, page_size: u64, alloc_rows: bool, examples: usize) -> Self {
+        Replay {
+            open: AddrMap::default(),
+            site_ix: AddrMap::default(),
+            sites: Vec::new(),
+            ptrs: alloc_rows.then(AddrMap::default),
+            nodes,
+            page_shift: page_size.max(1).ilog2(),
+            pages: BTreeMap::new(),
+            types: Default::default(),
+            s: Summary::default(),
+            found: BTreeMap::new(),
+            examples,
+        }
+    }
+
+    #[inline(always)]
+    fn site(&mut self, addr: u64) -> u32 {
+        if let Some(i) = self.site_ix.get(&addr) {
+            return *i;
+        }
+        let i = self.sites.len() as u32;
+        self.sites.push(SiteAcc {
+            addr,
+            ..SiteAcc::default()
+        });
+        self.site_ix.insert(addr, i);
+        i
+    }
+
+    fn note(&mut self, kind: FindingKind, r: &Rec, detail: impl FnOnce() -> Option<String>) {
+        let f = self.found.entry(kind).or_default();
+        f.count += 1;
+        if f.examples.len() < self.examples {
+            f.examples.push(example_of(r, detail()));
+        }
+    }
+
+    fn node_of(&self, cpu: u32) -> i32 {
+        self.nodes.get(cpu as usize).copied().unwrap_or(0)
+    }
+
+    fn page_order(&self, bytes: u64) -> u32 {
+        let pages = bytes.div_ceil(1u64 << self.page_shift).max(1);
+        pages.next_power_of_two().trailing_zeros()
+    }
+
+    #[inline]
+    fn record(&mut self, r: &Rec) {
+        let ev = &r.ev;
+        let t = (ev.type_id as usize).min(TYPE_COUNT - 1);
+        let si = self.site(ev.call_site);
+        if ev.event_id == EVENT_ALLOC {
+            self.s.allocs += 1;
+            self.s.bytes_requested += ev.bytes_req;
+            self.s.bytes_allocated += ev.bytes_alloc;
+            let tt = &mut self.types[t];
+            tt.allocs += 1;
+            tt.req += ev.bytes_req;
+            tt.alloc += ev.bytes_alloc;
+            let site = &mut self.sites[si as usize];
+            let ta = &mut site.types[t];
+            ta.allocs += 1;
+            ta.req += ev.bytes_req;
+            ta.alloc += ev.bytes_alloc;
+            if ev.node != -1 && ev.node != self.node_of(r.cpu) {
+                self.s.cross_cpu_allocs += 1;
+                self.sites[si as usize].cross_allocs += 1;
+            }
+            if ev.bytes_req == 0 {
+                self.s.zero_byte_requests += 1;
+                self.note(FindingKind::ZeroByteRequest, r, || None);
+            }
+            if ev.bytes_alloc < ev.bytes_req {
+                self.s.short_allocs += 1;
+                self.note(FindingKind::ShortAlloc, r, || {
+                    Some(format!(
+                        "bytes_req {} bytes_alloc {}",
+                        ev.bytes_req, ev.bytes_alloc
+                    ))
+                });
+            }
+            if t == AllocType::Pages as usize {
+                let o = self.page_order(ev.bytes_alloc);
+                let p = self.pages.entry(o).or_default();
+                p.allocs += 1;
+                p.bytes += ev.bytes_alloc;
+            }
+            if ev.ptr == 0 {
+                self.s.failed_allocs += 1;
+                return;
+            }
+            if let Some(p) = &mut self.ptrs {
+                let a = p.entry(ev.ptr).or_default();
+                a.hits += 1;
+                a.req += ev.bytes_req;
+                a.alloc += ev.bytes_alloc;
+                a.site = si;
+            }
+            let new = Open {
+                bytes_alloc: ev.bytes_alloc,
+                site: si,
+                cpu: r.cpu,
+                seq: ev.seq,
+                type_id: t as u8,
+            };
+            if let Some(old) = self.open.insert(ev.ptr, new) {
+                self.s.lost_frees += 1;
+                self.note(FindingKind::LostFree, r, || {
+                    Some(format!(
+                        "still open from seq {} on cpu {}",
+                        old.seq, old.cpu
+                    ))
+                });
+            }
+        } else {
+            self.s.frees += 1;
+            let tt = &mut self.types[t];
+            tt.frees += 1;
+            self.sites[si as usize].types[t].frees += 1;
+            if ev.ptr == 0 {
+                self.s.null_frees += 1;
+                return;
+            }
+            let Some(o) = self.open.remove(&ev.ptr) else {
+                self.s.unknown_frees += 1;
+                self.note(FindingKind::UnknownFree, r, || None);
+                return;
+            };
+            self.s.bytes_freed += o.bytes_alloc;
+            self.types[o.type_id as usize].freed += o.bytes_alloc;
+            let cross = o.cpu != r.cpu;
+            let mismatched = o.type_id as usize != t;
+            let site = &mut self.sites[o.site as usize];
+            site.freed += 1;
+            if cross {
+                site.cross_frees += 1;
+            }
+            if mismatched {
+                site.mismatched += 1;
+            }
+            if cross {
+                self.s.cross_cpu_frees += 1;
+                if let Some(p) = &mut self.ptrs {
+                    if let Some(a) = p.get_mut(&ev.ptr) {
+                        a.cross_frees += 1;
+                    }
+                }
+            }
+            if o.type_id as usize == AllocType::Pages as usize {
+                let order = self.page_order(o.bytes_alloc);
+                self.pages.entry(order).or_default().frees += 1;
+            }
+            if mismatched {
+                self.s.mismatched_frees += 1;
+                self.note(FindingKind::MismatchedFree, r, || {
+                    Some(format!(
+                        "{} allocation (seq {} on cpu {}) freed as {}",
+                        AllocType::ALL[o.type_id as usize].name(),
+                        o.seq,
+                        o.cpu,
+                        AllocType::ALL[t].name()
+                    ))
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> ReplayOut {
+        for o in self.open.values() {
+            self.s.live_allocations += 1;
+            self.s.live_bytes += o.bytes_alloc;
+            let site = &mut self.sites[o.site as usize];
+            site.live += 1;
+            site.live_bytes += o.bytes_alloc;
+            if o.type_id as usize == AllocType::Pages as usize {
+                let order = self.page_order(o.bytes_alloc);
+                self.pages.entry(order).or_default().live += 1;
+            }
+        }
+        let mut live_types = [(0u64, 0u64); TYPE_COUNT];
+        for o in self.open.values() {
+            live_types[o.type_id as usize].0 += 1;
+            live_types[o.type_id as usize].1 += o.bytes_alloc;
+        }
+        ReplayOut {
+            live_types,
+            open_ptrs: self
+                .ptrs
+                .as_ref()
+                .map(|_| self.open.keys().copied().collect()),
+            r: self,
+        }
+    }
+}
+
+struct ReplayOut {
+    r: Replay,
+    live_types: [(u64, u64); TYPE_COUNT],
+    open_ptrs: Option<std::collections::HashSet<u64, BuildHasherDefault<AddrHasher>>>,
+}
+
+fn site_stats(a: &SiteAcc) -> SiteStats {
+    let mut st = SiteStats {
+        freed: a.freed,
+        cross_cpu_frees: a.cross_frees,
+        cross_cpu_allocs: a.cross_allocs,
+        mismatched_frees: a.mismatched,
+        live_allocations: a.live,
+        live_bytes: a.live_bytes,
+        ..SiteStats::default()
+    };
+    for (t, ta) in a.types.iter().enumerate() {
+        st.hits += ta.allocs;
+        st.bytes_requested += ta.req;
+        st.bytes_allocated += ta.alloc;
+        st.frees += ta.frees;
+        if ta.allocs + ta.frees > 0 {
+            st.by_type.push(TypeSplit {
+                type_id: AllocType::from_id(t as u8),
+                allocs: ta.allocs,
+                frees: ta.frees,
+                bytes_requested: ta.req,
+                bytes_allocated: ta.alloc,
+            });
+        }
+    }
+    st.fragmentation_bytes = st.bytes_allocated as i64 - st.bytes_requested as i64;
+    st
+}
+
+fn add_stats(into: &mut SiteStats, s: &SiteStats) {
+    into.hits += s.hits;
+    into.bytes_requested += s.bytes_requested;
+    into.bytes_allocated += s.bytes_allocated;
+    into.fragmentation_bytes += s.fragmentation_bytes;
+    into.frees += s.frees;
+    into.freed += s.freed;
+    into.cross_cpu_frees += s.cross_cpu_frees;
+    into.cross_cpu_allocs += s.cross_cpu_allocs;
+    into.mismatched_frees += s.mismatched_frees;
+    into.live_allocations += s.live_allocations;
+    into.live_bytes += s.live_bytes;
+    for t in &s.by_type {
+        match into.by_type.iter_mut().find(|x| x.type_id == t.type_id) {
+            Some(x) => {
+                x.allocs += t.allocs;
+                x.frees += t.frees;
+                x.bytes_requested += t.bytes_requested;
+                x.bytes_allocated += t.bytes_allocated;
+            }
+            None => into.by_type.push(t.clone()),
+        }
+    }
+    into.by_type.sort_by_key(|t| t.type_id);
+}
+
+/// Analyse a loaded trace.
+///
+/// Errors: files in different byte orders ([`Error::MixedByteOrder`], unless
+/// [`AnalyzeOptions::endian`] is set), a call-site filter without symbols, a bad glob or sort key,
+/// and in strict mode any damage. Everything else wrong with the data is reported, not an error.
+pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
+    let sort = if opts.sort.is_empty() {
+        DEFAULT_SORT.iter().map(|s| s.to_string()).collect()
+    } else {
+        parse_sort_keys(&opts.sort)?
+    };
+    let (detected, order) = byte_orders(input, opts)?;
+    let filter = if opts.callsite_filter.is_empty() {
+        None
+    } else {
+        let globs = opts
+            .callsite_filter
+            .iter()
+            .map(|g| Glob::new(g))
+            .collect::<Result<Vec<_>>>()?;
+        let symbols = input
+            .symbols
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .ok_or(Error::FilterWithoutSymbols)?;
+        Some(Filter {
+            globs,
+            symbols,
+            cache: AddrMap::default(),
+        })
+    };
+    let meta = input.meta.as_ref();
+    let max_cpu = input.files.iter().map(|f| f.cpu).max().unwrap_or(0) as usize;
+    let nodes: Vec<i32> = (0..=max_cpu.min(1 << 16))
+        .map(|c| meta::node_of(meta, c as u32))
+        .collect();
+    let page_size = meta
+        .and_then(|m| m.page_size)
+        .filter(|p| p.is_power_of_two())
+        .unwrap_or(4096);
+    let mut replay = Replay::new(nodes, page_size, opts.alloc_rows, opts.examples);
+
+    let produced = if opts.parallel {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT);
+            let consumer = scope.spawn(move || {
+                for batch in rx {
+                    for r in &batch {
+                        replay.record(r);
+                    }
+                }
+                replay
+            });
+            let produced = produce(input, order, filter, opts.examples, |b| tx.send(b).is_ok());
+            drop(tx);
+            let r = consumer.join();
+            (produced, r)
+        })
+    } else {
+        let produced = produce(input, order, filter, opts.examples, |b| {
+            for r in &b {
+                replay.record(r);
+            }
+            true
+        });
+        (produced, Ok(replay))
+    };
+    let (p, replay) = produced;
+    let replay = match replay {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e),
+    };
+
+    if opts.strict {
+        if let Some(d) = p.damage.first() {
+            return Err(Error::Damaged {
+                file: d.file.clone(),
+                offset: d.offset,
+                kind: d.kind.name(),
+                detail: d.detail.clone(),
+                more: p.damage_total - 1,
+            });
+        }
+    }
+    Ok(build_report(
+        input,
+        opts,
+        sort,
+        detected,
+        order,
+        page_size,
+        p,
+        replay.finish(),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    input: &TraceInput,
+    opts: &AnalyzeOptions,
+    sort: Vec<String>,
+    detected: Vec<Option<ByteOrder>>,
+    order: ByteOrder,
+    page_size: u64,
+    p: Produced,
+    out: ReplayOut,
+) -> Report {
+    let ReplayOut {
+        r,
+        live_types,
+        open_ptrs,
+    } = out;
+    let syms = input.symbols.as_ref().filter(|s| !s.is_empty());
+    let describe = |a: u64| syms.and_then(|s| s.describe(a));
+    let meta = input.meta.as_ref();
+
+    let mut summary = r.s.clone();
+    summary.fragmentation_bytes = summary.bytes_allocated as i64 - summary.bytes_requested as i64;
+    summary.lost_events = p.lost;
+    summary.records = p.records;
+    summary.filtered_out = p.filtered_out;
+    summary.unknown_records = p.unknown_records;
+    summary.duplicate_seqs = p.dup;
+    summary.out_of_order_seqs = p.ooo;
+    summary.damaged_regions = p.damage_total;
+    summary.damaged_bytes = p.damage_bytes;
+
+    let types = AllocType::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let tt = r.types[i];
+            TypeRow {
+                type_id: Some(*t),
+                allocs: tt.allocs,
+                frees: tt.frees,
+                bytes_requested: tt.req,
+                bytes_allocated: tt.alloc,
+                bytes_freed: tt.freed,
+                fragmentation_bytes: tt.alloc as i64 - tt.req as i64,
+                live_allocations: live_types[i].0,
+                live_bytes: live_types[i].1,
+            }
+        })
+        .collect();
+
+    let mut callsites: Vec<CallsiteRow> = r
+        .sites
+        .iter()
+        .map(|a| CallsiteRow {
+            call_site: a.addr,
+            symbol: describe(a.addr),
+            stats: site_stats(a),
+        })
+        .collect();
+    let mut functions = Vec::new();
+    if let Some(s) = syms {
+        let mut by_fn: BTreeMap<String, FunctionRow> = BTreeMap::new();
+        for c in &callsites {
+            let name = s
+                .resolve(c.call_site)
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_else(|| "[unknown]".into());
+            let row = by_fn.entry(name.clone()).or_insert_with(|| FunctionRow {
+                function: name,
+                call_sites: 0,
+                stats: SiteStats::default(),
+            });
+            row.call_sites += 1;
+            add_stats(&mut row.stats, &c.stats);
+        }
+        functions = by_fn.into_values().collect();
+    }
+    sort_rows(&mut callsites, &sort);
+    sort_rows(&mut functions, &sort);
+
+    let allocations = r.ptrs.as_ref().map(|ptrs| {
+        let mut rows: Vec<AllocRow> = ptrs
+            .iter()
+            .map(|(ptr, a)| {
+                let addr = r.sites[a.site as usize].addr;
+                AllocRow {
+                    ptr: *ptr,
+                    hits: a.hits,
+                    bytes_requested: a.req,
+                    bytes_allocated: a.alloc,
+                    fragmentation_bytes: a.alloc as i64 - a.req as i64,
+                    cross_cpu_frees: a.cross_frees,
+                    call_site: addr,
+                    symbol: describe(addr),
+                    live: open_ptrs.as_ref().is_some_and(|o| o.contains(ptr)),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.bytes_allocated
+                .cmp(&a.bytes_allocated)
+                .then(b.hits.cmp(&a.hits))
+                .then(a.ptr.cmp(&b.ptr))
+        });
+        rows
+    });
+
+    let pages = r
+        .pages
+        .iter()
+        .map(|(o, a)| PageOrderRow {
+            order: *o,
+            allocs: a.allocs,
+            frees: a.frees,
+            bytes_allocated: a.bytes,
+            live_allocations: a.live,
+        })
+        .collect();
+
+    // Findings, in FindingKind order.
+    let mut found = r.found;
+    let mut put = |kind: FindingKind, count: u64, examples: Vec<Example>| {
+        if count > 0 {
+            let f = found.entry(kind).or_default();
+            f.count = count;
+            f.examples = examples;
+        }
+    };
+    put(
+        FindingKind::LostEvents,
+        p.lost,
+        p.gaps
+            .iter()
+            .take(opts.examples)
+            .map(|g| Example {
+                seq: Some(g.after_seq),
+                detail: Some(format!(
+                    "{} sequence numbers missing after {}",
+                    g.missing, g.after_seq
+                )),
+                ..Example::default()
+            })
+            .collect(),
+    );
+    let overruns = meta.and_then(|m| m.total_overruns);
+    put(
+        FindingKind::Overruns,
+        overruns.unwrap_or(0),
+        vec![Example {
+            detail: Some(format!("total_overruns = {} bytes", overruns.unwrap_or(0))),
+            ..Example::default()
+        }],
+    );
+    put(FindingKind::DuplicateSeq, p.dup, p.dup_examples);
+    put(FindingKind::OutOfOrderSeq, p.ooo, p.ooo_examples);
+    put(
+        FindingKind::DamagedRecords,
+        p.damage_total,
+        p.damage
+            .iter()
+            .take(opts.examples)
+            .map(|d| Example {
+                file: Some(d.file.clone()),
+                offset: Some(d.offset),
+                detail: Some(format!(
+                    "{}: {} bytes: {}",
+                    d.kind.name(),
+                    d.length,
+                    d.detail
+                )),
+                ..Example::default()
+            })
+            .collect(),
+    );
+    put(
+        FindingKind::UnknownRecord,
+        p.unknown_records,
+        p.unknown_examples,
+    );
+    if let Some(mo) = meta.and_then(|m| m.byte_order) {
+        let disagree: Vec<&str> = input
+            .files
+            .iter()
+            .zip(&detected)
+            .filter(|(_, d)| d.is_some_and(|d| d != mo))
+            .map(|(f, _)| f.name.as_str())
+            .collect();
+        if !disagree.is_empty() {
+            put(
+                FindingKind::MetaMismatch,
+                disagree.len() as u64,
+                disagree
+                    .iter()
+                    .take(opts.examples)
+                    .map(|f| Example {
+                        file: Some(f.to_string()),
+                        detail: Some(format!(
+                            "meta.json says byte_order {mo}, the data is {}",
+                            mo.swapped()
+                        )),
+                        ..Example::default()
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let findings = found
+        .into_iter()
+        .map(|(kind, f)| Finding {
+            kind,
+            count: f.count,
+            description: kind.description().into(),
+            examples: f
+                .examples
+                .into_iter()
+                .map(|mut e| {
+                    if e.symbol.is_none() {
+                        e.symbol = e.call_site.and_then(describe);
+                    }
+                    e
+                })
+                .collect(),
+        })
+        .collect();
+
+    let files = input
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FileInfo {
+            file: f.name.clone(),
+            cpu: f.cpu,
+            node: meta::node_of(meta, f.cpu),
+            bytes: f.bytes().len() as u64,
+            records: p.records_per_file[i],
+            detected_byte_order: detected[i],
+        })
+        .collect();
+
+    Report {
+        schema_version: SCHEMA_VERSION,
+        trace: TraceInfo {
+            byte_order: Some(order),
+            files,
+            machine: meta.and_then(|m| m.machine.clone()),
+            kernel_release: meta.and_then(|m| m.kernel_release.clone()),
+            page_size,
+            symbols: syms.is_some(),
+            callsite_filter: opts.callsite_filter.clone(),
+            sort,
+        },
+        summary,
+        types,
+        callsites,
+        functions,
+        allocations,
+        pages,
+        findings,
+        lost: LostEvents {
+            lost_events: p.lost,
+            gaps: p.gap_count,
+            examples: p.gaps,
+            total_overruns: overruns,
+            duplicate_seqs: p.dup,
+            out_of_order_seqs: p.ooo,
+        },
+        damage: DamageReport {
+            regions_total: p.damage_total,
+            bytes: p.damage_bytes,
+            regions: p.damage,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{AllocFields, Record};
+    use crate::synth::{synth_in_memory, SynthOptions};
+
+    fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64, node: i32) -> Record {
+        Record {
+            type_id: ty,
+            seq,
+            call_site: site,
+            ptr,
+            alloc: Some(AllocFields {
+                bytes_req: req,
+                bytes_alloc: al,
+                gfp_flags: 0,
+                numa_node: node,
+            }),
+            features: vec![],
+        }
+    }
+
+    fn free(seq: i32, ty: AllocType, site: u64, ptr: u64) -> Record {
+        Record {
+            type_id: ty,
+            seq,
+            call_site: site,
+            ptr,
+            alloc: None,
+            features: vec![],
+        }
+    }
+
+    fn input_of(cpus: &[(u32, Vec<Record>)], order: ByteOrder) -> TraceInput {
+        TraceInput::from_streams(cpus.iter().map(|(c, rs)| {
+            let mut b = Vec::new();
+            for r in rs {
+                r.encode_into(order, &mut b);
+            }
+            (*c, b)
+        }))
+    }
+
+    #[test]
+    fn replay_semantics_by_example() {
+        use AllocType::*;
+        let cpu0 = vec![
+            alloc(1, Kmalloc, 0x100, 0xa000, 10, 16, -1),
+            alloc(2, KmemCache, 0x200, 0xb000, 24, 24, 1), // node 1 from a node-0 CPU
+            free(4, Kmalloc, 0x300, 0xb000),               // mismatched (cache freed by kfree)
+            free(5, Kmalloc, 0x300, 0),                    // NULL free
+            free(6, Kmalloc, 0x300, 0xdead),               // unknown free
+            alloc(7, Kmalloc, 0x100, 0xc000, 100, 128, -1),
+            alloc(8, Kmalloc, 0x100, 0xc000, 5, 8, -1), // lost free of seq 7
+            alloc(12, Pages, 0x400, 0x10000, 8192, 8192, -1), // seqs 10, 11 lost
+        ];
+        let cpu1 = vec![
+            free(3, Kmalloc, 0x300, 0xa000),
+            alloc(9, Kmalloc, 0x100, 0xe000, 0, 8, -1),
+        ];
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let input = input_of(&[(0, cpu0.clone()), (1, cpu1.clone())], order);
+            let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+            let s = &r.summary;
+            assert_eq!((s.allocs, s.frees), (6, 4));
+            assert_eq!(s.bytes_requested, 10 + 24 + 100 + 5 + 8192);
+            assert_eq!(s.bytes_allocated, 16 + 24 + 128 + 8 + 8 + 8192);
+            assert_eq!(s.bytes_freed, 16 + 24);
+            assert_eq!(
+                s.fragmentation_bytes,
+                (16 + 24 + 128 + 8 + 8 + 8192) - (10 + 24 + 100 + 5 + 8192)
+            );
+            assert_eq!(s.cross_cpu_allocs, 1);
+            assert_eq!(s.cross_cpu_frees, 1);
+            assert_eq!(s.null_frees, 1);
+            assert_eq!(s.unknown_frees, 1);
+            assert_eq!(s.mismatched_frees, 1);
+            assert_eq!(s.lost_frees, 1);
+            assert_eq!(s.zero_byte_requests, 1);
+            assert_eq!((s.live_allocations, s.live_bytes), (3, 8 + 8 + 8192));
+            assert_eq!(s.lost_events, 2);
+            assert_eq!(
+                r.lost.examples,
+                vec![Gap {
+                    after_seq: 9,
+                    missing: 2
+                }]
+            );
+            assert_eq!(
+                r.pages,
+                vec![PageOrderRow {
+                    order: 1,
+                    allocs: 1,
+                    frees: 0,
+                    bytes_allocated: 8192,
+                    live_allocations: 1
+                }]
+            );
+            let kinds: Vec<_> = r.findings.iter().map(|f| f.kind).collect();
+            assert_eq!(
+                kinds,
+                vec![
+                    FindingKind::MismatchedFree,
+                    FindingKind::UnknownFree,
+                    FindingKind::LostFree,
+                    FindingKind::ZeroByteRequest,
+                    FindingKind::LostEvents
+                ]
+            );
+            let site = r.callsites.iter().find(|c| c.call_site == 0x100).unwrap();
+            assert_eq!(
+                (
+                    site.stats.hits,
+                    site.stats.cross_cpu_frees,
+                    site.stats.live_allocations
+                ),
+                (4, 1, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn synth_summary_is_reproduced_exactly() {
+        for (order, cpus, wrap, lose, nodes) in [
+            (ByteOrder::Little, 1, false, 0, 1),
+            (ByteOrder::Big, 2, true, 7, 1),
+            (ByteOrder::Little, 4, true, 1000, 2),
+            (ByteOrder::Big, 3, false, 3, 3),
+        ] {
+            let opts = SynthOptions {
+                events: 30_000,
+                cpus,
+                order,
+                wrap,
+                lose,
+                nodes,
+                max_live: 3000,
+                seed: cpus as u64,
+                ..SynthOptions::default()
+            };
+            let (input, out) = synth_in_memory(&opts);
+            for parallel in [true, false] {
+                let r = analyze(
+                    &input,
+                    &AnalyzeOptions {
+                        parallel,
+                        ..AnalyzeOptions::default()
+                    },
+                )
+                .unwrap();
+                assert_eq!(r.summary, out.summary, "{opts:?} parallel={parallel}");
+                assert_eq!(r.trace.byte_order, Some(order));
+            }
+        }
+    }
+
+    #[test]
+    fn callsite_filter_keeps_only_matching_functions() {
+        let (input, _) = synth_in_memory(&SynthOptions {
+            events: 5000,
+            ..SynthOptions::default()
+        });
+        let r = analyze(
+            &input,
+            &AnalyzeOptions {
+                callsite_filter: vec!["alloc_skb".into(), "kstr*".into()],
+                ..AnalyzeOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(r.summary.filtered_out > 0);
+        assert_eq!(r.summary.records, 5000);
+        for f in &r.functions {
+            assert!(
+                f.function == "alloc_skb" || f.function.starts_with("kstr"),
+                "{}",
+                f.function
+            );
+        }
+        let no_syms = TraceInput::from_streams(vec![(0, vec![])]);
+        assert!(matches!(
+            analyze(
+                &no_syms,
+                &AnalyzeOptions {
+                    callsite_filter: vec!["x".into()],
+                    ..Default::default()
+                }
+            ),
+            Err(Error::FilterWithoutSymbols)
+        ));
+    }
+
+    #[test]
+    fn mixed_byte_orders_are_an_error_unless_overridden() {
+        let r = vec![alloc(1, AllocType::Kmalloc, 1, 2, 3, 4, -1)];
+        let mut input = input_of(&[(0, r.clone())], ByteOrder::Little);
+        input
+            .files
+            .extend(input_of(&[(1, r)], ByteOrder::Big).files);
+        let e = analyze(&input, &AnalyzeOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::MixedByteOrder { .. }), "{e}");
+        let rep = analyze(
+            &input,
+            &AnalyzeOptions {
+                endian: Some(ByteOrder::Little),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(rep.summary.records, 1);
+        assert_eq!(rep.summary.damaged_regions, 1);
+    }
+
+    #[test]
+    fn duplicate_sequence_numbers_are_counted_and_replayed() {
+        let a = vec![alloc(1, AllocType::Kmalloc, 1, 0x10, 3, 4, -1)];
+        let b = vec![alloc(1, AllocType::Kmalloc, 1, 0x20, 3, 4, -1)];
+        let r = analyze(
+            &input_of(&[(0, a), (1, b)], ByteOrder::Little),
+            &AnalyzeOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((r.summary.duplicate_seqs, r.summary.allocs), (1, 2));
+    }
+
+    #[test]
+    fn strict_mode_turns_damage_into_an_error_naming_file_and_offset() {
+        let mut b = Vec::new();
+        alloc(1, AllocType::Kmalloc, 1, 0x10, 3, 4, -1).encode_into(ByteOrder::Little, &mut b);
+        b.extend_from_slice(&[0u8; 10]);
+        let input = TraceInput::from_streams(vec![(0, b)]);
+        let e = analyze(
+            &input,
+            &AnalyzeOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cpu0.out at byte 48: partial_record: event_id 0 type_id 0 event_size 0 with 10 bytes left (and 0 more damaged regions)"
+        );
+        let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+        assert_eq!((r.summary.allocs, r.damage.bytes), (1, 10));
+    }
+}

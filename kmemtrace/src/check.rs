@@ -1,0 +1,306 @@
+//! `kmemtrace check`: kmemtrace_check done properly. Validates each CPU file on its own (framing,
+//! ids, sizes, sequence numbers increasing in serial-number order, partial records at the end)
+//! and the files together (one byte order, agreeing with `meta.json`), and lists every problem
+//! with file and byte offset.
+
+use crate::abi::ByteOrder;
+use crate::input::{self, LoadOptions, TraceInput};
+use crate::scan::{self, Item, Scanner};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Problems listed per file at most (all are counted).
+pub const MAX_PROBLEMS_PER_FILE: usize = 10_000;
+
+/// What kind of problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Bytes that do not decode as records.
+    BadRecord,
+    /// A partial record at the end of the file.
+    PartialRecord,
+    /// Damage with no good record within the resynchronisation limit; the rest was not examined.
+    Unexamined,
+    /// A well-framed record with an unknown event or type id.
+    UnknownRecord,
+    /// A sequence number not greater than the previous one in the same file.
+    SeqNotIncreasing,
+    /// The file's byte order differs from the other files' (or from `meta.json`).
+    ByteOrder,
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// File.
+    pub file: String,
+    /// Byte offset in it.
+    pub offset: u64,
+    /// Kind.
+    pub kind: ProblemKind,
+    /// Words.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}: {}", self.file, self.offset, self.message)
+    }
+}
+
+/// What was checked in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedFile {
+    /// File.
+    pub file: String,
+    /// Size.
+    pub bytes: u64,
+    /// Known records.
+    pub records: u64,
+    /// Detected byte order (`None`: empty or undecodable).
+    pub byte_order: Option<ByteOrder>,
+    /// First and last sequence numbers.
+    pub first_seq: Option<i32>,
+    /// Last sequence number.
+    pub last_seq: Option<i32>,
+    /// Problems found (may exceed the listed ones).
+    pub problems: u64,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Files checked.
+    pub files: Vec<CheckedFile>,
+    /// Problems, by file then offset.
+    pub problems: Vec<Problem>,
+    /// Inputs that could not be used at all (missing, unreadable, no trace files), as messages.
+    pub unusable: Vec<String>,
+}
+
+impl CheckReport {
+    /// 0 clean, 1 problems found, 2 unusable input (wins over problems).
+    pub fn exit_code(&self) -> i32 {
+        if !self.unusable.is_empty() {
+            2
+        } else if self.files.iter().any(|f| f.problems > 0) {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Human-readable text: one line per problem, one per file, a verdict.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        for u in &self.unusable {
+            s.push_str(&format!("unusable: {u}\n"));
+        }
+        for p in &self.problems {
+            s.push_str(&format!("{p}\n"));
+        }
+        for f in &self.files {
+            s.push_str(&format!(
+                "{}: {} bytes, {} records, {} byte order, seq {}..{}, {} problems\n",
+                f.file,
+                f.bytes,
+                f.records,
+                f.byte_order.map(|o| o.as_str()).unwrap_or("unknown"),
+                f.first_seq.map(|x| x.to_string()).unwrap_or_default(),
+                f.last_seq.map(|x| x.to_string()).unwrap_or_default(),
+                f.problems
+            ));
+        }
+        s.push_str(match self.exit_code() {
+            0 => "clean\n",
+            1 => "problems found\n",
+            _ => "unusable input\n",
+        });
+        s
+    }
+}
+
+/// Check paths (trace directories or CPU files). Never fails: what cannot be read is listed in
+/// [`CheckReport::unusable`].
+pub fn check(paths: &[PathBuf]) -> CheckReport {
+    let mut input = TraceInput::default();
+    let mut unusable = Vec::new();
+    if paths.is_empty() {
+        unusable.push("no path given".to_string());
+    }
+    for p in paths {
+        match input::load(std::slice::from_ref(p), &LoadOptions::default()) {
+            Ok(t) => {
+                input.files.extend(t.files);
+                if input.meta.is_none() {
+                    input.meta = t.meta;
+                }
+            }
+            Err(e) => unusable.push(error_chain(&e)),
+        }
+    }
+    let mut r = check_input(&input);
+    r.unusable = unusable;
+    r
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+/// Check a loaded trace (pure).
+pub fn check_input(input: &TraceInput) -> CheckReport {
+    let detected: Vec<Option<ByteOrder>> = input
+        .files
+        .iter()
+        .map(|f| scan::detect_byte_order(f.bytes()))
+        .collect();
+    let count = |o| detected.iter().filter(|d| **d == Some(o)).count();
+    let majority = input.meta.as_ref().and_then(|m| m.byte_order).unwrap_or(
+        if count(ByteOrder::Big) > count(ByteOrder::Little) {
+            ByteOrder::Big
+        } else {
+            ByteOrder::Little
+        },
+    );
+    let jobs: Vec<usize> = (0..input.files.len()).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let mut results: Vec<(usize, CheckedFile, Vec<Problem>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let jobs = &jobs;
+                let detected = &detected;
+                s.spawn(move || {
+                    jobs.iter()
+                        .filter(|j| *j % workers == w)
+                        .map(|&i| {
+                            let (cf, pr) = check_file(input, i, detected[i], majority);
+                            (i, cf, pr)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|r| r.0);
+    let mut report = CheckReport::default();
+    for (_, f, p) in results {
+        report.files.push(f);
+        report.problems.extend(p);
+    }
+    report
+}
+
+fn check_file(
+    input: &TraceInput,
+    i: usize,
+    detected: Option<ByteOrder>,
+    majority: ByteOrder,
+) -> (CheckedFile, Vec<Problem>) {
+    let f = &input.files[i];
+    let b = f.bytes();
+    let mut problems = Vec::new();
+    let mut total = 0u64;
+    let mut push = |problems: &mut Vec<Problem>, p: Problem| {
+        total += 1;
+        if problems.len() < MAX_PROBLEMS_PER_FILE {
+            problems.push(p);
+        }
+    };
+    if let Some(d) = detected.filter(|d| *d != majority) {
+        push(
+            &mut problems,
+            Problem {
+                file: f.name.clone(),
+                offset: 0,
+                kind: ProblemKind::ByteOrder,
+                message: format!("byte order {d}, but the trace is {majority}"),
+            },
+        );
+    }
+    let order = detected.unwrap_or(majority);
+    let (mut records, mut first, mut last) = (0u64, None, None::<i32>);
+    for item in Scanner::new(b, order) {
+        match item {
+            Item::Rec { offset, ev } => {
+                records += 1;
+                if first.is_none() {
+                    first = Some(ev.seq);
+                }
+                if let Some(prev) = last {
+                    if ev.seq.wrapping_sub(prev) <= 0 {
+                        push(
+                            &mut problems,
+                            Problem {
+                                file: f.name.clone(),
+                                offset: offset as u64,
+                                kind: ProblemKind::SeqNotIncreasing,
+                                message: format!("seq {} after seq {prev}", ev.seq),
+                            },
+                        );
+                    }
+                }
+                last = Some(ev.seq);
+            }
+            Item::Unknown {
+                offset,
+                event_id,
+                type_id,
+                size,
+            } => push(
+                &mut problems,
+                Problem {
+                    file: f.name.clone(),
+                    offset: offset as u64,
+                    kind: ProblemKind::UnknownRecord,
+                    message: format!(
+                        "unknown record: event_id {event_id} type_id {type_id} event_size {size}"
+                    ),
+                },
+            ),
+            Item::Damage {
+                offset,
+                length,
+                kind,
+                detail,
+            } => push(
+                &mut problems,
+                Problem {
+                    file: f.name.clone(),
+                    offset: offset as u64,
+                    kind: match kind {
+                        scan::DamageKind::BadRecord => ProblemKind::BadRecord,
+                        scan::DamageKind::PartialRecord => ProblemKind::PartialRecord,
+                        scan::DamageKind::Unexamined => ProblemKind::Unexamined,
+                    },
+                    message: format!("{}: {length} bytes: {detail}", kind.name()),
+                },
+            ),
+        }
+    }
+    (
+        CheckedFile {
+            file: f.name.clone(),
+            bytes: b.len() as u64,
+            records,
+            byte_order: detected,
+            first_seq: first,
+            last_seq: last,
+            problems: total,
+        },
+        problems,
+    )
+}

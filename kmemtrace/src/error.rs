@@ -1,0 +1,89 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library. Damage inside a trace is not an error (it is
+/// reported in [`crate::Report::damage`]) unless strict mode asks for it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file or directory could not be opened, mapped, read or written.
+    #[error("{path}: {what}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The operation that failed.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory holds no `cpu<N>.out` file.
+    #[error("{path}: no cpu<N>.out trace files in this directory")]
+    NoTraceFiles {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `meta.json` is not valid JSON of the documented shape.
+    #[error("{path}: invalid metadata")]
+    Meta {
+        /// The metadata file.
+        path: PathBuf,
+        /// The JSON error (with line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The files of one trace were written in different byte orders.
+    #[error("trace files disagree on byte order: little-endian {little:?}, big-endian {big:?}")]
+    MixedByteOrder {
+        /// Files detected as little-endian.
+        little: Vec<String>,
+        /// Files detected as big-endian.
+        big: Vec<String>,
+    },
+    /// Strict mode: the trace holds damage (the first region is named).
+    #[error("{file} at byte {offset}: {kind}: {detail} (and {more} more damaged regions)")]
+    Damaged {
+        /// File of the first damaged region.
+        file: String,
+        /// Its byte offset.
+        offset: u64,
+        /// Kind of damage.
+        kind: &'static str,
+        /// The header found there.
+        detail: String,
+        /// Number of further damaged regions.
+        more: u64,
+    },
+    /// A call-site filter was given but there are no symbols to match it against.
+    #[error("--callsite-filter needs symbols: give --kallsyms or --system-map, or a trace directory with a kallsyms file")]
+    FilterWithoutSymbols,
+    /// A glob pattern is malformed.
+    #[error("invalid glob pattern {0:?}")]
+    Glob(String),
+    /// `convert` refuses to write into a directory that exists and is not empty.
+    #[error("{path}: destination exists and is not empty; refusing to overwrite")]
+    DestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// A sort key is not known.
+    #[error("unknown sort key {key:?} (known: {known})")]
+    SortKey {
+        /// The key given.
+        key: String,
+        /// The keys known, comma-separated.
+        known: String,
+    },
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(
+    path: impl Into<PathBuf>,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, what, source }
+}

@@ -1,0 +1,344 @@
+//! `kmemtrace`: report, check, synthesise and convert kmemtrace ABI v1 traces.
+//!
+//! Exit codes (also in the README):
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success (`check`: the input is clean) |
+//! | 1 | problems in the data: `check` found some, `report --strict` met damage |
+//! | 2 | unusable input or usage: missing path, no trace files, bad metadata, mixed byte orders, bad option |
+//! | 3 | failure writing output (`synth`, `convert`, stdout) |
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use kmemtrace::{ByteOrder, Error};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kmemtrace",
+    version,
+    about = "Analyse kmemtrace kernel memory allocation traces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Endian {
+    Little,
+    Big,
+}
+
+impl From<Endian> for ByteOrder {
+    fn from(e: Endian) -> Self {
+        match e {
+            Endian::Little => ByteOrder::Little,
+            Endian::Big => ByteOrder::Big,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Report on a trace directory (cpu<N>.out, meta.json, kallsyms) or explicit CPU files.
+    Report {
+        /// A trace directory, or CPU files (cpu<N>.out; N is the CPU).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Show the per-call-site table (the default when --alloc is not given).
+        #[arg(long)]
+        caller: bool,
+        /// Show the per-allocation (per-address) table.
+        #[arg(long)]
+        alloc: bool,
+        /// Sort keys, comma-separated or repeated: bytes, req, hits, frag, pingpong, live, frees, callsite.
+        #[arg(long, value_delimiter = ',')]
+        sort: Vec<String>,
+        /// Rows per table (text default 20; JSON default: all).
+        #[arg(long)]
+        lines: Option<usize>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// kallsyms file for call-site symbols (default: the trace directory's kallsyms).
+        #[arg(long)]
+        kallsyms: Option<PathBuf>,
+        /// System.map file for call-site symbols (wins over kallsyms).
+        #[arg(long)]
+        system_map: Option<PathBuf>,
+        /// meta.json (default: the trace directory's).
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Decode in this byte order instead of detecting it.
+        #[arg(long, value_enum)]
+        endian: Option<Endian>,
+        /// Only replay records whose call site is in a function matching GLOB (repeatable).
+        #[arg(long = "callsite-filter", value_name = "GLOB")]
+        callsite_filter: Vec<String>,
+        /// Damage in the trace is an error (exit 1) instead of a finding.
+        #[arg(long)]
+        strict: bool,
+        /// Examples kept per finding.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// Decode and replay on one thread.
+        #[arg(long)]
+        single_thread: bool,
+    },
+    /// Validate CPU files or trace directories: every problem with file and byte offset.
+    /// Exit 0 clean, 1 problems found, 2 unusable input.
+    Check {
+        /// Trace directories or CPU files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Write a synthetic trace directory and print the summary `report` must give for it (JSON).
+    Synth {
+        /// Output directory (must not exist or be empty).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Records.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// CPU files.
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// NUMA nodes (CPU c on node c % nodes; 1 writes node -1, meaning node 0).
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        /// Byte order.
+        #[arg(long, value_enum, default_value = "little")]
+        endian: Endian,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Make the sequence numbers wrap past i32::MAX half-way.
+        #[arg(long)]
+        wrap: bool,
+        /// Allocation call sites.
+        #[arg(long, default_value_t = 120)]
+        callsites: u32,
+        /// Most allocations open at once.
+        #[arg(long, default_value_t = 20_000)]
+        max_live: usize,
+        /// Sequence numbers to leave out (lost events).
+        #[arg(long, default_value_t = 0)]
+        lose: u64,
+        /// No mismatched/NULL/unknown/lost frees, zero-byte or short allocations.
+        #[arg(long)]
+        no_anomalies: bool,
+    },
+    /// Rewrite a trace directory in the other byte order (meta.json and kallsyms follow).
+    Convert {
+        /// Target byte order.
+        #[arg(long, value_enum)]
+        endian: Endian,
+        /// Source trace directory.
+        src: PathBuf,
+        /// Destination directory (must not exist or be empty).
+        dst: PathBuf,
+    },
+    /// Turn `perf script` output of kmem events into a trace directory (for comparing with perf).
+    ImportPerf {
+        /// `perf script` text (`-` for stdin).
+        input: PathBuf,
+        /// Output directory (must not exist or be empty).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Byte order to write.
+        #[arg(long, value_enum, default_value = "little")]
+        endian: Endian,
+    },
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Error>() {
+        Some(Error::Damaged { .. }) => 1,
+        Some(Error::DestinationNotEmpty { .. }) => 2,
+        Some(Error::Io { what, .. })
+            if what.starts_with("cannot write") || what.starts_with("cannot create") =>
+        {
+            3
+        }
+        Some(_) => 2,
+        None if e.downcast_ref::<OutputError>().is_some() => 3,
+        None => 2,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kmemtrace: {e:#}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+/// Writing the output failed (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout")]
+struct OutputError(#[source] std::io::Error);
+
+fn out(s: &str) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(s.as_bytes()).and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(OutputError(e).into()),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.cmd {
+        Cmd::Report {
+            paths,
+            caller,
+            alloc,
+            sort,
+            lines,
+            format,
+            kallsyms,
+            system_map,
+            meta,
+            endian,
+            callsite_filter,
+            strict,
+            examples,
+            single_thread,
+        } => {
+            let input = kmemtrace::load(
+                &paths,
+                &kmemtrace::LoadOptions {
+                    meta,
+                    kallsyms,
+                    system_map,
+                },
+            )?;
+            let opts = kmemtrace::AnalyzeOptions {
+                endian: endian.map(Into::into),
+                callsite_filter,
+                alloc_rows: alloc,
+                strict,
+                sort,
+                examples,
+                parallel: !single_thread,
+            };
+            let mut report = kmemtrace::analyze(&input, &opts)?;
+            for d in &report.damage.regions {
+                eprintln!(
+                    "kmemtrace: warning: {} at byte {}: {} ({} bytes): {}",
+                    d.file,
+                    d.offset,
+                    d.kind.name(),
+                    d.length,
+                    d.detail
+                );
+            }
+            match format {
+                Format::Json => {
+                    if let Some(n) = lines {
+                        report.truncate_rows(n);
+                    }
+                    out(&report.to_json())?;
+                }
+                Format::Text => {
+                    let t = kmemtrace::TextOptions {
+                        caller: caller || !alloc,
+                        alloc,
+                        functions: true,
+                        lines: lines.unwrap_or(20),
+                    };
+                    out(&kmemtrace::render_text(&report, &t))?;
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Check { paths, format } => {
+            let r = kmemtrace::check(&paths);
+            match format {
+                Format::Text => out(&r.render_text())?,
+                Format::Json => out(&(serde_json::to_string_pretty(&r)? + "\n"))?,
+            }
+            Ok(r.exit_code() as u8)
+        }
+        Cmd::Synth {
+            out: dir,
+            events,
+            cpus,
+            nodes,
+            endian,
+            seed,
+            wrap,
+            callsites,
+            max_live,
+            lose,
+            no_anomalies,
+        } => {
+            let o = kmemtrace::SynthOptions {
+                events,
+                cpus,
+                nodes,
+                order: endian.into(),
+                seed,
+                wrap,
+                callsites,
+                max_live,
+                lose,
+                anomalies: !no_anomalies,
+            };
+            let r = kmemtrace::synth_to_dir(&o, &dir)?;
+            #[derive(serde::Serialize)]
+            struct Expected {
+                summary: kmemtrace::Summary,
+            }
+            let v = Expected { summary: r.summary };
+            out(&(serde_json::to_string_pretty(&v)? + "\n"))?;
+            Ok(0)
+        }
+        Cmd::Convert { endian, src, dst } => {
+            let from = kmemtrace::convert_dir(&src, &dst, endian.into())?;
+            eprintln!(
+                "kmemtrace: converted {} ({from}-endian) to {} ({}-endian)",
+                src.display(),
+                dst.display(),
+                ByteOrder::from(endian)
+            );
+            Ok(0)
+        }
+        Cmd::ImportPerf {
+            input,
+            out: dir,
+            endian,
+        } => {
+            let n = if input.as_os_str() == "-" {
+                kmemtrace::import_perf::import_perf(std::io::stdin().lock(), &dir, endian.into())?
+            } else {
+                let f = std::fs::File::open(&input)
+                    .with_context(|| format!("cannot open {}", input.display()))?;
+                kmemtrace::import_perf::import_perf(
+                    std::io::BufReader::new(f),
+                    &dir,
+                    endian.into(),
+                )?
+            };
+            eprintln!("kmemtrace: imported {n} records into {}", dir.display());
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Text rendering of a [`Report`], in the spirit of `perf kmem stat`. Pure: returns a `String`.
+
+use crate::report::*;
+use std::fmt::Write;
+
+/// What the text shows.
+#[derive(Debug, Clone)]
+pub struct TextOptions {
+    /// The per-call-site table.
+    pub caller: bool,
+    /// The per-address table (needs [`Report::allocations`]).
+    pub alloc: bool,
+    /// The per-function table (when symbols exist).
+    pub functions: bool,
+    /// Rows per table.
+    pub lines: usize,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            caller: true,
+            alloc: false,
+            functions: true,
+            lines: 20,
+        }
+    }
+}
+
+/// A report section: a title and a function writing it.
+type Section = (&'static str, fn(&Report, &TextOptions, &mut String));
+
+/// Sections in output order; each decides itself whether it has anything to say.
+const SECTIONS: &[Section] = &[
+    ("callsites", callsites),
+    ("functions", functions),
+    ("allocations", allocations),
+    ("summary", summary),
+    ("types", types),
+    ("pages", pages),
+    ("findings", findings),
+    ("damage", damage),
+];
+
+/// Render `report` as text.
+pub fn render_text(report: &Report, opts: &TextOptions) -> String {
+    let mut out = String::new();
+    for (_, f) in SECTIONS {
+        f(report, opts, &mut out);
+    }
+    out
+}
+
+const RULE: &str = "--------------------------------------------------------------------------------------------------------------";
+
+fn per(total: u64, n: u64) -> u64 {
+    total.checked_div(n).unwrap_or(0)
+}
+
+fn pct(part: i64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn site_table(out: &mut String, title: &str, rows: Vec<(String, &SiteStats)>, total: usize) {
+    let _ = writeln!(out, "{RULE}");
+    let _ = writeln!(
+        out,
+        " {title:<36} | {:>20} | {:>20} | {:>9} | {:>9} | {:>6} | {:>6}",
+        "Total_alloc/Per", "Total_req/Per", "Hit", "Ping-pong", "Frag", "Live"
+    );
+    let _ = writeln!(out, "{RULE}");
+    for (name, s) in &rows {
+        let name: String = if name.chars().count() > 36 {
+            format!("{}…", name.chars().take(35).collect::<String>())
+        } else {
+            name.clone()
+        };
+        let _ = writeln!(
+            out,
+            " {name:<36} | {:>20} | {:>20} | {:>9} | {:>9} | {:>5.1}% | {:>6}",
+            format!("{}/{}", s.bytes_allocated, per(s.bytes_allocated, s.hits)),
+            format!("{}/{}", s.bytes_requested, per(s.bytes_requested, s.hits)),
+            s.hits,
+            s.cross_cpu_frees,
+            pct(s.fragmentation_bytes, s.bytes_allocated),
+            s.live_allocations,
+        );
+    }
+    if total > rows.len() {
+        let _ = writeln!(out, " ... | {} more", total - rows.len());
+    }
+    let _ = writeln!(out, "{RULE}");
+    out.push('\n');
+}
+
+fn callsites(r: &Report, o: &TextOptions, out: &mut String) {
+    if !o.caller {
+        return;
+    }
+    let rows = r
+        .callsites
+        .iter()
+        .take(o.lines)
+        .map(|c| {
+            (
+                c.symbol
+                    .clone()
+                    .unwrap_or_else(|| format!("{:#x}", c.call_site)),
+                &c.stats,
+            )
+        })
+        .collect();
+    site_table(out, "Callsite", rows, r.callsites.len());
+}
+
+fn functions(r: &Report, o: &TextOptions, out: &mut String) {
+    if !o.caller || !o.functions || r.functions.is_empty() {
+        return;
+    }
+    let rows = r
+        .functions
+        .iter()
+        .take(o.lines)
+        .map(|f| (f.function.clone(), &f.stats))
+        .collect();
+    site_table(out, "Function", rows, r.functions.len());
+}
+
+fn allocations(r: &Report, o: &TextOptions, out: &mut String) {
+    let (true, Some(rows)) = (o.alloc, &r.allocations) else {
+        return;
+    };
+    let _ = writeln!(out, "{RULE}");
+    let _ = writeln!(
+        out,
+        " {:<20} | {:>20} | {:>20} | {:>9} | {:>9} | {:>6} | Callsite",
+        "Alloc Ptr", "Total_alloc/Per", "Total_req/Per", "Hit", "Ping-pong", "Frag"
+    );
+    let _ = writeln!(out, "{RULE}");
+    for a in rows.iter().take(o.lines) {
+        let _ = writeln!(
+            out,
+            " {:<20} | {:>20} | {:>20} | {:>9} | {:>9} | {:>5.1}% | {}",
+            format!("{:#x}", a.ptr),
+            format!("{}/{}", a.bytes_allocated, per(a.bytes_allocated, a.hits)),
+            format!("{}/{}", a.bytes_requested, per(a.bytes_requested, a.hits)),
+            a.hits,
+            a.cross_cpu_frees,
+            pct(a.fragmentation_bytes, a.bytes_allocated),
+            a.symbol
+                .clone()
+                .unwrap_or_else(|| format!("{:#x}", a.call_site)),
+        );
+    }
+    if rows.len() > o.lines {
+        let _ = writeln!(out, " ... | {} more", rows.len() - o.lines);
+    }
+    let _ = writeln!(out, "{RULE}");
+    out.push('\n');
+}
+
+fn summary(r: &Report, _: &TextOptions, out: &mut String) {
+    let s = &r.summary;
+    let _ = writeln!(out, "SUMMARY");
+    let _ = writeln!(out, "=======");
+    let lines: [(&str, String); 16] = [
+        ("Total bytes requested", s.bytes_requested.to_string()),
+        ("Total bytes allocated", s.bytes_allocated.to_string()),
+        ("Total bytes freed", s.bytes_freed.to_string()),
+        (
+            "Internal fragmentation",
+            format!(
+                "{} bytes ({:.6}%)",
+                s.fragmentation_bytes,
+                pct(s.fragmentation_bytes, s.bytes_allocated)
+            ),
+        ),
+        ("Allocations", s.allocs.to_string()),
+        ("Frees", s.frees.to_string()),
+        (
+            "Live allocations at end",
+            format!("{} ({} bytes)", s.live_allocations, s.live_bytes),
+        ),
+        ("Cross CPU allocations", s.cross_cpu_allocs.to_string()),
+        ("Cross CPU frees", s.cross_cpu_frees.to_string()),
+        ("NULL frees", s.null_frees.to_string()),
+        ("Unknown frees", s.unknown_frees.to_string()),
+        ("Mismatched frees", s.mismatched_frees.to_string()),
+        ("Lost frees", s.lost_frees.to_string()),
+        ("Lost events", s.lost_events.to_string()),
+        ("Records", {
+            let mut t = s.records.to_string();
+            if s.filtered_out > 0 {
+                let _ = write!(t, " ({} left out by the call-site filter)", s.filtered_out);
+            }
+            t
+        }),
+        (
+            "Damaged",
+            format!("{} regions, {} bytes", s.damaged_regions, s.damaged_bytes),
+        ),
+    ];
+    for (k, v) in lines {
+        let _ = writeln!(out, "{k:<24}: {v}");
+    }
+    out.push('\n');
+}
+
+fn types(r: &Report, _: &TextOptions, out: &mut String) {
+    let _ = writeln!(
+        out,
+        " {:<10} | {:>10} | {:>10} | {:>14} | {:>14} | {:>14} | {:>10}",
+        "Type", "Allocs", "Frees", "Requested", "Allocated", "Freed", "Live"
+    );
+    for t in &r.types {
+        let _ = writeln!(
+            out,
+            " {:<10} | {:>10} | {:>10} | {:>14} | {:>14} | {:>14} | {:>10}",
+            t.type_id.map(|t| t.name()).unwrap_or("?"),
+            t.allocs,
+            t.frees,
+            t.bytes_requested,
+            t.bytes_allocated,
+            t.bytes_freed,
+            t.live_allocations
+        );
+    }
+    out.push('\n');
+}
+
+fn pages(r: &Report, _: &TextOptions, out: &mut String) {
+    if r.pages.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        " {:<5} | {:>10} | {:>10} | {:>14} | {:>10}",
+        "Order", "Allocs", "Frees", "Bytes", "Live"
+    );
+    for p in &r.pages {
+        let _ = writeln!(
+            out,
+            " {:<5} | {:>10} | {:>10} | {:>14} | {:>10}",
+            p.order, p.allocs, p.frees, p.bytes_allocated, p.live_allocations
+        );
+    }
+    out.push('\n');
+}
+
+fn findings(r: &Report, _: &TextOptions, out: &mut String) {
+    if r.findings.is_empty() {
+        let _ = writeln!(out, "FINDINGS: none\n");
+        return;
+    }
+    let _ = writeln!(out, "FINDINGS");
+    let _ = writeln!(out, "========");
+    for f in &r.findings {
+        let _ = writeln!(out, "{:?}: {} ({})", f.kind, f.count, f.description);
+        for e in &f.examples {
+            let mut parts = Vec::new();
+            if let Some(x) = e.seq {
+                parts.push(format!("seq {x}"));
+            }
+            if let Some(x) = e.cpu {
+                parts.push(format!("cpu {x}"));
+            }
+            if let Some(x) = e.call_site {
+                parts.push(match &e.symbol {
+                    Some(s) => format!("at {s} ({x:#x})"),
+                    None => format!("at {x:#x}"),
+                });
+            }
+            if let Some(x) = e.ptr {
+                parts.push(format!("ptr {x:#x}"));
+            }
+            if let Some(x) = &e.file {
+                parts.push(match e.offset {
+                    Some(o) => format!("{x} at byte {o}"),
+                    None => x.clone(),
+                });
+            }
+            if let Some(x) = &e.detail {
+                parts.push(x.clone());
+            }
+            let _ = writeln!(out, "    {}", parts.join(", "));
+        }
+    }
+    out.push('\n');
+}
+
+fn damage(r: &Report, _: &TextOptions, out: &mut String) {
+    if r.damage.regions_total == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "DAMAGE: {} regions, {} bytes",
+        r.damage.regions_total, r.damage.bytes
+    );
+    for d in &r.damage.regions {
+        let _ = writeln!(
+            out,
+            "    {} at byte {}: {} bytes, {}: {}",
+            d.file,
+            d.offset,
+            d.length,
+            d.kind.name(),
+            d.detail
+        );
+    }
+    if r.damage.regions_total > r.damage.regions.len() as u64 {
+        let _ = writeln!(
+            out,
+            "    ... {} more",
+            r.damage.regions_total - r.damage.regions.len() as u64
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The report: one aggregate value, serialised as the documented JSON contract
+//! (`kmemtrace/docs/report-schema.md`), rendered as text by [`crate::render`].
+//!
+//! Everything except [`Report::trace`] depends only on the records, not on the byte order, the
+//! directory or how the records were split into CPU files: two encodings of one trace give equal
+//! reports once `trace` is set aside ([`Report::without_trace`]).
+
+use crate::abi::{AllocType, ByteOrder};
+use crate::error::{Error, Result};
+use crate::scan::DamageRegion;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// Version of the JSON schema; bumped when the meaning of an existing key changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Addresses are written as `"0x…"` strings in JSON (64-bit values do not survive every JSON
+/// reader as numbers).
+pub mod hex_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialise as `0x` + lower-case hex.
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    /// Accept `"0x…"` strings (and plain numbers).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            S(String),
+            N(u64),
+        }
+        match Either::deserialize(d)? {
+            Either::N(n) => Ok(n),
+            Either::S(s) => u64::from_str_radix(s.trim_start_matches("0x"), 16)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+mod hex_u64_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::hex_u64::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::hex_u64")] u64);
+        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+/// The whole analysis of one trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Where the records came from (the only byte-order and location dependent part).
+    pub trace: TraceInfo,
+    /// Whole-trace totals: the contract's fixed field names.
+    pub summary: Summary,
+    /// Totals per allocator family (`kmalloc`, `kmem_cache`, `pages`).
+    pub types: Vec<TypeRow>,
+    /// One row per call-site address, sorted by the sort keys.
+    pub callsites: Vec<CallsiteRow>,
+    /// Call sites grouped by function name (empty without symbols), sorted by the sort keys.
+    pub functions: Vec<FunctionRow>,
+    /// Per-address rows (`--alloc`), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocations: Option<Vec<AllocRow>>,
+    /// Page allocator (type 2) figures by order.
+    pub pages: Vec<PageOrderRow>,
+    /// Each kind of inconsistent behaviour seen, with a count and examples.
+    pub findings: Vec<Finding>,
+    /// Sequence-number accounting.
+    pub lost: LostEvents,
+    /// Damaged byte ranges.
+    pub damage: DamageReport,
+}
+
+impl Report {
+    /// The report with `trace` cleared: what must be equal for two encodings of one trace.
+    pub fn without_trace(&self) -> Report {
+        Report {
+            trace: TraceInfo::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Keep the first `n` call-site, function and allocation rows.
+    pub fn truncate_rows(&mut self, n: usize) {
+        self.callsites.truncate(n);
+        self.functions.truncate(n);
+        if let Some(a) = &mut self.allocations {
+            a.truncate(n);
+        }
+    }
+
+    /// Pretty JSON (with a final newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("Report serialises");
+        s.push('\n');
+        s
+    }
+}
+
+/// Provenance of the analysed records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceInfo {
+    /// Byte order the records were decoded in.
+    pub byte_order: Option<ByteOrder>,
+    /// One entry per CPU file.
+    pub files: Vec<FileInfo>,
+    /// `machine` from the metadata.
+    pub machine: Option<String>,
+    /// `kernel_release` from the metadata.
+    pub kernel_release: Option<String>,
+    /// Page size used for page orders.
+    pub page_size: u64,
+    /// Whether symbols were available.
+    pub symbols: bool,
+    /// The call-site filter globs (empty: every record).
+    pub callsite_filter: Vec<String>,
+    /// The sort keys applied to the rows.
+    pub sort: Vec<String>,
+}
+
+/// One CPU file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Name as loaded.
+    pub file: String,
+    /// CPU that logged it.
+    pub cpu: u32,
+    /// NUMA node of that CPU (0 when the metadata does not say).
+    pub node: i32,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Known records decoded from it.
+    pub records: u64,
+    /// Byte order detected from its `event_size` fields (`null`: empty or undecodable).
+    pub detected_byte_order: Option<ByteOrder>,
+}
+
+/// Whole-trace totals. Field names are a contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Allocation records replayed (failed ones, `ptr == 0`, included).
+    pub allocs: u64,
+    /// Free records replayed (NULL and unknown frees included).
+    pub frees: u64,
+    /// Sum of `bytes_req` over allocations.
+    pub bytes_requested: u64,
+    /// Sum of `bytes_alloc` over allocations.
+    pub bytes_allocated: u64,
+    /// Sum of `bytes_alloc` of the allocations that frees closed.
+    pub bytes_freed: u64,
+    /// `bytes_allocated - bytes_requested` (negative only with short allocations).
+    pub fragmentation_bytes: i64,
+    /// Allocations whose `numa_node` is neither -1 nor the logging CPU's node.
+    pub cross_cpu_allocs: u64,
+    /// Frees logged on another CPU than their allocation.
+    pub cross_cpu_frees: u64,
+    /// Frees of `ptr == 0`.
+    pub null_frees: u64,
+    /// Frees of a non-NULL `ptr` with no open allocation.
+    pub unknown_frees: u64,
+    /// Frees whose `type_id` differs from their allocation's.
+    pub mismatched_frees: u64,
+    /// Allocations still open at the end.
+    pub live_allocations: u64,
+    /// `bytes_alloc` of the allocations still open at the end.
+    pub live_bytes: u64,
+    /// Sequence numbers missing from the merged stream.
+    pub lost_events: u64,
+    /// Allocations at a `ptr` that was still open: the earlier allocation's free was lost.
+    pub lost_frees: u64,
+    /// Allocations that returned NULL (`ptr == 0`).
+    pub failed_allocs: u64,
+    /// Allocations with `bytes_alloc < bytes_req`.
+    pub short_allocs: u64,
+    /// Allocations with `bytes_req == 0`.
+    pub zero_byte_requests: u64,
+    /// Known records decoded (before the call-site filter).
+    pub records: u64,
+    /// Records left out by the call-site filter.
+    pub filtered_out: u64,
+    /// Well-framed records with an unknown event or type id, skipped.
+    pub unknown_records: u64,
+    /// Sequence numbers seen more than once.
+    pub duplicate_seqs: u64,
+    /// Records whose sequence number is lower than the one before in the merged stream.
+    pub out_of_order_seqs: u64,
+    /// Damaged regions.
+    pub damaged_regions: u64,
+    /// Bytes in damaged regions.
+    pub damaged_bytes: u64,
+}
+
+/// Per allocator family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeRow {
+    /// `kmalloc`, `kmem_cache` or `pages`.
+    #[serde(rename = "type")]
+    pub type_id: Option<AllocType>,
+    /// Allocation records of this type.
+    pub allocs: u64,
+    /// Free records of this type.
+    pub frees: u64,
+    /// Sum of `bytes_req`.
+    pub bytes_requested: u64,
+    /// Sum of `bytes_alloc`.
+    pub bytes_allocated: u64,
+    /// `bytes_alloc` of this type's allocations closed by a free.
+    pub bytes_freed: u64,
+    /// `bytes_allocated - bytes_requested`.
+    pub fragmentation_bytes: i64,
+    /// Open at the end.
+    pub live_allocations: u64,
+    /// Bytes open at the end.
+    pub live_bytes: u64,
+}
+
+/// Figures of one call site (or one function), split by type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteStats {
+    /// Allocations made here.
+    pub hits: u64,
+    /// Sum of `bytes_req` of those.
+    pub bytes_requested: u64,
+    /// Sum of `bytes_alloc` of those.
+    pub bytes_allocated: u64,
+    /// `bytes_allocated - bytes_requested`.
+    pub fragmentation_bytes: i64,
+    /// Free records logged here (a `kfree` call site).
+    pub frees: u64,
+    /// Allocations made here that a free closed.
+    pub freed: u64,
+    /// Allocations made here freed on another CPU ("ping-pong").
+    pub cross_cpu_frees: u64,
+    /// Allocations made here for another node than the logging CPU's.
+    pub cross_cpu_allocs: u64,
+    /// Allocations made here freed with another type's free.
+    pub mismatched_frees: u64,
+    /// Allocations made here still open at the end.
+    pub live_allocations: u64,
+    /// Their `bytes_alloc`.
+    pub live_bytes: u64,
+    /// The same figures per type (types with no record here left out).
+    pub by_type: Vec<TypeSplit>,
+}
+
+/// One type's share of a call site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeSplit {
+    /// The type.
+    #[serde(rename = "type")]
+    pub type_id: Option<AllocType>,
+    /// Allocations.
+    pub allocs: u64,
+    /// Frees logged here.
+    pub frees: u64,
+    /// Sum of `bytes_req`.
+    pub bytes_requested: u64,
+    /// Sum of `bytes_alloc`.
+    pub bytes_allocated: u64,
+}
+
+/// One call-site address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallsiteRow {
+    /// The return address.
+    #[serde(with = "hex_u64")]
+    pub call_site: u64,
+    /// `function+0xoffset`, when symbols are available.
+    pub symbol: Option<String>,
+    /// The figures.
+    #[serde(flatten)]
+    pub stats: SiteStats,
+}
+
+/// All call sites inside one function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRow {
+    /// Function name (`[unknown]` for addresses below every symbol).
+    pub function: String,
+    /// Distinct call-site addresses.
+    pub call_sites: u64,
+    /// The figures, summed.
+    #[serde(flatten)]
+    pub stats: SiteStats,
+}
+
+/// All allocations that were made at one address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocRow {
+    /// The address.
+    #[serde(with = "hex_u64")]
+    pub ptr: u64,
+    /// Allocations at it.
+    pub hits: u64,
+    /// Sum of `bytes_req`.
+    pub bytes_requested: u64,
+    /// Sum of `bytes_alloc`.
+    pub bytes_allocated: u64,
+    /// `bytes_allocated - bytes_requested`.
+    pub fragmentation_bytes: i64,
+    /// Frees on another CPU than the allocation.
+    pub cross_cpu_frees: u64,
+    /// Call site of the last allocation at this address.
+    #[serde(with = "hex_u64")]
+    pub call_site: u64,
+    /// Its symbol.
+    pub symbol: Option<String>,
+    /// Whether an allocation at this address is open at the end.
+    pub live: bool,
+}
+
+/// Page allocations of one order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageOrderRow {
+    /// `log2(pages)`, pages = `ceil(bytes_alloc / page_size)`.
+    pub order: u32,
+    /// Allocations.
+    pub allocs: u64,
+    /// Allocations of this order closed by a free.
+    pub frees: u64,
+    /// Sum of `bytes_alloc`.
+    pub bytes_allocated: u64,
+    /// Open at the end.
+    pub live_allocations: u64,
+}
+
+/// Kinds of inconsistent behaviour, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A free whose type differs from its allocation's (e.g. `kmem_cache_alloc` then `kfree`).
+    MismatchedFree,
+    /// A free of a non-NULL pointer with no open allocation.
+    UnknownFree,
+    /// An allocation at a pointer still open: the earlier free was lost.
+    LostFree,
+    /// `bytes_alloc < bytes_req`.
+    ShortAlloc,
+    /// `bytes_req == 0`.
+    ZeroByteRequest,
+    /// Gaps in the sequence numbers.
+    LostEvents,
+    /// The kernel said it dropped bytes (`total_overruns` > 0).
+    Overruns,
+    /// A sequence number seen twice.
+    DuplicateSeq,
+    /// A sequence number lower than the one before.
+    OutOfOrderSeq,
+    /// Bytes that do not decode.
+    DamagedRecords,
+    /// Records with an unknown event or type id.
+    UnknownRecord,
+    /// `meta.json` disagrees with the data (byte order).
+    MetaMismatch,
+}
+
+impl FindingKind {
+    /// One line saying what the finding means.
+    pub fn description(self) -> &'static str {
+        match self {
+            FindingKind::MismatchedFree => {
+                "freed with another allocator family's free than it was allocated with"
+            }
+            FindingKind::UnknownFree => "free of a pointer that is not allocated",
+            FindingKind::LostFree => {
+                "allocation at a pointer that is still allocated: a free was lost"
+            }
+            FindingKind::ShortAlloc => "allocated fewer bytes than requested",
+            FindingKind::ZeroByteRequest => "request of zero bytes",
+            FindingKind::LostEvents => "sequence numbers missing: records were lost",
+            FindingKind::Overruns => "the kernel dropped bytes because a relay buffer was full",
+            FindingKind::DuplicateSeq => "sequence number seen more than once",
+            FindingKind::OutOfOrderSeq => "sequence number lower than the previous one",
+            FindingKind::DamagedRecords => "bytes that do not decode as records",
+            FindingKind::UnknownRecord => "record with an unknown event or type id, skipped",
+            FindingKind::MetaMismatch => "meta.json disagrees with the trace data",
+        }
+    }
+}
+
+/// One kind of finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What.
+    pub kind: FindingKind,
+    /// How many times.
+    pub count: u64,
+    /// What it means.
+    pub description: String,
+    /// The first few occurrences.
+    pub examples: Vec<Example>,
+}
+
+/// One occurrence of a finding (fields that do not apply are left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Example {
+    /// Sequence number of the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i32>,
+    /// CPU that logged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    /// Call site.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_u64_opt")]
+    pub call_site: Option<u64>,
+    /// Call site symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// Pointer.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_u64_opt")]
+    pub ptr: Option<u64>,
+    /// File, for damage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Byte offset in `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// More words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Sequence-number accounting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostEvents {
+    /// Missing sequence numbers.
+    pub lost_events: u64,
+    /// Number of gaps.
+    pub gaps: u64,
+    /// The first gaps.
+    pub examples: Vec<Gap>,
+    /// `total_overruns` from the metadata, when known.
+    pub total_overruns: Option<u64>,
+    /// Sequence numbers seen twice.
+    pub duplicate_seqs: u64,
+    /// Sequence numbers going backwards.
+    pub out_of_order_seqs: u64,
+}
+
+/// One gap in the sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The last sequence number before the gap.
+    pub after_seq: i32,
+    /// How many numbers are missing.
+    pub missing: u64,
+}
+
+/// Damage found while decoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageReport {
+    /// Number of damaged regions.
+    pub regions_total: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+    /// The first regions (at most [`crate::analyze::MAX_DAMAGE_LISTED`]).
+    pub regions: Vec<DamageRegion>,
+}
+
+/// What a row is identified by, for sorting.
+pub(crate) enum Ident<'a> {
+    Addr(u64),
+    Name(&'a str),
+}
+
+/// Rows the sort keys apply to.
+pub(crate) trait Sortable {
+    fn stats(&self) -> &SiteStats;
+    fn ident(&self) -> Ident<'_>;
+}
+
+impl Sortable for CallsiteRow {
+    fn stats(&self) -> &SiteStats {
+        &self.stats
+    }
+    fn ident(&self) -> Ident<'_> {
+        Ident::Addr(self.call_site)
+    }
+}
+
+impl Sortable for FunctionRow {
+    fn stats(&self) -> &SiteStats {
+        &self.stats
+    }
+    fn ident(&self) -> Ident<'_> {
+        Ident::Name(&self.function)
+    }
+}
+
+fn ident_cmp(a: &Ident<'_>, b: &Ident<'_>) -> Ordering {
+    match (a, b) {
+        (Ident::Addr(x), Ident::Addr(y)) => x.cmp(y),
+        (Ident::Name(x), Ident::Name(y)) => x.cmp(y),
+        (Ident::Addr(_), Ident::Name(_)) => Ordering::Less,
+        (Ident::Name(_), Ident::Addr(_)) => Ordering::Greater,
+    }
+}
+
+type Cmp = fn(&SiteStats, &SiteStats) -> Ordering;
+
+/// Sort keys by name: (name, what it sorts by, comparator or `None` for the identity key).
+pub const SORT_KEYS: &[(&str, &str, Option<Cmp>)] = &[
+    (
+        "bytes",
+        "bytes allocated, most first",
+        Some(|a, b| b.bytes_allocated.cmp(&a.bytes_allocated)),
+    ),
+    (
+        "req",
+        "bytes requested, most first",
+        Some(|a, b| b.bytes_requested.cmp(&a.bytes_requested)),
+    ),
+    (
+        "hits",
+        "allocations, most first",
+        Some(|a, b| b.hits.cmp(&a.hits)),
+    ),
+    (
+        "hit",
+        "same as hits (perf's name)",
+        Some(|a, b| b.hits.cmp(&a.hits)),
+    ),
+    (
+        "frag",
+        "fragmentation bytes, most first",
+        Some(|a, b| b.fragmentation_bytes.cmp(&a.fragmentation_bytes)),
+    ),
+    (
+        "pingpong",
+        "cross-CPU frees, most first",
+        Some(|a, b| b.cross_cpu_frees.cmp(&a.cross_cpu_frees)),
+    ),
+    (
+        "live",
+        "bytes still allocated at the end, most first",
+        Some(|a, b| b.live_bytes.cmp(&a.live_bytes)),
+    ),
+    (
+        "frees",
+        "free records logged at the site, most first",
+        Some(|a, b| b.frees.cmp(&a.frees)),
+    ),
+    (
+        "callsite",
+        "call-site address or function name, ascending",
+        None,
+    ),
+];
+
+/// The default sort keys.
+pub const DEFAULT_SORT: &[&str] = &["bytes", "hits", "callsite"];
+
+/// Validate sort key names.
+pub fn parse_sort_keys(keys: &[String]) -> Result<Vec<String>> {
+    keys.iter()
+        .flat_map(|k| k.split(','))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            if SORT_KEYS.iter().any(|(n, _, _)| *n == k) {
+                Ok(k.to_string())
+            } else {
+                Err(Error::SortKey {
+                    key: k.into(),
+                    known: SORT_KEYS.iter().map(|e| e.0).collect::<Vec<_>>().join(","),
+                })
+            }
+        })
+        .collect()
+}
+
+/// Sort rows by `keys` (validated names), then by identity for a total, stable order.
+pub(crate) fn sort_rows<T: Sortable>(rows: &mut [T], keys: &[String]) {
+    let cmps: Vec<Option<Cmp>> = keys
+        .iter()
+        .filter_map(|k| SORT_KEYS.iter().find(|e| e.0 == k).map(|e| e.2))
+        .collect();
+    rows.sort_by(|a, b| {
+        for c in &cmps {
+            let o = match c {
+                Some(f) => f(a.stats(), b.stats()),
+                None => ident_cmp(&a.ident(), &b.ident()),
+            };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        ident_cmp(&a.ident(), &b.ident())
+    });
+}

@@ -1,0 +1,453 @@
+//! Walking one per-CPU byte stream: records, unknown records, damage and resynchronisation.
+//!
+//! The scanner never panics and never loops: every step advances by at least one byte, and the
+//! search for the next good record after damage is bounded by [`MAX_RESYNC_SCAN`] bytes, after which
+//! the rest of the file is reported as not examined (a 64 GiB sparse file of zeros costs a few
+//! milliseconds, not a minute).
+
+use crate::abi::{self, ByteOrder, Header, Record, FREE_SIZE, TYPE_COUNT};
+use serde::{Deserialize, Serialize};
+
+/// How far (in bytes) a resynchronisation searches before giving up on the rest of a file.
+pub const MAX_RESYNC_SCAN: usize = 16 << 20;
+
+/// How many records the byte-order detection tries from the start of a file.
+const DETECT_RECORDS: usize = 64;
+
+/// What kind of damage a region of a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum DamageKind {
+    /// Bytes that do not decode as records (bad ids, an `event_size` of 0, too small, beyond the
+    /// record, or a malformed feature chain); decoding resumed after them.
+    BadRecord,
+    /// A partial record at the end of the file.
+    PartialRecord,
+    /// No good record was found within the resynchronisation limit: the rest was not examined.
+    Unexamined,
+}
+
+impl DamageKind {
+    /// Snake-case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DamageKind::BadRecord => "bad_record",
+            DamageKind::PartialRecord => "partial_record",
+            DamageKind::Unexamined => "unexamined",
+        }
+    }
+}
+
+/// A damaged byte range of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageRegion {
+    /// File name as given (e.g. `cpu1.out`).
+    pub file: String,
+    /// Byte offset of the first damaged byte.
+    pub offset: u64,
+    /// Number of damaged bytes.
+    pub length: u64,
+    /// What is wrong.
+    pub kind: DamageKind,
+    /// The header found at `offset`, in words.
+    pub detail: String,
+}
+
+/// A valid record's fields in a flat, copyable form (the hot path never allocates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Ev {
+    pub event_id: u8,
+    pub type_id: u8,
+    pub seq: i32,
+    pub call_site: u64,
+    pub ptr: u64,
+    pub bytes_req: u64,
+    pub bytes_alloc: u64,
+    pub gfp: u32,
+    pub node: i32,
+}
+
+/// One step of a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item {
+    /// A record of a known event and type at `offset`.
+    Rec { offset: usize, ev: Ev },
+    /// A well-framed record with an unknown event or type id, skipped.
+    Unknown {
+        offset: usize,
+        event_id: u8,
+        type_id: u8,
+        size: usize,
+    },
+    /// A damaged region (offset, length, kind, header).
+    Damage {
+        offset: usize,
+        length: usize,
+        kind: DamageKind,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Known(Header),
+    Unknown(Header),
+    Partial,
+    Bad,
+}
+
+#[inline(always)]
+fn known_ids(h: &Header) -> bool {
+    abi::min_size(h.event_id).is_some() && (h.type_id as usize) < TYPE_COUNT
+}
+
+/// Classify the bytes at `at` (which must be `< b.len()`), without looking at what follows.
+#[inline(always)]
+fn check_at(b: &[u8], at: usize, order: ByteOrder) -> Check {
+    let rem = b.len() - at;
+    let Some(h) = abi::header(b, at, order).filter(|_| rem >= FREE_SIZE) else {
+        return Check::Partial;
+    };
+    if let Some(min) = abi::min_size(h.event_id).filter(|_| (h.type_id as usize) < TYPE_COUNT) {
+        if h.event_size < min {
+            return Check::Bad;
+        }
+        if h.event_size > rem {
+            return Check::Partial;
+        }
+        if h.event_size > min && !abi::features_ok(&b[at + min..at + h.event_size], order) {
+            return Check::Bad;
+        }
+        return Check::Known(h);
+    }
+    if h.event_size >= FREE_SIZE && h.event_size <= rem {
+        return Check::Unknown(h);
+    }
+    Check::Bad
+}
+
+/// Whether a good known record starts at `at` and is followed by the end of the data or by the
+/// header of another known record: the test for resynchronising and for unknown records.
+fn anchored(b: &[u8], at: usize, order: ByteOrder) -> bool {
+    match check_at(b, at, order) {
+        Check::Known(h) => followed_well(b, at + h.event_size, order),
+        _ => false,
+    }
+}
+
+fn followed_well(b: &[u8], next: usize, order: ByteOrder) -> bool {
+    if next == b.len() {
+        return true;
+    }
+    match abi::header(b, next, order) {
+        Some(h2) => {
+            known_ids(&h2) && abi::min_size(h2.event_id).is_some_and(|m| h2.event_size >= m)
+        }
+        None => false,
+    }
+}
+
+fn describe(b: &[u8], at: usize, order: ByteOrder) -> String {
+    match abi::header(b, at, order) {
+        Some(h) => format!(
+            "event_id {} type_id {} event_size {} with {} bytes left",
+            h.event_id,
+            h.type_id,
+            h.event_size,
+            b.len() - at
+        ),
+        None => format!("{} bytes left, less than a header", b.len() - at),
+    }
+}
+
+/// Find the next anchored record after `from`, searching at most [`MAX_RESYNC_SCAN`] bytes.
+fn resync(b: &[u8], from: usize, order: ByteOrder) -> Option<usize> {
+    let end = b.len().min(from.saturating_add(MAX_RESYNC_SCAN));
+    let mut p = from;
+    while p < end {
+        // Cheap rejection first: most garbage fails on the ids.
+        if b[p] <= 1 && p + 1 < b.len() && (b[p + 1] as usize) < TYPE_COUNT && anchored(b, p, order)
+        {
+            return Some(p);
+        }
+        p += 1;
+    }
+    None
+}
+
+/// Iterator over the items of one file's bytes in a given byte order.
+pub(crate) struct Scanner<'a> {
+    b: &'a [u8],
+    pos: usize,
+    order: ByteOrder,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(b: &'a [u8], order: ByteOrder) -> Self {
+        Scanner { b, pos: 0, order }
+    }
+
+    /// Offset of the next byte to examine.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn damage_from(&mut self, at: usize, partial_hint: bool) -> Item {
+        let detail = describe(self.b, at, self.order);
+        match resync(self.b, at + 1, self.order) {
+            Some(p) => {
+                self.pos = p;
+                Item::Damage {
+                    offset: at,
+                    length: p - at,
+                    kind: DamageKind::BadRecord,
+                    detail,
+                }
+            }
+            None => {
+                let searched_all = self.b.len() - (at + 1) <= MAX_RESYNC_SCAN;
+                self.pos = self.b.len();
+                let kind = if !searched_all {
+                    DamageKind::Unexamined
+                } else if partial_hint {
+                    DamageKind::PartialRecord
+                } else {
+                    DamageKind::BadRecord
+                };
+                Item::Damage {
+                    offset: at,
+                    length: self.b.len() - at,
+                    kind,
+                    detail,
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Scanner<'_> {
+    type Item = Item;
+
+    #[inline]
+    fn next(&mut self) -> Option<Item> {
+        let at = self.pos;
+        if at >= self.b.len() {
+            return None;
+        }
+        let b = self.b;
+        let order = self.order;
+        match check_at(b, at, order) {
+            Check::Known(h) => {
+                self.pos = at + h.event_size;
+                let r = &b[at..];
+                let alloc = h.event_id == abi::EVENT_ALLOC;
+                Some(Item::Rec {
+                    offset: at,
+                    ev: Ev {
+                        event_id: h.event_id,
+                        type_id: h.type_id,
+                        seq: order.u32(abi::arr(r, 4)) as i32,
+                        call_site: order.u64(abi::arr(r, 8)),
+                        ptr: order.u64(abi::arr(r, 16)),
+                        bytes_req: if alloc { order.u64(abi::arr(r, 24)) } else { 0 },
+                        bytes_alloc: if alloc { order.u64(abi::arr(r, 32)) } else { 0 },
+                        gfp: if alloc { order.u32(abi::arr(r, 40)) } else { 0 },
+                        node: if alloc {
+                            order.u32(abi::arr(r, 44)) as i32
+                        } else {
+                            -1
+                        },
+                    },
+                })
+            }
+            Check::Unknown(h) if followed_well(b, at + h.event_size, order) => {
+                self.pos = at + h.event_size;
+                Some(Item::Unknown {
+                    offset: at,
+                    event_id: h.event_id,
+                    type_id: h.type_id,
+                    size: h.event_size,
+                })
+            }
+            Check::Partial => Some(self.damage_from(at, true)),
+            Check::Unknown(_) | Check::Bad => Some(self.damage_from(at, false)),
+        }
+    }
+}
+
+/// Decode every known record of `b` (damage and unknown records skipped): a convenience for
+/// tests and tools; the analysis streams instead.
+pub fn decode_all(b: &[u8], order: ByteOrder) -> Vec<Record> {
+    let mut out = Vec::new();
+    for item in Scanner::new(b, order) {
+        if let Item::Rec { offset, .. } = item {
+            if let Some(h) = abi::header(b, offset, order) {
+                out.push(abi::decode_known(b, offset, h, order));
+            }
+        }
+    }
+    out
+}
+
+/// Number of consecutive well-framed records from the start of `b` in `order` (at most `max`).
+fn chain_len(b: &[u8], order: ByteOrder, max: usize) -> usize {
+    let mut s = Scanner::new(b, order);
+    let mut n = 0;
+    while n < max {
+        match s.next() {
+            Some(Item::Rec { .. }) | Some(Item::Unknown { .. }) => n += 1,
+            _ => break,
+        }
+    }
+    n
+}
+
+/// Detect the byte order of one file from its `event_size` fields; `None` when the file is empty
+/// or neither order decodes.
+pub fn detect_byte_order(b: &[u8]) -> Option<ByteOrder> {
+    if b.is_empty() {
+        return None;
+    }
+    let le = chain_len(b, ByteOrder::Little, DETECT_RECORDS);
+    let be = chain_len(b, ByteOrder::Big, DETECT_RECORDS);
+    match le.cmp(&be) {
+        std::cmp::Ordering::Greater => Some(ByteOrder::Little),
+        std::cmp::Ordering::Less => Some(ByteOrder::Big),
+        std::cmp::Ordering::Equal if le > 0 => None,
+        std::cmp::Ordering::Equal => {
+            // Damaged start: whichever order finds an anchored record first.
+            let head = &b[..b.len().min(1 << 20)];
+            let l = resync(head, 0, ByteOrder::Little);
+            let g = resync(head, 0, ByteOrder::Big);
+            match (l, g) {
+                (Some(x), Some(y)) if x < y => Some(ByteOrder::Little),
+                (Some(x), Some(y)) if y < x => Some(ByteOrder::Big),
+                (Some(_), None) => Some(ByteOrder::Little),
+                (None, Some(_)) => Some(ByteOrder::Big),
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{AllocFields, AllocType};
+
+    fn rec(seq: i32, alloc: bool) -> Record {
+        Record {
+            type_id: AllocType::Kmalloc,
+            seq,
+            call_site: 0x1000 + seq as u64,
+            ptr: 0x8000 + seq as u64 * 64,
+            alloc: alloc.then_some(AllocFields {
+                bytes_req: 10,
+                bytes_alloc: 16,
+                gfp_flags: 0,
+                numa_node: -1,
+            }),
+            features: vec![],
+        }
+    }
+
+    fn stream(order: ByteOrder, n: i32) -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            rec(i, i % 3 != 2).encode_into(order, &mut v);
+        }
+        v
+    }
+
+    #[test]
+    fn detects_both_orders() {
+        for o in [ByteOrder::Little, ByteOrder::Big] {
+            assert_eq!(detect_byte_order(&stream(o, 10)), Some(o));
+            assert_eq!(detect_byte_order(&stream(o, 1)), Some(o));
+        }
+        assert_eq!(detect_byte_order(&[]), None);
+        assert_eq!(detect_byte_order(&[0u8; 4096]), None);
+        assert_eq!(detect_byte_order(&[0xffu8; 4096]), None);
+    }
+
+    #[test]
+    fn resynchronises_after_garbage_in_the_middle() {
+        let o = ByteOrder::Little;
+        let mut v = stream(o, 5);
+        let cut = v.len();
+        v.extend_from_slice(&[0xee; 37]);
+        v.extend_from_slice(&stream(o, 5));
+        let items: Vec<_> = Scanner::new(&v, o).collect();
+        let recs = items
+            .iter()
+            .filter(|i| matches!(i, Item::Rec { .. }))
+            .count();
+        assert_eq!(recs, 10);
+        assert!(items.iter().any(|i| matches!(i,
+            Item::Damage { offset, length: 37, kind: DamageKind::BadRecord, .. } if *offset == cut)));
+    }
+
+    #[test]
+    fn partial_record_at_the_end_is_reported() {
+        let o = ByteOrder::Big;
+        let mut v = stream(o, 3);
+        let full = v.len();
+        v.extend_from_slice(&rec(9, true).encode(o)[..30]);
+        let last = Scanner::new(&v, o).last().unwrap();
+        assert_eq!(
+            last,
+            Item::Damage {
+                offset: full,
+                length: 30,
+                kind: DamageKind::PartialRecord,
+                detail: "event_id 0 type_id 0 event_size 48 with 30 bytes left".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_record_with_good_framing_is_skipped() {
+        let o = ByteOrder::Little;
+        let mut v = Vec::new();
+        rec(0, true).encode_into(o, &mut v);
+        let mut u = rec(1, false).encode(o);
+        u[0] = 7; // a future event id
+        v.extend_from_slice(&u);
+        rec(2, false).encode_into(o, &mut v);
+        let items: Vec<_> = Scanner::new(&v, o).collect();
+        assert!(matches!(
+            items[1],
+            Item::Unknown {
+                event_id: 7,
+                size: 24,
+                ..
+            }
+        ));
+        assert_eq!(items.len(), 3);
+    }
+
+    #[test]
+    fn appended_features_are_skipped() {
+        let o = ByteOrder::Big;
+        let mut r = rec(4, true);
+        r.features = vec![0, 5, 1, 0xaa, 0xbb];
+        let mut v = r.encode(o);
+        rec(5, false).encode_into(o, &mut v);
+        assert_eq!(decode_all(&v, o), vec![r, rec(5, false)]);
+    }
+
+    #[test]
+    fn huge_zero_region_gives_up_after_the_limit() {
+        let v = vec![0u8; MAX_RESYNC_SCAN + 4096];
+        let items: Vec<_> = Scanner::new(&v, ByteOrder::Little).collect();
+        assert_eq!(items.len(), 1);
+        assert!(matches!(
+            items[0],
+            Item::Damage {
+                kind: DamageKind::Unexamined,
+                offset: 0,
+                ..
+            }
+        ));
+    }
+}
