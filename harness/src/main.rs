@@ -1,1 +1,335 @@
-fn main() {}
+//! `kmt`: the kmemtrace harness's command line. See the README for the exit-code table.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use kmt::arch::{self, Arch, ArchArg};
+use kmt::cache::Cache;
+use kmt::kernel::KernelRequest;
+use kmt::outcome::Outcome;
+use kmt::run::{self, AccelChoice, RunRequest};
+use kmt::{doctor, image, kernel};
+
+#[derive(Parser)]
+#[command(
+    name = "kmt",
+    version,
+    about = "Build a kmemtrace kernel, boot it in QEMU, collect and analyse its allocation trace"
+)]
+struct Cli {
+    /// The kmt repository (default: $KMT_REPO, else found from the current directory).
+    #[arg(long, global = true)]
+    repo: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct KernelArgs {
+    /// Architecture: x86_64, arm64 or ppc64 (default: the host's).
+    #[arg(long)]
+    arch: Option<ArchArg>,
+    /// Your own kernel tree instead of Debian's linux-source-6.12 (never modified: a copy is patched).
+    #[arg(long)]
+    kernel_src: Option<PathBuf>,
+    /// An extra Kconfig fragment merged after kmt's own (repeatable).
+    #[arg(long = "config")]
+    configs: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every prerequisite and print the apt-get line for what is missing.
+    Doctor {
+        /// Only these architectures (default: all).
+        #[arg(long)]
+        arch: Vec<ArchArg>,
+    },
+    /// Install the missing prerequisites (Debian/Ubuntu, as root).
+    Setup {
+        #[arg(long)]
+        arch: Vec<ArchArg>,
+    },
+    /// Build (or find in the cache) the kmemtrace kernel for an architecture.
+    Kernel(KernelArgs),
+    /// Build guest-tools and the initramfs for an architecture.
+    Image {
+        #[arg(long)]
+        arch: Option<ArchArg>,
+    },
+    /// Build what is missing, boot, collect, check and report.
+    Run(RunArgs),
+    /// Run workloads on every architecture and print one line per run.
+    Matrix {
+        /// Architectures (default: all).
+        #[arg(long)]
+        arch: Vec<ArchArg>,
+        /// Workloads (default: selftest).
+        #[arg(long)]
+        workload: Vec<String>,
+        /// Directory for the runs (default: a new one under ./kmt-runs/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: AccelChoice,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+    /// selftest, boot, fork or files.
+    #[arg(long, default_value = "selftest")]
+    workload: String,
+    /// The workload's size parameter (fork: rounds, files: files).
+    #[arg(long)]
+    param: Option<u64>,
+    /// Output directory (must not exist or be empty; default: a new one under ./kmt-runs/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+    /// Hard timeout for the guest, in seconds (default: scaled by accelerator and arch).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// vCPUs.
+    #[arg(long, default_value_t = 2)]
+    smp: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Extra kernel command-line arguments (repeatable).
+    #[arg(long)]
+    append: Vec<String>,
+    /// Do not install missing Debian packages even when running as root.
+    #[arg(long)]
+    no_install: bool,
+}
+
+fn resolve_arch(a: Option<ArchArg>) -> anyhow::Result<&'static Arch> {
+    match a {
+        Some(ArchArg(a)) => Ok(a),
+        None => Arch::host().ok_or_else(|| {
+            anyhow::anyhow!(
+                "this host's architecture is not one kmt boots; pass --arch ({})",
+                arch::names().join(", ")
+            )
+        }),
+    }
+}
+
+fn arches(list: &[ArchArg]) -> Vec<&'static Arch> {
+    if list.is_empty() {
+        arch::ARCHES.iter().collect()
+    } else {
+        list.iter().map(|a| a.0).collect()
+    }
+}
+
+fn kernel_request(repo: &std::path::Path, k: &KernelArgs) -> anyhow::Result<KernelRequest> {
+    Ok(KernelRequest {
+        arch: resolve_arch(k.arch)?,
+        repo: repo.to_path_buf(),
+        kernel_src: k.kernel_src.clone(),
+        extra_fragments: k.configs.clone(),
+    })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KMT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    // Ctrl-C and SIGTERM stop the wait loops, whose guards then kill and reap QEMU.
+    let _ =
+        ctrlc::set_handler(|| run::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(o) => ExitCode::from(o.exit_code() as u8),
+        Err(e) => {
+            eprintln!("kmt: error: {e:#}");
+            ExitCode::from(Outcome::HarnessError.exit_code() as u8)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
+    let repo = match cli.repo.clone().or_else(kmt::find_repo) {
+        Some(r) => r,
+        None => anyhow::bail!("cannot find the kmt repository (kernel/ and guest-tools/): run from inside it or pass --repo"),
+    };
+    let cache = Cache::from_env();
+    match cli.command {
+        Command::Doctor { arch } => {
+            let a = arches(&arch);
+            let all = doctor::prerequisites(&a);
+            let missing: Vec<_> = all
+                .iter()
+                .filter(|p| !doctor::present(p))
+                .cloned()
+                .collect();
+            for p in &all {
+                let mark = if doctor::present(p) {
+                    "ok     "
+                } else {
+                    "MISSING"
+                };
+                println!("{mark} {:<40} (Debian package {})", p.what, p.package);
+            }
+            let kvm = if doctor::kvm_device_usable() {
+                "usable device (a boot probe decides at run time)"
+            } else {
+                "not usable: runs use TCG"
+            };
+            println!("info    /dev/kvm: {kvm}");
+            if missing.is_empty() {
+                println!("all prerequisites are installed");
+                Ok(Outcome::Ok)
+            } else {
+                println!(
+                    "install with:\n  {}",
+                    doctor::install_line(&doctor::packages(&missing))
+                );
+                Ok(Outcome::PrerequisitesMissing)
+            }
+        }
+        Command::Setup { arch } => {
+            let a = arches(&arch);
+            fs_create(&cache.root.join("logs"))?;
+            match run::ensure_prerequisites(&a, true, &cache.root.join("logs/setup.log")) {
+                Ok(()) => {
+                    println!("all prerequisites are installed");
+                    Ok(Outcome::Ok)
+                }
+                Err(e) => {
+                    eprintln!("kmt: {e}");
+                    Ok(Outcome::PrerequisitesMissing)
+                }
+            }
+        }
+        Command::Kernel(k) => {
+            let req = kernel_request(&repo, &k)?;
+            match kernel::build(&req, &cache) {
+                Ok(b) => {
+                    println!("{}", b.image.display());
+                    eprintln!(
+                        "kmt: kernel {} {} in {:.1} s (config {})",
+                        req.arch.name,
+                        if b.built { "built" } else { "from the cache" },
+                        b.seconds,
+                        b.config_hash
+                    );
+                    Ok(Outcome::Ok)
+                }
+                Err(e) => {
+                    eprintln!("kmt: kernel build failed: {e}");
+                    Ok(Outcome::KernelBuildFailed)
+                }
+            }
+        }
+        Command::Image { arch } => {
+            let a = resolve_arch(arch)?;
+            match image::build(a, &repo, &cache) {
+                Ok(b) => {
+                    println!("{}", b.initramfs.display());
+                    Ok(Outcome::Ok)
+                }
+                Err(e) => {
+                    eprintln!("kmt: image build failed: {e}");
+                    Ok(Outcome::ImageBuildFailed)
+                }
+            }
+        }
+        Command::Run(r) => {
+            let req = RunRequest {
+                kernel: kernel_request(&repo, &r.kernel)?,
+                workload: r.workload,
+                param: r.param,
+                out: r.out,
+                accel: r.accel,
+                timeout: r.timeout.map(Duration::from_secs),
+                smp: r.smp,
+                memory_mib: r.memory,
+                append: r.append,
+                install_missing: !r.no_install,
+            };
+            let res = run::run(&req, &cache);
+            if let Some(t) = &res.report_text {
+                println!("{t}");
+            }
+            if res.outcome == Outcome::Ok {
+                eprintln!("kmt: ok: {}", res.message);
+            } else {
+                eprintln!("kmt: {}: {}", res.outcome, res.message);
+            }
+            eprintln!("kmt: output in {}", res.out_dir.display());
+            Ok(res.outcome)
+        }
+        Command::Matrix {
+            arch,
+            workload,
+            out,
+            accel,
+        } => {
+            let a = arches(&arch);
+            let workloads = if workload.is_empty() {
+                vec!["selftest".to_string()]
+            } else {
+                workload
+            };
+            let root = out.unwrap_or_else(|| run::default_out_dir(a[0], "matrix"));
+            let mut lines = Vec::new();
+            let mut worst = Outcome::Ok;
+            for arch in &a {
+                for w in &workloads {
+                    let req = RunRequest {
+                        kernel: KernelRequest {
+                            arch,
+                            repo: repo.clone(),
+                            kernel_src: None,
+                            extra_fragments: Vec::new(),
+                        },
+                        workload: w.clone(),
+                        param: None,
+                        out: Some(root.join(format!("{}-{w}", arch.name))),
+                        accel,
+                        timeout: None,
+                        smp: 2,
+                        memory_mib: 512,
+                        append: Vec::new(),
+                        install_missing: true,
+                    };
+                    let res = run::run(&req, &cache);
+                    if res.outcome != Outcome::Ok {
+                        eprintln!("kmt: {} {w}: {}: {}", arch.name, res.outcome, res.message);
+                        if worst == Outcome::Ok {
+                            worst = res.outcome;
+                        }
+                    }
+                    lines.push(kmt::analysis::matrix_line(&res));
+                    if res.outcome == Outcome::Interrupted {
+                        break;
+                    }
+                }
+            }
+            println!("{}", kmt::analysis::MATRIX_HEADER);
+            for l in lines {
+                println!("{l}");
+            }
+            eprintln!("kmt: runs in {}", root.display());
+            Ok(worst)
+        }
+    }
+}
+
+fn fs_create(p: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))
+}

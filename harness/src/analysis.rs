@@ -1,0 +1,162 @@
+//! The seam to the `kmemtrace` crate: check and report a collected trace in-process and write
+//! `check.txt`, `report.txt` and `report.json` beside it.
+
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::run::RunResult;
+
+/// The figures of a trace that decide a run's outcome and fill the matrix table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TraceFigures {
+    /// Records decoded.
+    pub events: u64,
+    /// CPU files.
+    pub cpus: usize,
+    /// Bytes of trace.
+    pub bytes: u64,
+    /// `total_overruns` from the collector's metadata (bytes the kernel dropped).
+    pub total_overruns: Option<u64>,
+    /// Sequence numbers missing from the merged stream.
+    pub lost_events: u64,
+    /// Damaged regions found by the decoder.
+    pub damaged_regions: u64,
+    /// Problems `kmemtrace check` found.
+    pub check_problems: usize,
+}
+
+impl TraceFigures {
+    /// Why the trace is not whole, or None when it is.
+    pub fn damage_summary(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if let Some(o) = self.total_overruns.filter(|&o| o > 0) {
+            why.push(format!(
+                "{o} bytes overrun (raise kmemtrace.subbufs=N with --append)"
+            ));
+        }
+        if self.total_overruns.is_none() {
+            why.push("meta.json does not give total_overruns".to_string());
+        }
+        if self.lost_events > 0 {
+            why.push(format!(
+                "{} events lost (gaps in seq_num)",
+                self.lost_events
+            ));
+        }
+        if self.damaged_regions > 0 {
+            why.push(format!("{} damaged regions", self.damaged_regions));
+        }
+        if self.check_problems > 0 {
+            why.push(format!(
+                "{} problems found by kmemtrace check (check.txt)",
+                self.check_problems
+            ));
+        }
+        (!why.is_empty()).then(|| format!("the trace is not whole: {}", why.join("; ")))
+    }
+}
+
+/// What the analysis produced.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub figures: TraceFigures,
+    pub report_text: String,
+    pub report: kmemtrace::Report,
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Checks and reports the trace in `trace_dir`, writing the results into `out_dir`.
+pub fn analyse(trace_dir: &Path, out_dir: &Path) -> Result<Analysis, String> {
+    let check = kmemtrace::check(&[trace_dir.to_path_buf()]);
+    write(&out_dir.join("check.txt"), &check.render_text())?;
+    if !check.unusable.is_empty() {
+        return Err(format!(
+            "the trace is unusable: {}",
+            check.unusable.join("; ")
+        ));
+    }
+    let input = kmemtrace::load_dir(trace_dir).map_err(|e| e.to_string())?;
+    let report = kmemtrace::analyze(&input, &kmemtrace::AnalyzeOptions::default())
+        .map_err(|e| e.to_string())?;
+    let report_text = kmemtrace::render_text(&report, &kmemtrace::TextOptions::default());
+    write(&out_dir.join("report.txt"), &report_text)?;
+    write(&out_dir.join("report.json"), &report.to_json())?;
+    let figures = TraceFigures {
+        events: report.summary.records,
+        cpus: report.trace.files.len(),
+        bytes: report.trace.files.iter().map(|f| f.bytes).sum(),
+        total_overruns: report.lost.total_overruns,
+        lost_events: report.summary.lost_events,
+        damaged_regions: report.summary.damaged_regions,
+        check_problems: check.problems.len(),
+    };
+    Ok(Analysis {
+        figures,
+        report_text,
+        report,
+    })
+}
+
+/// The header of `kmt matrix`'s table.
+pub const MATRIX_HEADER: &str =
+    "arch     workload  outcome               events  overruns  kernel_s  image_s  boot_s  total_s";
+
+/// One line of `kmt matrix`'s table.
+pub fn matrix_line(r: &RunResult) -> String {
+    let m = &r.manifest;
+    let (events, overruns) = match &m.trace {
+        Some(t) => (
+            t.events.to_string(),
+            t.total_overruns.map_or("?".to_string(), |o| o.to_string()),
+        ),
+        None => ("-".to_string(), "-".to_string()),
+    };
+    format!(
+        "{:<8} {:<9} {:<20} {:>7} {:>9} {:>9.1} {:>8.1} {:>7.1} {:>8.1}",
+        m.arch,
+        m.workload,
+        format!("{} ({})", r.outcome, r.outcome.exit_code()),
+        events,
+        overruns,
+        m.phases.kernel_s,
+        m.phases.image_s,
+        m.phases.boot_s,
+        m.phases.total_s,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_trace_has_no_damage_summary() {
+        let f = TraceFigures {
+            events: 10,
+            cpus: 2,
+            bytes: 480,
+            total_overruns: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(f.damage_summary(), None);
+    }
+
+    #[test]
+    fn overruns_and_losses_are_named() {
+        let f = TraceFigures {
+            total_overruns: Some(4096),
+            lost_events: 3,
+            ..Default::default()
+        };
+        let s = f.damage_summary().unwrap();
+        assert!(
+            s.contains("4096 bytes overrun") && s.contains("3 events lost"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Prerequisites: what kmt needs on the host, how to tell it is there, and which Debian package
+//! brings it.
+
+use std::path::Path;
+
+use crate::arch::Arch;
+use crate::proc::{Cmd, CommandFailed};
+
+/// How to tell a prerequisite is present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A program on PATH.
+    Program(String),
+    /// A file at a fixed path.
+    File(String),
+}
+
+/// One thing kmt needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prereq {
+    pub what: String,
+    pub probe: Probe,
+    pub package: String,
+}
+
+fn p(what: &str, probe: Probe, package: &str) -> Prereq {
+    Prereq {
+        what: what.into(),
+        probe,
+        package: package.into(),
+    }
+}
+fn prog(name: &str) -> Probe {
+    Probe::Program(name.into())
+}
+fn file(path: &str) -> Probe {
+    Probe::File(path.into())
+}
+
+/// The prerequisites for building and booting `arches`.
+pub fn prerequisites(arches: &[&Arch]) -> Vec<Prereq> {
+    let mut v = vec![
+        p("make", prog("make"), "make"),
+        p("C compiler", prog("gcc"), "gcc"),
+        p(
+            "static C library",
+            file("/usr/include/stdio.h"),
+            "libc6-dev",
+        ),
+        p("flex (Kconfig)", prog("flex"), "flex"),
+        p("bison (Kconfig)", prog("bison"), "bison"),
+        p("bc (kernel build)", prog("bc"), "bc"),
+        p("perl (kernel build)", prog("perl"), "perl"),
+        p(
+            "libelf headers (kernel build)",
+            file("/usr/include/gelf.h"),
+            "libelf-dev",
+        ),
+        p(
+            "OpenSSL headers (kernel build)",
+            file("/usr/include/openssl/ssl.h"),
+            "libssl-dev",
+        ),
+        p("xz (kernel source)", prog("xz"), "xz-utils"),
+        p("patch", prog("patch"), "patch"),
+        p("cpio", prog("cpio"), "cpio"),
+        p(
+            "kernel source",
+            file(crate::kernel::SOURCE_TARBALL),
+            crate::kernel::SOURCE_PACKAGE,
+        ),
+    ];
+    for a in arches {
+        v.push(p(
+            &format!("QEMU for {}", a.name),
+            prog(a.qemu),
+            a.qemu_package,
+        ));
+        if !a.is_host() {
+            v.push(p(
+                &format!("C cross compiler for {}", a.name),
+                prog(&a.cc()),
+                a.cross_packages[0],
+            ));
+            let libc = format!("/usr/{}/lib/libc.a", a.cross_prefix.trim_end_matches('-'));
+            v.push(p(
+                &format!("static C library for {}", a.name),
+                file(&libc),
+                a.cross_packages[1],
+            ));
+        }
+    }
+    v
+}
+
+fn on_path(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            d.join(name)
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Whether a prerequisite is there.
+pub fn present(p: &Prereq) -> bool {
+    match &p.probe {
+        Probe::Program(n) => on_path(n),
+        Probe::File(f) => Path::new(f).exists(),
+    }
+}
+
+/// The missing prerequisites.
+pub fn missing(arches: &[&Arch]) -> Vec<Prereq> {
+    prerequisites(arches)
+        .into_iter()
+        .filter(|p| !present(p))
+        .collect()
+}
+
+/// The packages to install for `missing`, deduplicated, in order.
+pub fn packages(missing: &[Prereq]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for m in missing {
+        if !v.contains(&m.package) {
+            v.push(m.package.clone());
+        }
+    }
+    v
+}
+
+/// The exact command that installs `packages`. `--no-install-recommends`: with recommends, apt
+/// on Debian 12 with backports' qemu-utils fails to resolve qemu-system-* (seen on these machines).
+pub fn install_line(packages: &[String]) -> String {
+    format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
+        packages.join(" ")
+    )
+}
+
+/// Whether kmt runs as root (so it can install packages itself).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Installs `packages` with apt (as root).
+pub fn install(packages: &[String], log: &Path) -> Result<(), CommandFailed> {
+    Cmd::new("apt-get")
+        .arg("update")
+        .run_logged("apt-get update", log)?;
+    Cmd::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(packages.iter())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run_logged("apt-get install", log)
+}
+
+/// What `/dev/kvm` allows, before any probe boots a guest with it.
+pub fn kvm_device_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{lookup, ARCHES};
+
+    #[test]
+    fn every_arch_needs_its_qemu() {
+        let all: Vec<&Arch> = ARCHES.iter().collect();
+        let pre = prerequisites(&all);
+        for a in ARCHES {
+            assert!(
+                pre.iter().any(|p| p.package == a.qemu_package),
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn cross_arches_need_a_cross_compiler_and_static_libc() {
+        let pre = prerequisites(&[lookup("ppc64").unwrap()]);
+        let pkgs = packages(&pre);
+        assert!(pkgs.contains(&"gcc-powerpc64-linux-gnu".to_string()));
+        assert!(pkgs.contains(&"libc6-dev-ppc64-cross".to_string()));
+        assert!(pre
+            .iter()
+            .any(|p| p.probe == Probe::File("/usr/powerpc64-linux-gnu/lib/libc.a".into())));
+    }
+
+    #[test]
+    fn the_install_line_is_exact_and_deduplicated() {
+        let m = vec![
+            p("a", prog("a"), "pkg-a"),
+            p("b", prog("b"), "pkg-b"),
+            p("c", prog("c"), "pkg-a"),
+        ];
+        assert_eq!(
+            install_line(&packages(&m)),
+            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pkg-a pkg-b"
+        );
+    }
+
+    #[test]
+    fn a_program_that_surely_exists_is_found() {
+        assert!(on_path("sh"));
+        assert!(!on_path("kmt-no-such-program"));
+    }
+}

@@ -1,0 +1,462 @@
+//! Building the kmemtrace kernel for an architecture: source, patches, Kconfig fragments on
+//! `tinyconfig`, a check that every requested symbol survived, an out-of-tree build, all cached
+//! by content.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::arch::Arch;
+use crate::cache::{Cache, CacheError, KeyBuilder};
+use crate::proc::{Cmd, CommandFailed};
+
+/// Debian's kernel source package and the tarball it installs.
+pub const SOURCE_PACKAGE: &str = "linux-source-6.12";
+pub const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+
+/// Bumped whenever the recipe below changes in a way that changes the output.
+const RECIPE: &str = "kmt-kernel-recipe-1";
+
+/// Kernel build failures.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The kernel source is missing.
+    #[error("the kernel source {} is missing: install it with `apt-get install {SOURCE_PACKAGE}` (or pass --kernel-src DIR)", .0.display())]
+    NoSource(PathBuf),
+    /// A file of the repository's kernel/ directory could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The patch series does not name a file that exists, or is empty.
+    #[error("bad patch series {}: {what}", path.display())]
+    Series { path: PathBuf, what: String },
+    /// A command of the build failed.
+    #[error(transparent)]
+    Command(#[from] CommandFailed),
+    /// Kconfig symbols that were asked for did not survive `olddefconfig`.
+    #[error("Kconfig symbols requested by the fragments did not survive olddefconfig (missing dependency?):\n{}\nresulting config: {}", list.join("\n"), config.display())]
+    Config { list: Vec<String>, config: PathBuf },
+    /// The cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, KernelError> {
+    fs::read(path).map_err(|source| KernelError::Read {
+        path: path.into(),
+        source,
+    })
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct KernelRequest {
+    pub arch: &'static Arch,
+    /// The kmt repository (for kernel/patches and kernel/config).
+    pub repo: PathBuf,
+    /// A user's own kernel tree instead of Debian's tarball.
+    pub kernel_src: Option<PathBuf>,
+    /// Extra Kconfig fragments, merged last.
+    pub extra_fragments: Vec<PathBuf>,
+}
+
+/// A built kernel in the cache.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelBuild {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub system_map: PathBuf,
+    pub config: PathBuf,
+    pub key: String,
+    /// Whether this call built it (false: it came from the cache).
+    pub built: bool,
+    pub seconds: f64,
+    pub source_identity: String,
+    pub compiler: String,
+    /// SHA-256 (short) of the final .config.
+    pub config_hash: String,
+}
+
+/// The patch files named by `kernel/patches/series`, in order.
+pub fn series(repo: &Path) -> Result<Vec<PathBuf>, KernelError> {
+    let dir = repo.join("kernel/patches");
+    let path = dir.join("series");
+    let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+    let names = parse_series(&text);
+    if names.is_empty() {
+        return Err(KernelError::Series {
+            path,
+            what: "it names no patch".into(),
+        });
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let p = dir.join(&n);
+        if !p.is_file() {
+            return Err(KernelError::Series {
+                path,
+                what: format!("{n} does not exist"),
+            });
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Quilt's series format: one patch per line, `#` comments, options after the name ignored.
+pub fn parse_series(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+/// The Kconfig fragments for `arch`, in merge order.
+pub fn fragments(req: &KernelRequest) -> Vec<PathBuf> {
+    let mut v = vec![
+        req.repo.join("kernel/config/common.config"),
+        req.repo.join(req.arch.fragment),
+    ];
+    v.extend(req.extra_fragments.iter().cloned());
+    v
+}
+
+/// A symbol a fragment sets: `CONFIG_X=v` gives `Some(v)`, `# CONFIG_X is not set` gives None.
+pub fn requested_symbols(fragment: &str) -> BTreeMap<String, Option<String>> {
+    let mut m = BTreeMap::new();
+    for line in fragment.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("# CONFIG_") {
+            if let Some(name) = rest.strip_suffix(" is not set") {
+                m.insert(format!("CONFIG_{name}"), None);
+            }
+        } else if line.starts_with("CONFIG_") {
+            // A value may be followed by a comment only after whitespace: `CONFIG_X=y  # why`.
+            let assignment = line.split(" #").next().unwrap_or(line).trim();
+            if let Some((k, v)) = assignment.split_once('=') {
+                m.insert(k.to_string(), Some(v.trim().to_string()));
+            }
+        }
+    }
+    m
+}
+
+/// Requested symbols whose value in the final config differs, as readable lines.
+pub fn missing_symbols(requested: &BTreeMap<String, Option<String>>, config: &str) -> Vec<String> {
+    let got = requested_symbols(config);
+    requested
+        .iter()
+        .filter_map(|(k, want)| {
+            let have = got.get(k).cloned().flatten();
+            let unset_ok = want.as_deref().is_none_or(|w| w == "n") && have.is_none();
+            if unset_ok || have == *want {
+                return None;
+            }
+            Some(format!(
+                "  {k}: wanted {}, got {}",
+                want.as_deref().unwrap_or("not set"),
+                have.as_deref().unwrap_or("not set")
+            ))
+        })
+        .collect()
+}
+
+/// Where the source comes from, and a string that identifies its content.
+fn source_identity(req: &KernelRequest) -> Result<String, KernelError> {
+    match &req.kernel_src {
+        Some(dir) => {
+            if !dir.join("Makefile").is_file() {
+                return Err(KernelError::NoSource(dir.clone()));
+            }
+            let git = |args: &[&str]| Cmd::new("git").arg("-C").arg(dir).args(args).read();
+            match git(&["rev-parse", "HEAD"]) {
+                Ok(head) => {
+                    let diff = git(&["diff", "HEAD"]).unwrap_or_default();
+                    let mut k = KeyBuilder::default();
+                    k.text("diff", &diff);
+                    Ok(format!(
+                        "tree {} git {} dirty {}",
+                        dir.display(),
+                        head.trim(),
+                        k.key()
+                    ))
+                }
+                Err(_) => Ok(format!(
+                    "tree {} (not git: identified by path)",
+                    dir.display()
+                )),
+            }
+        }
+        None => {
+            let tarball = Path::new(SOURCE_TARBALL);
+            let meta = fs::metadata(tarball).map_err(|_| KernelError::NoSource(tarball.into()))?;
+            let version = Cmd::new("dpkg-query")
+                .args(["-W", "-f", "${Version}", SOURCE_PACKAGE])
+                .read()
+                .unwrap_or_else(|_| "unknown".into());
+            Ok(format!(
+                "debian {SOURCE_PACKAGE} {version} size {}",
+                meta.len()
+            ))
+        }
+    }
+}
+
+/// The first line of `CC --version`.
+pub fn compiler_version(arch: &Arch) -> Result<String, CommandFailed> {
+    let out = Cmd::new(&arch.cc()).arg("--version").read()?;
+    Ok(out.lines().next().unwrap_or("").to_string())
+}
+
+/// The cache key of a kernel build and the ingredients behind it.
+fn kernel_key(
+    req: &KernelRequest,
+    identity: &str,
+    compiler: &str,
+) -> Result<KeyBuilder, KernelError> {
+    let mut k = KeyBuilder::default();
+    k.text("recipe", RECIPE)
+        .text("arch", req.arch.name)
+        .text("source", identity);
+    k.text("compiler", compiler);
+    for p in series(&req.repo)? {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        k.bytes(&format!("patch {name}"), &read(&p)?);
+    }
+    for f in fragments(req) {
+        k.bytes(&format!("fragment {}", f.display()), &read(&f)?);
+    }
+    Ok(k)
+}
+
+/// Unpacks Debian's tarball and applies the series, as a cache entry of its own (shared by all
+/// architectures).
+fn prepared_source(
+    req: &KernelRequest,
+    cache: &Cache,
+    identity: &str,
+) -> Result<PathBuf, KernelError> {
+    let patches = series(&req.repo)?;
+    let mut k = KeyBuilder::default();
+    k.text("recipe", RECIPE).text("source", identity);
+    for p in &patches {
+        k.bytes("patch", &read(p)?);
+    }
+    let key = k.key();
+    let log = cache.root.join("logs").join(format!("source-{key}.log"));
+    fs::create_dir_all(log.parent().unwrap()).map_err(|source| KernelError::Read {
+        path: log.clone(),
+        source,
+    })?;
+    let (dir, _) = cache.get_or_build::<KernelError>("source", &key, |staging| {
+        let tree = staging.join("linux");
+        match &req.kernel_src {
+            None => {
+                Cmd::new("tar")
+                    .args(["xf", SOURCE_TARBALL, "-C"])
+                    .arg(staging)
+                    .run_logged("unpacking kernel source", &log)?;
+                let top = fs::read_dir(staging)
+                    .map_err(|source| KernelError::Read {
+                        path: staging.into(),
+                        source,
+                    })?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| p.is_dir())
+                    .ok_or_else(|| KernelError::NoSource(SOURCE_TARBALL.into()))?;
+                fs::rename(&top, &tree)
+                    .map_err(|source| KernelError::Read { path: top, source })?;
+            }
+            Some(src) => {
+                // Never touch the user's tree: patch a copy.
+                Cmd::new("cp")
+                    .args(["-a", "--reflink=auto"])
+                    .arg(src)
+                    .arg(&tree)
+                    .run_logged("copying kernel tree", &log)?;
+            }
+        }
+        for p in &patches {
+            let already = Cmd::new("patch")
+                .args(["-p1", "-R", "--dry-run", "-s", "-f", "-i"])
+                .arg(p)
+                .dir(&tree)
+                .read()
+                .is_ok();
+            if req.kernel_src.is_some() && already {
+                tracing::info!("{} is already in the tree", p.display());
+                continue;
+            }
+            Cmd::new("patch")
+                .args(["-p1", "-N", "-s", "-i"])
+                .arg(p)
+                .dir(&tree)
+                .run_logged("applying patches", &log)?;
+        }
+        Ok(())
+    })?;
+    Ok(dir.join("linux"))
+}
+
+/// Builds (or finds in the cache) the kernel `req` asks for.
+pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelError> {
+    let started = Instant::now();
+    let identity = source_identity(req)?;
+    let compiler = compiler_version(req.arch)?;
+    let keyb = kernel_key(req, &identity, &compiler)?;
+    let key = format!("{}-{}", req.arch.name, keyb.key());
+    let log = cache.root.join("logs").join(format!("kernel-{key}.log"));
+    let entry_image = cache.path("kernels", &key).join("image");
+    let mut fresh = false;
+    let (dir, built) = if entry_image.is_file() {
+        (cache.path("kernels", &key), false)
+    } else {
+        let src = prepared_source(req, cache, &identity)?;
+        cache.get_or_build::<KernelError>("kernels", &key, |staging| {
+            fresh = true;
+            let _ = fs::remove_file(&log);
+            build_into(req, &src, staging, &log)?;
+            let ingredients = keyb.ingredients.join("\n") + "\n";
+            fs::write(staging.join("ingredients.txt"), ingredients).map_err(|source| {
+                KernelError::Read {
+                    path: staging.into(),
+                    source,
+                }
+            })?;
+            Ok(())
+        })?
+    };
+    let config = dir.join("config");
+    let config_hash = {
+        let mut k = KeyBuilder::default();
+        k.bytes("config", &read(&config)?);
+        k.key()
+    };
+    Ok(KernelBuild {
+        image: dir.join("image"),
+        system_map: dir.join("System.map"),
+        config,
+        dir,
+        key,
+        built: built && fresh,
+        seconds: started.elapsed().as_secs_f64(),
+        source_identity: identity,
+        compiler,
+        config_hash,
+    })
+}
+
+/// tinyconfig + fragments + olddefconfig, the symbol check, and the image build.
+fn build_into(
+    req: &KernelRequest,
+    src: &Path,
+    staging: &Path,
+    log: &Path,
+) -> Result<(), KernelError> {
+    let build = staging.join("build");
+    fs::create_dir_all(&build).map_err(|source| KernelError::Read {
+        path: build.clone(),
+        source,
+    })?;
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let make = |targets: &[&str]| {
+        Cmd::new("make")
+            .arg("-C")
+            .arg(src)
+            .arg(format!("O={}", build.display()))
+            .arg(format!("ARCH={}", req.arch.make_arch))
+            .arg(format!("CROSS_COMPILE={}", req.arch.cross_compile()))
+            .arg(format!("-j{jobs}"))
+            .args(targets.iter().copied())
+    };
+    let label = format!("kernel {}", req.arch.name);
+    make(&["tinyconfig"]).run_logged(&label, log)?;
+    let dot_config = build.join(".config");
+    let mut merged = read(&dot_config)?;
+    let mut requested = BTreeMap::new();
+    for f in fragments(req) {
+        let text = read(&f)?;
+        requested.extend(requested_symbols(&String::from_utf8_lossy(&text)));
+        merged.push(b'\n');
+        merged.extend_from_slice(&text);
+    }
+    fs::write(&dot_config, merged).map_err(|source| KernelError::Read {
+        path: dot_config.clone(),
+        source,
+    })?;
+    make(&["olddefconfig"]).run_logged(&label, log)?;
+    let final_config = String::from_utf8_lossy(&read(&dot_config)?).into_owned();
+    let missing = missing_symbols(&requested, &final_config);
+    let copy = |from: &Path, to: &str| {
+        fs::copy(from, staging.join(to))
+            .map(|_| ())
+            .map_err(|source| KernelError::Read {
+                path: from.into(),
+                source,
+            })
+    };
+    if !missing.is_empty() {
+        let kept = staging.with_extension("rejected.config");
+        let _ = fs::copy(&dot_config, &kept);
+        return Err(KernelError::Config {
+            list: missing,
+            config: kept,
+        });
+    }
+    make(&[req.arch.image_target]).run_logged(&label, log)?;
+    copy(&build.join(req.arch.image), "image")?;
+    copy(&build.join("System.map"), "System.map")?;
+    copy(&dot_config, "config")?;
+    fs::remove_dir_all(&build).map_err(|source| KernelError::Read {
+        path: build,
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_skips_comments_and_options() {
+        let s = "# kmemtrace\n0001-a.patch\n\n0002-b.patch -p1 # why\n";
+        assert_eq!(parse_series(s), ["0001-a.patch", "0002-b.patch"]);
+    }
+
+    #[test]
+    fn fragments_are_read_with_comments() {
+        let f = "CONFIG_SMP=y  # two CPUs\n# CONFIG_INPUT is not set\n# plain comment\nCONFIG_NR_CPUS=4\n";
+        let r = requested_symbols(f);
+        assert_eq!(r["CONFIG_SMP"], Some("y".into()));
+        assert_eq!(r["CONFIG_NR_CPUS"], Some("4".into()));
+        assert_eq!(r["CONFIG_INPUT"], None);
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn symbols_that_did_not_survive_are_listed() {
+        let req = requested_symbols("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=n\n");
+        let cfg = "CONFIG_A=y\n# CONFIG_B is not set\n";
+        assert_eq!(
+            missing_symbols(&req, cfg),
+            ["  CONFIG_B: wanted y, got not set"]
+        );
+        let cfg2 = "CONFIG_A=y\nCONFIG_B=y\nCONFIG_C=y\n";
+        assert_eq!(
+            missing_symbols(&req, cfg2),
+            ["  CONFIG_C: wanted not set, got y"]
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! kmt: build a kmemtrace kernel, boot it under QEMU, collect the trace over virtio-9p and
+//! analyse it with the `kmemtrace` crate, for every architecture in [`arch::ARCHES`].
+//!
+//! The binary (`src/main.rs`) is a thin clap layer over [`run::run`] and friends; the test matrix
+//! calls the same functions.
+
+pub mod analysis;
+pub mod arch;
+pub mod cache;
+pub mod cpio;
+pub mod doctor;
+pub mod image;
+pub mod kernel;
+pub mod outcome;
+pub mod proc;
+pub mod qemu;
+pub mod run;
+pub mod vm;
+
+use std::path::{Path, PathBuf};
+
+/// Finds the kmt repository (the directory with `kernel/patches/series` and `guest-tools/`):
+/// `$KMT_REPO`, else the current directory or one of its parents, else where this crate was built.
+pub fn find_repo() -> Option<PathBuf> {
+    let is_repo = |p: &Path| p.join("kernel/config").is_dir() && p.join("guest-tools").is_dir();
+    if let Some(r) = std::env::var_os("KMT_REPO").map(PathBuf::from) {
+        return is_repo(&r).then_some(r);
+    }
+    let cwd = std::env::current_dir().ok()?;
+    if let Some(found) = cwd.ancestors().find(|p| is_repo(p)) {
+        return Some(found.to_path_buf());
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    is_repo(built).then(|| built.to_path_buf())
+}

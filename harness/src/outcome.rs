@@ -1,0 +1,103 @@
+//! The outcomes of a run, each with its own exit code (a documented table, see the README).
+
+use serde::Serialize;
+
+/// How a `kmt` command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Everything worked and the trace is whole.
+    Ok,
+    /// Something kmt needs is not installed (and kmt could not install it).
+    PrerequisitesMissing,
+    /// Preparing or building the kernel failed.
+    KernelBuildFailed,
+    /// Building guest-tools or the initramfs failed.
+    ImageBuildFailed,
+    /// The guest ended without printing the sentinel (and without a recognised crash).
+    BootFailed,
+    /// The console shows a kernel panic, Oops, BUG, RCU stall or soft lockup.
+    KernelPanic,
+    /// The guest was still running when the timeout expired.
+    Timeout,
+    /// init reported failure (`KMT-STATUS: fail ...`): the collector or the workload failed.
+    CollectorFailed,
+    /// The trace came back, but with overruns, lost events or damaged records.
+    TraceDamaged,
+    /// The analysis of the trace failed.
+    AnalysisFailed,
+    /// Ctrl-C or SIGTERM stopped kmt.
+    Interrupted,
+    /// Anything else: an I/O error of the harness itself, a bad argument.
+    HarnessError,
+}
+
+impl Outcome {
+    /// Every outcome, for the documentation table.
+    pub const ALL: [Outcome; 12] = [
+        Outcome::Ok,
+        Outcome::HarnessError,
+        Outcome::PrerequisitesMissing,
+        Outcome::KernelBuildFailed,
+        Outcome::ImageBuildFailed,
+        Outcome::BootFailed,
+        Outcome::KernelPanic,
+        Outcome::Timeout,
+        Outcome::CollectorFailed,
+        Outcome::TraceDamaged,
+        Outcome::AnalysisFailed,
+        Outcome::Interrupted,
+    ];
+
+    /// The process exit code. 2 is left to clap's usage errors.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::HarnessError => 1,
+            Outcome::PrerequisitesMissing => 10,
+            Outcome::KernelBuildFailed => 11,
+            Outcome::ImageBuildFailed => 12,
+            Outcome::BootFailed => 13,
+            Outcome::KernelPanic => 14,
+            Outcome::Timeout => 15,
+            Outcome::CollectorFailed => 16,
+            Outcome::TraceDamaged => 17,
+            Outcome::AnalysisFailed => 18,
+            Outcome::Interrupted => 130,
+        }
+    }
+
+    /// The snake_case name used in manifests and summaries.
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct_and_avoid_usage() {
+        let mut codes: Vec<i32> = Outcome::ALL.iter().map(|o| o.exit_code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), Outcome::ALL.len());
+        assert!(!codes.contains(&2), "2 is clap's usage error");
+    }
+
+    #[test]
+    fn names_are_snake_case() {
+        assert_eq!(Outcome::TraceDamaged.name(), "trace_damaged");
+        assert_eq!(Outcome::Ok.to_string(), "ok");
+    }
+}

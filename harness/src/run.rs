@@ -1,0 +1,678 @@
+//! One run: build what is missing, boot, wait for the guest under a hard timeout, bring the
+//! trace back, analyse it, and leave everything in the output directory with a manifest.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::arch::Arch;
+use crate::cache::Cache;
+use crate::image::{self, ImageBuild};
+use crate::kernel::{self, KernelBuild, KernelRequest};
+use crate::outcome::Outcome;
+use crate::proc::tail_of;
+use crate::qemu::{self, Accel, Boot};
+use crate::vm::{Guard, Monitor};
+use crate::{analysis, doctor};
+
+/// Set by the Ctrl-C / SIGTERM handler; every wait loop checks it.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The workloads init knows (docs/contracts.md §2).
+pub const WORKLOADS: &[&str] = &["selftest", "boot", "fork", "files"];
+
+/// The name of the trace directory on the share and in the output directory.
+const TRACE_DIR: &str = "trace";
+
+/// How the accelerator is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM when the guest is the host's arch and a bounded probe boots a guest with it; else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// What `kmt run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub kernel: KernelRequest,
+    pub workload: String,
+    pub param: Option<u64>,
+    pub out: Option<PathBuf>,
+    pub accel: AccelChoice,
+    pub timeout: Option<Duration>,
+    pub smp: u32,
+    pub memory_mib: u32,
+    pub append: Vec<String>,
+    /// Install missing Debian packages when running as root.
+    pub install_missing: bool,
+}
+
+impl RunRequest {
+    pub fn arch(&self) -> &'static Arch {
+        self.kernel.arch
+    }
+}
+
+/// Seconds spent in each phase.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Phases {
+    pub prerequisites_s: f64,
+    pub kernel_s: f64,
+    pub image_s: f64,
+    pub boot_s: f64,
+    pub analysis_s: f64,
+    pub total_s: f64,
+}
+
+/// What QEMU did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct QemuInfo {
+    pub command: String,
+    pub version: Option<String>,
+    pub accel: Option<Accel>,
+    pub shutdown_reason: Option<String>,
+    pub exit_status: Option<String>,
+}
+
+/// `manifest.json`: everything needed to know what this run was and to repeat it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub kmt_manifest: u32,
+    pub kmt_version: &'static str,
+    pub outcome: Outcome,
+    pub message: String,
+    pub arch: &'static str,
+    pub workload: String,
+    pub param: Option<u64>,
+    pub smp: u32,
+    pub memory_mib: u32,
+    pub timeout_s: u64,
+    pub kernel_cmdline: String,
+    pub qemu: QemuInfo,
+    pub kernel: Option<KernelBuild>,
+    pub image: Option<ImageBuild>,
+    pub host_compiler: Option<String>,
+    pub trace: Option<analysis::TraceFigures>,
+    pub phases: Phases,
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunResult {
+    pub outcome: Outcome,
+    pub out_dir: PathBuf,
+    /// What went wrong (with the console tail and log paths), or a one-line success.
+    pub message: String,
+    pub manifest: Manifest,
+    /// The text report, when the analysis ran.
+    pub report_text: Option<String>,
+}
+
+fn fail(outcome: Outcome, message: impl Into<String>) -> (Outcome, String) {
+    (outcome, message.into())
+}
+
+/// A new output directory under `./kmt-runs/`, named by arch, workload and time.
+pub fn default_out_dir(arch: &Arch, workload: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string();
+    let base = PathBuf::from("kmt-runs").join(format!("{stamp}-{}-{workload}", arch.name));
+    let mut p = base.clone();
+    let mut n = 1;
+    while p.exists() {
+        n += 1;
+        p = PathBuf::from(format!("{}.{n}", base.display()));
+    }
+    p
+}
+
+/// Creates `dir`, which must not exist or be empty: nothing a user has is ever overwritten.
+pub fn prepare_out_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        let empty = fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(format!(
+                "the output directory {} exists and is not empty: choose another --out (kmt never overwrites)",
+                dir.display()
+            ));
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// The hard timeout when the user gives none: TCG is slow, and some architectures slower still.
+pub fn default_timeout(arch: &Arch, accel: Accel, workload: &str) -> Duration {
+    let base = match workload {
+        "selftest" | "boot" => 30,
+        _ => 60,
+    };
+    Duration::from_secs(base * u64::from(accel.slowness()) * u64::from(arch.tcg_slowness))
+}
+
+/// Kernel command-line tokens a workload needs.
+pub fn workload_append(workload: &str) -> Vec<String> {
+    match workload {
+        // Trace from the first allocation the tracer can see.
+        "boot" => vec!["kmemtrace.enable=yes".into()],
+        _ => Vec::new(),
+    }
+}
+
+/// The job file init reads from the share.
+pub fn job_file(workload: &str, param: Option<u64>) -> String {
+    let mut s = format!("# written by kmt\nworkload={workload}\nout={TRACE_DIR}\n");
+    if let Some(p) = param {
+        s.push_str(&format!("param={p}\n"));
+    }
+    s
+}
+
+/// Checks the prerequisites for `arches`; installs what is missing when allowed and root.
+pub fn ensure_prerequisites(arches: &[&Arch], install: bool, log: &Path) -> Result<(), String> {
+    let missing = doctor::missing(arches);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let pkgs = doctor::packages(&missing);
+    let what: Vec<String> = missing.iter().map(|m| m.what.clone()).collect();
+    if install && doctor::is_root() {
+        eprintln!("kmt: installing missing packages: {}", pkgs.join(" "));
+        doctor::install(&pkgs, log).map_err(|e| e.to_string())?;
+        let still = doctor::missing(arches);
+        if still.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "still missing after installing: {}",
+            still
+                .iter()
+                .map(|m| m.what.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Err(format!(
+        "missing: {}\ninstall with:\n  {}",
+        what.join(", "),
+        doctor::install_line(&pkgs)
+    ))
+}
+
+/// Does KVM actually run a guest here? Boots the kernel with no initramfs under KVM: it must
+/// reach its "no root" panic and reboot (ending QEMU) within a bound. The answer is cached per
+/// kernel, because a guest that hangs costs the whole bound.
+pub fn kvm_works(arch: &Arch, kernel: &KernelBuild, cache: &Cache) -> bool {
+    if !arch.is_host() || !doctor::kvm_device_usable() {
+        return false;
+    }
+    let record = cache.root.join("kvm-probe").join(&kernel.key);
+    if let Ok(s) = fs::read_to_string(&record) {
+        return s.trim() == "works";
+    }
+    let Ok(tmp) = tempfile::Builder::new().prefix("kmt-kvm-probe-").tempdir() else {
+        return false;
+    };
+    let console = tmp.path().join("console.log");
+    let mut args = qemu::base_args();
+    args.extend(qemu::machine_args(arch, Accel::Kvm));
+    args.extend(qemu::resource_args(1, 256));
+    let cmdline = format!("console={} panic=-1 rdinit=/kmt-no-such-init", arch.console);
+    args.extend([
+        "-kernel".into(),
+        kernel.image.clone().into(),
+        "-append".into(),
+        cmdline.into(),
+    ]);
+    args.extend(qemu::console_args(&console));
+    let works = Guard::spawn(arch.qemu, &args, &tmp.path().join("qemu.log"))
+        .and_then(|mut g| g.wait_for(Duration::from_secs(20)))
+        .ok()
+        .flatten()
+        .is_some()
+        && fs::read_to_string(&console).is_ok_and(|c| c.contains("Kernel panic"));
+    let _ = fs::create_dir_all(record.parent().unwrap_or(Path::new(".")));
+    let _ = fs::write(&record, if works { "works\n" } else { "hangs or fails\n" });
+    tracing::info!(
+        "KVM probe: {}",
+        if works {
+            "works"
+        } else {
+            "does not work; using TCG"
+        }
+    );
+    works
+}
+
+/// Runs one workload on one architecture. Never panics on a failed step: every failure is an
+/// outcome with a message, and the output directory holds what there is.
+pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
+    let started = Instant::now();
+    let arch = req.arch();
+    let out_dir = req
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(arch, &req.workload));
+    let mut m = Manifest {
+        kmt_manifest: 1,
+        kmt_version: env!("CARGO_PKG_VERSION"),
+        outcome: Outcome::HarnessError,
+        message: String::new(),
+        arch: arch.name,
+        workload: req.workload.clone(),
+        param: req.param,
+        smp: req.smp,
+        memory_mib: req.memory_mib,
+        timeout_s: 0,
+        kernel_cmdline: String::new(),
+        qemu: QemuInfo::default(),
+        kernel: None,
+        image: None,
+        host_compiler: None,
+        trace: None,
+        phases: Phases::default(),
+    };
+    let mut report_text = None;
+    let (outcome, message) = match prepare_out_dir(&out_dir) {
+        Err(e) => fail(Outcome::HarnessError, e),
+        Ok(()) => run_steps(req, cache, &out_dir, &mut m, &mut report_text),
+    };
+    m.outcome = outcome;
+    m.message = message.clone();
+    m.phases.total_s = started.elapsed().as_secs_f64();
+    if out_dir.is_dir() {
+        if let Ok(json) = serde_json::to_string_pretty(&m) {
+            let _ = fs::write(out_dir.join("manifest.json"), json + "\n");
+        }
+    }
+    RunResult {
+        outcome,
+        out_dir,
+        message,
+        manifest: m,
+        report_text,
+    }
+}
+
+fn run_steps(
+    req: &RunRequest,
+    cache: &Cache,
+    out_dir: &Path,
+    m: &mut Manifest,
+    report_text: &mut Option<String>,
+) -> (Outcome, String) {
+    let arch = req.arch();
+    if !WORKLOADS.contains(&req.workload.as_str()) {
+        return fail(
+            Outcome::HarnessError,
+            format!(
+                "unknown workload {:?} (known: {})",
+                req.workload,
+                WORKLOADS.join(", ")
+            ),
+        );
+    }
+    let t = Instant::now();
+    let setup_log = out_dir.join("setup.log");
+    if let Err(e) = ensure_prerequisites(&[arch], req.install_missing, &setup_log) {
+        return fail(Outcome::PrerequisitesMissing, e);
+    }
+    m.phases.prerequisites_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let kernel = match kernel::build(&req.kernel, cache) {
+        Ok(k) => k,
+        Err(e) => return fail(Outcome::KernelBuildFailed, e.to_string()),
+    };
+    m.phases.kernel_s = t.elapsed().as_secs_f64();
+    m.kernel = Some(kernel.clone());
+
+    let t = Instant::now();
+    let img = match image::build(arch, &req.kernel.repo, cache) {
+        Ok(i) => i,
+        Err(e) => return fail(Outcome::ImageBuildFailed, e.to_string()),
+    };
+    m.phases.image_s = t.elapsed().as_secs_f64();
+    m.host_compiler = Some(img.compiler.clone());
+    m.image = Some(img.clone());
+
+    let accel = match req.accel {
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Auto if kvm_works(arch, &kernel, cache) => Accel::Kvm,
+        AccelChoice::Auto => Accel::Tcg,
+    };
+    let timeout = req
+        .timeout
+        .unwrap_or_else(|| default_timeout(arch, accel, &req.workload));
+    m.timeout_s = timeout.as_secs();
+
+    let t = Instant::now();
+    let booted = boot(req, &kernel, &img, accel, timeout, out_dir, m);
+    m.phases.boot_s = t.elapsed().as_secs_f64();
+    if let Err(r) = booted {
+        return r;
+    }
+
+    let t = Instant::now();
+    let analysed = analysis::analyse(&out_dir.join(TRACE_DIR), out_dir);
+    m.phases.analysis_s = t.elapsed().as_secs_f64();
+    match analysed {
+        Err(e) => fail(Outcome::AnalysisFailed, e),
+        Ok(a) => {
+            *report_text = Some(a.report_text.clone());
+            m.trace = Some(a.figures.clone());
+            match a.figures.damage_summary() {
+                Some(d) => fail(
+                    Outcome::TraceDamaged,
+                    format!("{d}\nreport: {}", out_dir.join("report.txt").display()),
+                ),
+                None => (
+                    Outcome::Ok,
+                    format!(
+                        "{} events from {} CPUs, 0 overruns; report in {}",
+                        a.figures.events,
+                        a.figures.cpus,
+                        out_dir.join("report.txt").display()
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// Boots the guest and waits for it; on success the trace is in `out_dir/trace`.
+fn boot(
+    req: &RunRequest,
+    kernel: &KernelBuild,
+    img: &ImageBuild,
+    accel: Accel,
+    timeout: Duration,
+    out_dir: &Path,
+    m: &mut Manifest,
+) -> Result<(), (Outcome, String)> {
+    let arch = req.arch();
+    let harness_err =
+        |what: &str, e: std::io::Error| fail(Outcome::HarnessError, format!("{what}: {e}"));
+    let tmp = tempfile::Builder::new()
+        .prefix("kmt-run-")
+        .tempdir()
+        .map_err(|e| harness_err("cannot create the run's temp directory", e))?;
+    let share = tmp.path().join("share");
+    fs::create_dir(&share).map_err(|e| harness_err("cannot create the 9p share", e))?;
+    fs::write(share.join("job"), job_file(&req.workload, req.param))
+        .map_err(|e| harness_err("cannot write the job file", e))?;
+    let console_log = out_dir.join("console.log");
+    let mut extra = workload_append(&req.workload);
+    extra.extend(req.append.iter().cloned());
+    let b = Boot {
+        arch,
+        accel,
+        kernel: kernel.image.clone(),
+        initrd: img.initramfs.clone(),
+        share: share.clone(),
+        console_log: console_log.clone(),
+        qmp_socket: tmp.path().join("qmp.sock"),
+        smp: req.smp,
+        memory_mib: req.memory_mib,
+        extra_append: extra,
+    };
+    m.kernel_cmdline = qemu::kernel_cmdline(arch, &b.extra_append);
+    let args = qemu::args(&b);
+    m.qemu.command = qemu::shell_line(arch.qemu, &args);
+    m.qemu.accel = Some(accel);
+    tracing::info!("boot: {}", m.qemu.command);
+    let qemu_log = out_dir.join("qemu.log");
+    let mut guard = Guard::spawn(arch.qemu, &args, &qemu_log).map_err(|e| {
+        fail(
+            Outcome::BootFailed,
+            format!("cannot start {}: {e}", arch.qemu),
+        )
+    })?;
+    let started = Instant::now();
+    let mut monitor = Monitor::connect(&b.qmp_socket, started + Duration::from_secs(10)).ok();
+    if let Some(mon) = monitor.as_mut() {
+        m.qemu.version = mon.version().ok();
+    }
+    let ended = wait(&mut guard, &mut monitor, &console_log, started + timeout);
+    m.qemu.shutdown_reason = ended.shutdown_reason.clone();
+    m.qemu.exit_status = ended.exit_status.clone();
+    drop(guard);
+    // Whatever the outcome, keep what the guest left on the share.
+    let kept = keep_share(&share, out_dir);
+    let console = fs::read_to_string(&console_log).unwrap_or_default();
+    let tail = || {
+        format!(
+            "--- console tail ---\n{}\n--- console log: {} (QEMU's own output: {}) ---",
+            tail_of(&console, 30),
+            console_log.display(),
+            qemu_log.display()
+        )
+    };
+    if ended.interrupted {
+        return Err(fail(
+            Outcome::Interrupted,
+            format!("interrupted; QEMU was stopped\n{}", tail()),
+        ));
+    }
+    if let Some(line) = qemu::find_failure(&console) {
+        return Err(fail(
+            Outcome::KernelPanic,
+            format!("the kernel crashed: {}\n{}", line.trim(), tail()),
+        ));
+    }
+    if ended.timed_out {
+        return Err(fail(
+            Outcome::Timeout,
+            format!(
+                "the guest was still running after {} s; QEMU was stopped\n{}",
+                timeout.as_secs(),
+                tail()
+            ),
+        ));
+    }
+    match qemu::find_sentinel(&console) {
+        None => Err(fail(
+            Outcome::BootFailed,
+            format!(
+                "the guest ended without printing the KMT-STATUS sentinel\n{}",
+                tail()
+            ),
+        )),
+        Some(Err(reason)) => Err(fail(
+            Outcome::CollectorFailed,
+            format!(
+                "the guest reported failure: {reason}\nguest log: {}\n{}",
+                out_dir.join("guest.log").display(),
+                tail()
+            ),
+        )),
+        Some(Ok(())) => kept.map_err(|e| fail(Outcome::CollectorFailed, e)),
+    }
+}
+
+/// How the wait ended.
+#[derive(Debug, Default)]
+struct Ended {
+    timed_out: bool,
+    interrupted: bool,
+    shutdown_reason: Option<String>,
+    exit_status: Option<String>,
+}
+
+/// Waits for QEMU to exit by itself (the guest reboots after its sentinel; a panic reboots too),
+/// stopping it at the deadline, on a crash marker that does not end the guest, or on Ctrl-C.
+fn wait(
+    guard: &mut Guard,
+    monitor: &mut Option<Monitor>,
+    console: &Path,
+    deadline: Instant,
+) -> Ended {
+    let mut ended = Ended::default();
+    let mut last_poll = Instant::now();
+    // When the sentinel or a crash marker appears, the guest has a grace period to end itself.
+    let mut grace_until: Option<Instant> = None;
+    loop {
+        if let Ok(Some(status)) = guard.try_wait() {
+            ended.exit_status = Some(status.to_string());
+            break;
+        }
+        let now = Instant::now();
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            ended.interrupted = true;
+            break;
+        }
+        if now >= deadline {
+            ended.timed_out = true;
+            break;
+        }
+        if grace_until.is_some_and(|g| now >= g) {
+            break;
+        }
+        if grace_until.is_none() {
+            let text = fs::read_to_string(console).unwrap_or_default();
+            if qemu::find_sentinel(&text).is_some() || qemu::find_failure(&text).is_some() {
+                grace_until = Some(now + Duration::from_secs(15));
+            }
+        }
+        if now.duration_since(last_poll) >= Duration::from_millis(500) {
+            last_poll = now;
+            if let Some(mon) = monitor.as_mut() {
+                match mon.poll_shutdown() {
+                    Ok(Some(reason)) => ended.shutdown_reason = Some(reason),
+                    Ok(None) => {}
+                    // QEMU closes the monitor as it exits; the process check above tells.
+                    Err(_) => *monitor = None,
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if ended.exit_status.is_none() {
+        if let Some(mon) = monitor.as_mut() {
+            mon.quit();
+        }
+        if let Ok(Some(s)) = guard.wait_for(Duration::from_secs(3)) {
+            ended.exit_status = Some(s.to_string());
+        }
+        guard.kill();
+    }
+    ended
+}
+
+/// Moves the guest's files from the share into the output directory. Err when the trace the
+/// guest said it wrote is not there.
+fn keep_share(share: &Path, out_dir: &Path) -> Result<(), String> {
+    for name in ["status", "guest.log"] {
+        let from = share.join(name);
+        if from.exists() {
+            let _ = move_path(&from, &out_dir.join(name));
+        }
+    }
+    let trace = share.join(TRACE_DIR);
+    if !trace.is_dir() {
+        return Err(format!(
+            "the guest left no {TRACE_DIR}/ directory on the share"
+        ));
+    }
+    move_path(&trace, &out_dir.join(TRACE_DIR))
+        .map_err(|e| format!("cannot move the trace into {}: {e}", out_dir.display()))?;
+    if !out_dir.join(TRACE_DIR).join("meta.json").is_file() {
+        return Err("the trace has no meta.json: the collector did not finish".into());
+    }
+    Ok(())
+}
+
+/// `rename`, falling back to copy-and-delete across filesystems.
+fn move_path(from: &Path, to: &Path) -> std::io::Result<()> {
+    if fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    if from.is_dir() {
+        fs::create_dir_all(to)?;
+        for e in fs::read_dir(from)? {
+            let e = e?;
+            move_path(&e.path(), &to.join(e.file_name()))?;
+        }
+        fs::remove_dir(from)
+    } else {
+        fs::copy(from, to)?;
+        fs::remove_file(from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::lookup;
+
+    #[test]
+    fn an_existing_nonempty_out_dir_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("mine.txt"), "precious").unwrap();
+        let e = prepare_out_dir(d.path()).unwrap_err();
+        assert!(e.contains("not empty"), "{e}");
+        assert_eq!(
+            fs::read_to_string(d.path().join("mine.txt")).unwrap(),
+            "precious"
+        );
+        prepare_out_dir(&d.path().join("new/sub")).unwrap();
+    }
+
+    #[test]
+    fn timeouts_scale_with_accel_and_arch() {
+        let x = lookup("x86_64").unwrap();
+        let p = lookup("ppc64").unwrap();
+        assert!(
+            default_timeout(x, Accel::Tcg, "selftest") > default_timeout(x, Accel::Kvm, "selftest")
+        );
+        assert!(
+            default_timeout(p, Accel::Tcg, "selftest") > default_timeout(x, Accel::Tcg, "selftest")
+        );
+    }
+
+    #[test]
+    fn the_job_file_follows_the_contract() {
+        assert_eq!(
+            job_file("fork", Some(100)),
+            "# written by kmt\nworkload=fork\nout=trace\nparam=100\n"
+        );
+        assert!(!job_file("selftest", None).contains("param"));
+    }
+
+    #[test]
+    fn only_boot_traces_from_boot() {
+        assert_eq!(workload_append("boot"), ["kmemtrace.enable=yes"]);
+        assert!(workload_append("selftest").is_empty());
+    }
+
+    #[test]
+    fn default_out_dirs_are_new() {
+        let p = default_out_dir(lookup("arm64").unwrap(), "selftest");
+        assert!(p.starts_with("kmt-runs"));
+        assert!(p.to_string_lossy().ends_with("-arm64-selftest"));
+    }
+
+    #[test]
+    fn keep_share_moves_the_trace_and_requires_meta() {
+        let share = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        fs::create_dir(share.path().join("trace")).unwrap();
+        fs::write(share.path().join("trace/cpu0.out"), [0u8; 24]).unwrap();
+        fs::write(share.path().join("status"), "ok\n").unwrap();
+        let e = keep_share(share.path(), out.path()).unwrap_err();
+        assert!(e.contains("meta.json"));
+        assert!(out.path().join("trace/cpu0.out").is_file());
+        assert!(out.path().join("status").is_file());
+    }
+}
