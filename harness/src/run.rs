@@ -287,6 +287,15 @@ pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
         Err(e) => fail(Outcome::HarnessError, e),
         Ok(()) => run_steps(req, cache, &out_dir, &mut m, &mut report_text),
     };
+    // Ctrl-C reaches make and QEMU too; whatever step failed because of it, say why.
+    let (outcome, message) = if INTERRUPTED.load(Ordering::SeqCst) && outcome != Outcome::Ok {
+        (
+            Outcome::Interrupted,
+            format!("interrupted during the run: {message}"),
+        )
+    } else {
+        (outcome, message)
+    };
     m.outcome = outcome;
     m.message = message.clone();
     m.phases.total_s = started.elapsed().as_secs_f64();
