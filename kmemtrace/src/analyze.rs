@@ -85,16 +85,29 @@ impl Hasher for AddrHasher {
 
 pub(crate) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
-/// A record as it leaves the producer.
+/// A record as it leaves the producer: what the replay needs, in 48 bytes. The call site is
+/// an index into [`Produced::sites`].
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Rec {
-    pub ev: Ev,
+    pub ptr: u64,
+    pub bytes_req: u64,
+    pub bytes_alloc: u64,
+    pub seq: i32,
+    pub site: u32,
     pub cpu: u32,
+    pub node: i32,
+    pub event_id: u8,
+    pub type_id: u8,
 }
+
+/// Site index of call sites the filter leaves out.
+const FILTERED: u32 = u32::MAX;
 
 /// Everything the producer learns besides the records.
 #[derive(Debug, Default)]
 struct Produced {
+    /// Call-site addresses by site index.
+    sites: Vec<u64>,
     damage: Vec<DamageRegion>,
     damage_total: u64,
     damage_bytes: u64,
@@ -158,38 +171,31 @@ fn byte_orders(
     Ok((detected, order))
 }
 
-/// The call-site filter: a cache of verdicts per address.
+/// The call-site filter (verdicts are cached per address by the producer's site table).
 struct Filter<'a> {
     globs: Vec<Glob>,
     symbols: &'a Symbols,
-    cache: AddrMap<bool>,
 }
 
 impl Filter<'_> {
-    #[inline]
-    fn pass(&mut self, call_site: u64) -> bool {
-        if let Some(v) = self.cache.get(&call_site) {
-            return *v;
-        }
-        let v = match self.symbols.resolve(call_site) {
+    fn pass(&self, call_site: u64) -> bool {
+        match self.symbols.resolve(call_site) {
             Some((name, _)) => {
                 let n = plain_name(name);
                 self.globs.iter().any(|g| g.is_match(n) || g.is_match(name))
             }
             None => false,
-        };
-        self.cache.insert(call_site, v);
-        v
+        }
     }
 }
 
-fn example_of(r: &Rec, detail: Option<String>) -> Example {
+fn example_of(ev: &Ev, cpu: u32, detail: Option<String>) -> Example {
     Example {
-        seq: Some(r.ev.seq),
-        cpu: Some(r.cpu),
-        call_site: Some(r.ev.call_site),
+        seq: Some(ev.seq),
+        cpu: Some(cpu),
+        call_site: Some(ev.call_site),
         symbol: None,
-        ptr: Some(r.ev.ptr),
+        ptr: Some(ev.ptr),
         detail,
         ..Example::default()
     }
@@ -199,9 +205,9 @@ fn example_of(r: &Rec, detail: Option<String>) -> Example {
 fn produce(
     input: &TraceInput,
     order: ByteOrder,
-    mut filter: Option<Filter<'_>>,
+    filter: Option<Filter<'_>>,
     examples: usize,
-    mut sink: impl FnMut(Vec<Rec>) -> bool,
+    mut sink: impl FnMut(Vec<Rec>) -> Option<Vec<Rec>>,
 ) -> Produced {
     let mut out = Produced {
         records_per_file: vec![0; input.files.len()],
@@ -226,7 +232,9 @@ fn produce(
     let mut base: Option<i32> = None;
     let advance = |s: &mut Stream<'_>, out: &mut Produced, base: &mut Option<i32>| {
         s.head = None;
-        for item in s.sc.by_ref() {
+        let fast = s.sc.next_plain();
+        let mut fast_items = fast.map(|ev| Item::Rec { offset: 0, ev });
+        while let Some(item) = fast_items.take().or_else(|| s.sc.next()) {
             match item {
                 Item::Rec { ev, .. } => {
                     out.records_per_file[s.file] += 1;
@@ -281,6 +289,7 @@ fn produce(
         }
         let pos = s.sc.pos();
         if pos - s.released >= RELEASE_EVERY || (s.head.is_none() && pos > s.released) {
+            // Cold: once per RELEASE_EVERY bytes.
             input.files[s.file].release(s.released, pos);
             s.released = pos;
         }
@@ -289,6 +298,7 @@ fn produce(
         advance(s, &mut out, &mut base);
     }
 
+    let mut site_ix: AddrMap<u32> = AddrMap::default();
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_key: Option<(i64, i32)> = None;
     loop {
@@ -319,7 +329,7 @@ fn produce(
             if second.is_some_and(|sk| key > sk) {
                 break;
             }
-            let rec = Rec { ev, cpu: s.cpu };
+            let cpu = s.cpu;
             out.records += 1;
             if let Some((lk, lseq)) = last_key {
                 let d = key - lk;
@@ -335,27 +345,55 @@ fn produce(
                 } else if d == 0 {
                     out.dup += 1;
                     if out.dup_examples.len() < examples {
-                        out.dup_examples.push(example_of(&rec, None));
+                        out.dup_examples.push(example_of(&ev, cpu, None));
                     }
                 } else if d < 0 {
                     out.ooo += 1;
                     if out.ooo_examples.len() < examples {
-                        out.ooo_examples
-                            .push(example_of(&rec, Some(format!("after seq {lseq}"))));
+                        out.ooo_examples.push(example_of(
+                            &ev,
+                            cpu,
+                            Some(format!("after seq {lseq}")),
+                        ));
                     }
                 }
             }
             last_key = Some((key, ev.seq));
-            let pass = match &mut filter {
-                Some(f) => f.pass(ev.call_site),
-                None => true,
+            let site = match site_ix.get(&ev.call_site) {
+                Some(i) => *i,
+                None => {
+                    let i = if filter.as_ref().is_none_or(|f| f.pass(ev.call_site)) {
+                        out.sites.push(ev.call_site);
+                        (out.sites.len() - 1) as u32
+                    } else {
+                        FILTERED
+                    };
+                    site_ix.insert(ev.call_site, i);
+                    i
+                }
             };
-            if pass {
-                batch.push(rec);
+            if site != FILTERED {
+                batch.push(Rec {
+                    ptr: ev.ptr,
+                    bytes_req: ev.bytes_req,
+                    bytes_alloc: ev.bytes_alloc,
+                    seq: ev.seq,
+                    site,
+                    cpu,
+                    node: ev.node,
+                    event_id: ev.event_id,
+                    type_id: ev.type_id,
+                });
                 if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if !sink(full) {
-                        return out;
+                    match sink(std::mem::take(&mut batch)) {
+                        Some(mut b) => {
+                            b.clear();
+                            batch = b;
+                        }
+                        None => return out,
+                    }
+                    if batch.capacity() < BATCH {
+                        batch.reserve(BATCH);
                     }
                 }
             } else {
@@ -390,7 +428,6 @@ struct TypeAcc {
 
 #[derive(Clone, Debug, Default)]
 struct SiteAcc {
-    addr: u64,
     types: [TypeAcc; TYPE_COUNT],
     freed: u64,
     cross_frees: u64,
@@ -426,17 +463,16 @@ struct PageAcc {
     live: u64,
 }
 
-/// Examples of one finding kind.
+/// Examples of one finding kind: the records, turned into [`Example`]s at the end.
 #[derive(Debug, Default)]
 struct Found {
     count: u64,
-    examples: Vec<Example>,
+    examples: Vec<(Rec, Option<String>)>,
 }
 
 /// The replay state machine.
 struct Replay {
     open: AddrMap<Open>,
-    site_ix: AddrMap<u32>,
     sites: Vec<SiteAcc>,
     ptrs: Option<AddrMap<PtrAcc>>,
     nodes: Vec<i32>,
@@ -452,7 +488,6 @@ impl Replay {
     fn new(nodes: Vec<i32>, page_size: u64, alloc_rows: bool, examples: usize) -> Self {
         Replay {
             open: AddrMap::default(),
-            site_ix: AddrMap::default(),
             sites: Vec::new(),
             ptrs: alloc_rows.then(AddrMap::default),
             nodes,
@@ -465,25 +500,12 @@ impl Replay {
         }
     }
 
-    #[inline(always)]
-    fn site(&mut self, addr: u64) -> u32 {
-        if let Some(i) = self.site_ix.get(&addr) {
-            return *i;
-        }
-        let i = self.sites.len() as u32;
-        self.sites.push(SiteAcc {
-            addr,
-            ..SiteAcc::default()
-        });
-        self.site_ix.insert(addr, i);
-        i
-    }
-
-    fn note(&mut self, kind: FindingKind, r: &Rec, detail: impl FnOnce() -> Option<String>) {
+    #[cold]
+    fn note(&mut self, kind: FindingKind, r: &Rec, detail: Option<String>) {
         let f = self.found.entry(kind).or_default();
         f.count += 1;
         if f.examples.len() < self.examples {
-            f.examples.push(example_of(r, detail()));
+            f.examples.push((*r, detail));
         }
     }
 
@@ -498,84 +520,78 @@ impl Replay {
 
     #[inline]
     fn record(&mut self, r: &Rec) {
-        let ev = &r.ev;
-        let t = (ev.type_id as usize).min(TYPE_COUNT - 1);
-        let si = self.site(ev.call_site);
-        if ev.event_id == EVENT_ALLOC {
+        let t = (r.type_id as usize).min(TYPE_COUNT - 1);
+        let si = r.site;
+        if si as usize >= self.sites.len() {
+            self.sites.resize(si as usize + 1, SiteAcc::default());
+        }
+        if r.event_id == EVENT_ALLOC {
             self.s.allocs += 1;
-            self.s.bytes_requested += ev.bytes_req;
-            self.s.bytes_allocated += ev.bytes_alloc;
+            self.s.bytes_requested += r.bytes_req;
+            self.s.bytes_allocated += r.bytes_alloc;
             let tt = &mut self.types[t];
             tt.allocs += 1;
-            tt.req += ev.bytes_req;
-            tt.alloc += ev.bytes_alloc;
+            tt.req += r.bytes_req;
+            tt.alloc += r.bytes_alloc;
             let site = &mut self.sites[si as usize];
             let ta = &mut site.types[t];
             ta.allocs += 1;
-            ta.req += ev.bytes_req;
-            ta.alloc += ev.bytes_alloc;
-            if ev.node != -1 && ev.node != self.node_of(r.cpu) {
+            ta.req += r.bytes_req;
+            ta.alloc += r.bytes_alloc;
+            if r.node != -1 && r.node != self.node_of(r.cpu) {
                 self.s.cross_cpu_allocs += 1;
                 self.sites[si as usize].cross_allocs += 1;
             }
-            if ev.bytes_req == 0 {
+            if r.bytes_req == 0 {
                 self.s.zero_byte_requests += 1;
-                self.note(FindingKind::ZeroByteRequest, r, || None);
+                self.note(FindingKind::ZeroByteRequest, r, None);
             }
-            if ev.bytes_alloc < ev.bytes_req {
+            if r.bytes_alloc < r.bytes_req {
                 self.s.short_allocs += 1;
-                self.note(FindingKind::ShortAlloc, r, || {
-                    Some(format!(
-                        "bytes_req {} bytes_alloc {}",
-                        ev.bytes_req, ev.bytes_alloc
-                    ))
-                });
+                let d = format!("bytes_req {} bytes_alloc {}", r.bytes_req, r.bytes_alloc);
+                self.note(FindingKind::ShortAlloc, r, Some(d));
             }
             if t == AllocType::Pages as usize {
-                let o = self.page_order(ev.bytes_alloc);
+                let o = self.page_order(r.bytes_alloc);
                 let p = self.pages.entry(o).or_default();
                 p.allocs += 1;
-                p.bytes += ev.bytes_alloc;
+                p.bytes += r.bytes_alloc;
             }
-            if ev.ptr == 0 {
+            if r.ptr == 0 {
                 self.s.failed_allocs += 1;
                 return;
             }
             if let Some(p) = &mut self.ptrs {
-                let a = p.entry(ev.ptr).or_default();
+                let a = p.entry(r.ptr).or_default();
                 a.hits += 1;
-                a.req += ev.bytes_req;
-                a.alloc += ev.bytes_alloc;
+                a.req += r.bytes_req;
+                a.alloc += r.bytes_alloc;
                 a.site = si;
             }
             let new = Open {
-                bytes_alloc: ev.bytes_alloc,
+                bytes_alloc: r.bytes_alloc,
                 site: si,
                 cpu: r.cpu,
-                seq: ev.seq,
+                seq: r.seq,
                 type_id: t as u8,
             };
-            if let Some(old) = self.open.insert(ev.ptr, new) {
+            if let Some(old) = self.open.insert(r.ptr, new) {
                 self.s.lost_frees += 1;
-                self.note(FindingKind::LostFree, r, || {
-                    Some(format!(
-                        "still open from seq {} on cpu {}",
-                        old.seq, old.cpu
-                    ))
-                });
+                let d = format!("still open from seq {} on cpu {}", old.seq, old.cpu);
+                self.note(FindingKind::LostFree, r, Some(d));
             }
         } else {
             self.s.frees += 1;
             let tt = &mut self.types[t];
             tt.frees += 1;
             self.sites[si as usize].types[t].frees += 1;
-            if ev.ptr == 0 {
+            if r.ptr == 0 {
                 self.s.null_frees += 1;
                 return;
             }
-            let Some(o) = self.open.remove(&ev.ptr) else {
+            let Some(o) = self.open.remove(&r.ptr) else {
                 self.s.unknown_frees += 1;
-                self.note(FindingKind::UnknownFree, r, || None);
+                self.note(FindingKind::UnknownFree, r, None);
                 return;
             };
             self.s.bytes_freed += o.bytes_alloc;
@@ -586,14 +602,9 @@ impl Replay {
             site.freed += 1;
             if cross {
                 site.cross_frees += 1;
-            }
-            if mismatched {
-                site.mismatched += 1;
-            }
-            if cross {
                 self.s.cross_cpu_frees += 1;
                 if let Some(p) = &mut self.ptrs {
-                    if let Some(a) = p.get_mut(&ev.ptr) {
+                    if let Some(a) = p.get_mut(&r.ptr) {
                         a.cross_frees += 1;
                     }
                 }
@@ -603,21 +614,23 @@ impl Replay {
                 self.pages.entry(order).or_default().frees += 1;
             }
             if mismatched {
+                self.sites[o.site as usize].mismatched += 1;
                 self.s.mismatched_frees += 1;
-                self.note(FindingKind::MismatchedFree, r, || {
-                    Some(format!(
-                        "{} allocation (seq {} on cpu {}) freed as {}",
-                        AllocType::ALL[o.type_id as usize].name(),
-                        o.seq,
-                        o.cpu,
-                        AllocType::ALL[t].name()
-                    ))
-                });
+                let d = format!(
+                    "{} allocation (seq {} on cpu {}) freed as {}",
+                    AllocType::ALL[o.type_id as usize].name(),
+                    o.seq,
+                    o.cpu,
+                    AllocType::ALL[t].name()
+                );
+                self.note(FindingKind::MismatchedFree, r, Some(d));
             }
         }
     }
 
-    fn finish(mut self) -> ReplayOut {
+    fn finish(mut self, site_count: usize) -> ReplayOut {
+        self.sites
+            .resize(site_count.max(self.sites.len()), SiteAcc::default());
         for o in self.open.values() {
             self.s.live_allocations += 1;
             self.s.live_bytes += o.bytes_alloc;
@@ -731,11 +744,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             .as_ref()
             .filter(|s| !s.is_empty())
             .ok_or(Error::FilterWithoutSymbols)?;
-        Some(Filter {
-            globs,
-            symbols,
-            cache: AddrMap::default(),
-        })
+        Some(Filter { globs, symbols })
     };
     let meta = input.meta.as_ref();
     let max_cpu = input.files.iter().map(|f| f.cpu).max().unwrap_or(0) as usize;
@@ -750,16 +759,26 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
 
     let produced = if opts.parallel {
         std::thread::scope(|scope| {
+            // Full batches go to the replay thread; emptied ones come back for reuse.
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT);
+            let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT + 2);
             let consumer = scope.spawn(move || {
                 for batch in rx {
                     for r in &batch {
                         replay.record(r);
                     }
+                    let _ = back_tx.try_send(batch);
                 }
                 replay
             });
-            let produced = produce(input, order, filter, opts.examples, |b| tx.send(b).is_ok());
+            let produced = produce(input, order, filter, opts.examples, |b| {
+                tx.send(b).ok()?;
+                Some(
+                    back_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BATCH)),
+                )
+            });
             drop(tx);
             let r = consumer.join();
             (produced, r)
@@ -769,7 +788,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             for r in &b {
                 replay.record(r);
             }
-            true
+            Some(b)
         });
         (produced, Ok(replay))
     };
@@ -790,6 +809,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             });
         }
     }
+    let sites = p.sites.len();
     Ok(build_report(
         input,
         opts,
@@ -798,7 +818,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         order,
         page_size,
         p,
-        replay.finish(),
+        replay.finish(sites),
     ))
 }
 
@@ -855,9 +875,10 @@ fn build_report(
     let mut callsites: Vec<CallsiteRow> = r
         .sites
         .iter()
-        .map(|a| CallsiteRow {
-            call_site: a.addr,
-            symbol: describe(a.addr),
+        .zip(&p.sites)
+        .map(|(a, addr)| CallsiteRow {
+            call_site: *addr,
+            symbol: describe(*addr),
             stats: site_stats(a),
         })
         .collect();
@@ -886,7 +907,7 @@ fn build_report(
         let mut rows: Vec<AllocRow> = ptrs
             .iter()
             .map(|(ptr, a)| {
-                let addr = r.sites[a.site as usize].addr;
+                let addr = p.sites[a.site as usize];
                 AllocRow {
                     ptr: *ptr,
                     hits: a.hits,
@@ -922,12 +943,29 @@ fn build_report(
         .collect();
 
     // Findings, in FindingKind order.
-    let mut found = r.found;
+    let mut found: BTreeMap<FindingKind, (u64, Vec<Example>)> = r
+        .found
+        .into_iter()
+        .map(|(k, f)| {
+            let ex = f
+                .examples
+                .into_iter()
+                .map(|(rec, detail)| Example {
+                    seq: Some(rec.seq),
+                    cpu: Some(rec.cpu),
+                    call_site: p.sites.get(rec.site as usize).copied(),
+                    symbol: None,
+                    ptr: Some(rec.ptr),
+                    detail,
+                    ..Example::default()
+                })
+                .collect();
+            (k, (f.count, ex))
+        })
+        .collect();
     let mut put = |kind: FindingKind, count: u64, examples: Vec<Example>| {
         if count > 0 {
-            let f = found.entry(kind).or_default();
-            f.count = count;
-            f.examples = examples;
+            found.insert(kind, (count, examples));
         }
     };
     put(
@@ -1010,12 +1048,11 @@ fn build_report(
     }
     let findings = found
         .into_iter()
-        .map(|(kind, f)| Finding {
+        .map(|(kind, (count, examples))| Finding {
             kind,
-            count: f.count,
+            count,
             description: kind.description().into(),
-            examples: f
-                .examples
+            examples: examples
                 .into_iter()
                 .map(|mut e| {
                     if e.symbol.is_none() {

@@ -233,7 +233,13 @@ fn check_file(
     }
     let order = detected.unwrap_or(majority);
     let (mut records, mut first, mut last) = (0u64, None, None::<i32>);
-    for item in Scanner::new(b, order) {
+    let mut sc = Scanner::new(b, order);
+    let mut released = 0;
+    while let Some(item) = sc.next() {
+        if sc.pos() - released >= 32 << 20 {
+            f.release(released, sc.pos());
+            released = sc.pos();
+        }
         match item {
             Item::Rec { offset, ev } => {
                 records += 1;

@@ -47,7 +47,7 @@ fn hex(s: &str) -> Option<u64> {
 
 /// Parse one `perf script` line; `None` for lines that are not imported kmem events.
 pub fn parse_line(line: &str) -> Option<PerfEvent> {
-    let k = line.find(": kmem:")?;
+    let k = line.find(" kmem:")?;
     let head = &line[..k];
     let cpu = head
         .split_whitespace()
@@ -55,7 +55,7 @@ pub fn parse_line(line: &str) -> Option<PerfEvent> {
         .trim_matches(|c| c == '[' || c == ']')
         .parse()
         .ok()?;
-    let rest = &line[k + 7..];
+    let rest = &line[k + 6..];
     let (name, fields) = rest.split_once(':')?;
     let mut f: HashMap<&str, &str> = HashMap::new();
     for w in fields.split_whitespace() {

@@ -259,7 +259,11 @@ fn findings(r: &Report, _: &TextOptions, out: &mut String) {
     let _ = writeln!(out, "FINDINGS");
     let _ = writeln!(out, "========");
     for f in &r.findings {
-        let _ = writeln!(out, "{:?}: {} ({})", f.kind, f.count, f.description);
+        let kind = serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{kind}: {} ({})", f.count, f.description);
         for e in &f.examples {
             let mut parts = Vec::new();
             if let Some(x) = e.seq {

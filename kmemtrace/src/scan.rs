@@ -225,6 +225,47 @@ impl<'a> Scanner<'a> {
     }
 }
 
+impl Scanner<'_> {
+    /// The common case in one step: a known record of exactly the ABI size. `None` means "ask
+    /// [`Iterator::next`]" (end, damage, unknown records, features), not "end".
+    #[inline(always)]
+    pub fn next_plain(&mut self) -> Option<Ev> {
+        let at = self.pos;
+        let b = self.b;
+        let r = b.get(at..at.checked_add(abi::ALLOC_SIZE)?.min(b.len()))?;
+        if r.len() < FREE_SIZE {
+            return None;
+        }
+        let order = self.order;
+        let (event_id, type_id) = (r[0], r[1]);
+        let size = order.u16(abi::arr(r, 2)) as usize;
+        if (type_id as usize) >= TYPE_COUNT {
+            return None;
+        }
+        let alloc = match (event_id, size) {
+            (abi::EVENT_ALLOC, abi::ALLOC_SIZE) if r.len() == abi::ALLOC_SIZE => true,
+            (abi::EVENT_FREE, FREE_SIZE) => false,
+            _ => return None,
+        };
+        self.pos = at + size;
+        Some(Ev {
+            event_id,
+            type_id,
+            seq: order.u32(abi::arr(r, 4)) as i32,
+            call_site: order.u64(abi::arr(r, 8)),
+            ptr: order.u64(abi::arr(r, 16)),
+            bytes_req: if alloc { order.u64(abi::arr(r, 24)) } else { 0 },
+            bytes_alloc: if alloc { order.u64(abi::arr(r, 32)) } else { 0 },
+            gfp: if alloc { order.u32(abi::arr(r, 40)) } else { 0 },
+            node: if alloc {
+                order.u32(abi::arr(r, 44)) as i32
+            } else {
+                -1
+            },
+        })
+    }
+}
+
 impl Iterator for Scanner<'_> {
     type Item = Item;
 

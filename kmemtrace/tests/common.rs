@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use kmemtrace::{AllocFields, AllocType, ByteOrder, Record, TraceInput};
+
+pub fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64) -> Record {
+    Record {
+        type_id: ty,
+        seq,
+        call_site: site,
+        ptr,
+        alloc: Some(AllocFields {
+            bytes_req: req,
+            bytes_alloc: al,
+            gfp_flags: 0xcc0,
+            numa_node: -1,
+        }),
+        features: vec![],
+    }
+}
+
+pub fn free(seq: i32, ty: AllocType, site: u64, ptr: u64) -> Record {
+    Record {
+        type_id: ty,
+        seq,
+        call_site: site,
+        ptr,
+        alloc: None,
+        features: vec![],
+    }
+}
+
+pub fn encode(records: &[Record], order: ByteOrder) -> Vec<u8> {
+    let mut v = Vec::new();
+    for r in records {
+        r.encode_into(order, &mut v);
+    }
+    v
+}
+
+/// A small, valid two-CPU trace (cpu, bytes) in `order`.
+pub fn small_trace(order: ByteOrder) -> Vec<(u32, Vec<u8>)> {
+    use AllocType::*;
+    let cpu0 = vec![
+        alloc(1, Kmalloc, 0x100, 0xa000, 10, 16),
+        alloc(2, KmemCache, 0x200, 0xb000, 24, 24),
+        free(4, Kmalloc, 0x300, 0xb000),
+    ];
+    let cpu1 = vec![
+        free(3, Kmalloc, 0x300, 0xa000),
+        alloc(5, Pages, 0x400, 0x10000, 4096, 4096),
+    ];
+    vec![(0, encode(&cpu0, order)), (1, encode(&cpu1, order))]
+}
+
+pub fn input(streams: Vec<(u32, Vec<u8>)>) -> TraceInput {
+    TraceInput::from_streams(streams)
+}
