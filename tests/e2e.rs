@@ -30,8 +30,12 @@ use serde_json::Value;
 /// The call sites of the kernel's selftest (docs/contracts.md §3).
 const SELFTEST_FILTER: &str = "kmemtrace_selftest_*";
 
+/// The repository: from the environment at run time (cargo and nextest set it; a nextest archive
+/// run elsewhere remaps it), else where this binary was built.
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn main() {
