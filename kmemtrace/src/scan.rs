@@ -332,13 +332,14 @@ pub fn decode_all(b: &[u8], order: ByteOrder) -> Vec<Record> {
 
 /// Number of consecutive well-framed records from the start of `b` in `order` (at most `max`).
 fn chain_len(b: &[u8], order: ByteOrder, max: usize) -> usize {
-    let mut s = Scanner::new(b, order);
-    let mut n = 0;
-    while n < max {
-        match s.next() {
-            Some(Item::Rec { .. }) | Some(Item::Unknown { .. }) => n += 1,
+    let (mut n, mut at) = (0, 0);
+    while n < max && at < b.len() {
+        match check_at(b, at, order) {
+            Check::Known(h) => at += h.event_size,
+            Check::Unknown(h) if followed_well(b, at + h.event_size, order) => at += h.event_size,
             _ => break,
         }
+        n += 1;
     }
     n
 }

@@ -1,0 +1,230 @@
+//! Bad input: never a panic, never a hang, never unbounded memory; problems named with file and
+//! byte offset; `check` exit codes 0/1/2.
+
+mod common;
+
+use common::*;
+use kmemtrace::{
+    analyze, check, check_input, load_dir, AllocType, AnalyzeOptions, ByteOrder, DamageKind, Error,
+    FindingKind, ProblemKind, TraceInput,
+};
+use std::path::Path;
+use std::process::Command;
+
+fn report(streams: Vec<(u32, Vec<u8>)>) -> kmemtrace::Report {
+    analyze(&input(streams), &AnalyzeOptions::default()).unwrap()
+}
+
+fn kmemtrace(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn write_dir(dir: &Path, streams: &[(u32, Vec<u8>)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (c, b) in streams {
+        std::fs::write(dir.join(format!("cpu{c}.out")), b).unwrap();
+    }
+}
+
+#[test]
+fn truncated_file_salvages_whole_records_and_names_the_tail() {
+    let mut t = small_trace(ByteOrder::Little);
+    let len = t[0].1.len();
+    t[0].1.truncate(len - 5);
+    let r = report(t);
+    assert_eq!(r.summary.records, 4);
+    assert_eq!(r.damage.regions[0].kind, DamageKind::PartialRecord);
+    assert_eq!(r.damage.regions[0].file, "cpu0.out");
+    assert_eq!(r.damage.regions[0].offset, 48 + 48);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::DamagedRecords));
+}
+
+#[test]
+fn zero_and_ff_filled_and_random_files_are_damage_not_panics() {
+    let mut seed = 0x1234_5678u64;
+    let random: Vec<u8> = (0..100_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    for bytes in [vec![0u8; 100_000], vec![0xffu8; 100_000], random] {
+        let r = report(vec![(0, bytes.clone())]);
+        assert!(r.summary.damaged_bytes > 0);
+        let c = check_input(&input(vec![(0, bytes)]));
+        assert_eq!(c.exit_code(), 1);
+        assert!(!c.problems.is_empty());
+    }
+}
+
+#[test]
+fn event_size_zero_and_beyond_the_record() {
+    let o = ByteOrder::Little;
+    let good = encode(&[alloc(1, AllocType::Kmalloc, 1, 0x40, 8, 8)], o);
+    let mut zero = good.clone();
+    zero[2] = 0;
+    zero[3] = 0;
+    let mut tail = good.clone();
+    tail.extend_from_slice(&good);
+    let mut huge = good.clone();
+    huge[2] = 0xff;
+    huge[3] = 0xff;
+    let mut beyond = huge.clone();
+    beyond.extend_from_slice(&good);
+    for (what, mut bytes) in [("zero", zero), ("huge", huge), ("beyond", beyond)] {
+        bytes.extend_from_slice(&encode(&[alloc(2, AllocType::Kmalloc, 1, 0x80, 8, 8)], o));
+        let r = report(vec![(0, bytes)]);
+        assert_eq!(r.damage.regions[0].offset, 0, "{what}");
+        assert!(
+            r.summary.records >= 1,
+            "{what}: the record after the damage is salvaged"
+        );
+    }
+}
+
+#[test]
+fn unknown_ids_are_skipped_and_counted() {
+    let o = ByteOrder::Big;
+    let mut bytes = encode(&[alloc(1, AllocType::Kmalloc, 1, 0x40, 8, 8)], o);
+    let mut unknown = encode(&[free(2, AllocType::Kmalloc, 1, 0x40)], o);
+    unknown[1] = 9; // unknown type id
+    bytes.extend_from_slice(&unknown);
+    bytes.extend_from_slice(&encode(&[free(3, AllocType::Kmalloc, 1, 0x40)], o));
+    let r = report(vec![(0, bytes.clone())]);
+    assert_eq!(r.summary.unknown_records, 1);
+    assert_eq!(r.summary.live_allocations, 0);
+    let c = check_input(&input(vec![(0, bytes)]));
+    assert_eq!(c.problems[0].kind, ProblemKind::UnknownRecord);
+    assert_eq!(c.problems[0].offset, 48);
+}
+
+#[test]
+fn mixed_byte_orders_are_refused_by_report_and_flagged_by_check() {
+    let le = small_trace(ByteOrder::Little);
+    let be = small_trace(ByteOrder::Big);
+    let streams = vec![le[0].clone(), be[1].clone()];
+    let e = analyze(&input(streams.clone()), &AnalyzeOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::MixedByteOrder { .. }));
+    assert!(e.to_string().contains("cpu1.out"), "{e}");
+    let c = check_input(&input(streams));
+    assert!(c.problems.iter().any(|p| p.kind == ProblemKind::ByteOrder));
+    assert_eq!(c.exit_code(), 1);
+}
+
+#[test]
+fn duplicate_sequence_numbers_are_reported() {
+    let o = ByteOrder::Little;
+    let bytes = encode(
+        &[
+            alloc(1, AllocType::Kmalloc, 1, 0x40, 8, 8),
+            alloc(1, AllocType::Kmalloc, 1, 0x80, 8, 8),
+        ],
+        o,
+    );
+    let r = report(vec![(0, bytes.clone())]);
+    assert_eq!(r.summary.duplicate_seqs, 1);
+    let c = check_input(&input(vec![(0, bytes)]));
+    assert_eq!(c.problems[0].kind, ProblemKind::SeqNotIncreasing);
+    assert_eq!(c.problems[0].offset, 48);
+}
+
+#[test]
+fn empty_dir_and_missing_path() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        load_dir(d.path()),
+        Err(Error::NoTraceFiles { .. })
+    ));
+    let missing = d.path().join("missing");
+    let c = check(std::slice::from_ref(&missing));
+    assert_eq!(c.exit_code(), 2);
+    let (code, _, err) = kmemtrace(&["report", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing"), "{err}");
+    let (code, _, _) = kmemtrace(&["report", d.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn empty_cpu_files_are_clean() {
+    let d = tempfile::tempdir().unwrap();
+    write_dir(d.path(), &[(0, vec![]), (1, vec![])]);
+    let r = analyze(&load_dir(d.path()).unwrap(), &AnalyzeOptions::default()).unwrap();
+    assert_eq!(r.summary.records, 0);
+    assert_eq!(check(&[d.path().to_path_buf()]).exit_code(), 0);
+}
+
+#[test]
+fn huge_sparse_file_neither_hangs_nor_eats_memory() {
+    let d = tempfile::tempdir().unwrap();
+    let t = small_trace(ByteOrder::Little);
+    write_dir(d.path(), &t);
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.path().join("cpu1.out"))
+        .unwrap();
+    f.set_len(64 << 30).unwrap();
+    let start = std::time::Instant::now();
+    let input = load_dir(d.path()).unwrap();
+    let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+    assert_eq!(r.summary.records, 5);
+    let last = r.damage.regions.last().unwrap();
+    assert_eq!(last.kind, DamageKind::Unexamined);
+    assert_eq!(last.file, d.path().join("cpu1.out").display().to_string());
+    let c = check(&[d.path().to_path_buf()]);
+    assert_eq!(c.exit_code(), 1);
+    assert!(start.elapsed().as_secs() < 30, "took {:?}", start.elapsed());
+}
+
+#[test]
+fn check_exit_codes_0_1_2() {
+    let d = tempfile::tempdir().unwrap();
+    let good = d.path().join("good");
+    write_dir(&good, &small_trace(ByteOrder::Big));
+    let (code, out, _) = kmemtrace(&["check", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let bad = d.path().join("bad");
+    let mut t = small_trace(ByteOrder::Big);
+    t[1].1.extend_from_slice(&[0xff; 7]);
+    write_dir(&bad, &t);
+    let (code, out, _) = kmemtrace(&["check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.contains("cpu1.out at byte 72"), "{out}");
+    let (code, _, _) = kmemtrace(&["check", d.path().join("nope").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    // --strict turns damage into exit 1 for report, naming file and offset.
+    let (code, _, err) = kmemtrace(&["report", "--strict", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cpu1.out at byte 72"), "{err}");
+    let (code, _, err) = kmemtrace(&["report", bad.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(err.contains("warning"), "{err}");
+}
+
+#[test]
+fn meta_byte_order_disagreement_is_a_finding() {
+    let mut i: TraceInput = input(small_trace(ByteOrder::Little));
+    i.meta = Some(kmemtrace::Meta {
+        byte_order: Some(ByteOrder::Big),
+        ..Default::default()
+    });
+    let r = analyze(&i, &AnalyzeOptions::default()).unwrap();
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::MetaMismatch));
+    assert_eq!(r.trace.byte_order, Some(ByteOrder::Little));
+}
