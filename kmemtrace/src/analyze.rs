@@ -15,6 +15,7 @@ use crate::meta;
 use crate::report::*;
 use crate::scan::{self, DamageRegion, Ev, Item, Scanner};
 use crate::symbols::{plain_name, Symbols};
+use crate::table::PtrTable;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -129,10 +130,114 @@ struct Stream<'a> {
     sc: Scanner<'a>,
     file: usize,
     cpu: u32,
-    head: Option<(i64, Ev)>,
-    last_seq: i32,
-    last_key: i64,
+    /// Whether `ev`/`key` hold the next record.
+    live: bool,
+    /// The next record and its unwrapped sequence number.
+    ev: Ev,
+    key: i64,
+    records: u64,
     released: usize,
+}
+
+impl Stream<'_> {
+    /// Unwrap `ev.seq` relative to the previous record of this stream (or to `base` for the
+    /// first one) and make it the head.
+    #[inline(always)]
+    fn set_head(&mut self, ev: Ev, base: &mut Option<i32>) {
+        self.key = if self.records == 0 {
+            let b = *base.get_or_insert(ev.seq);
+            ev.seq.wrapping_sub(b) as i64
+        } else {
+            self.key + ev.seq.wrapping_sub(self.ev.seq) as i64
+        };
+        self.records += 1;
+        self.ev = ev;
+        self.live = true;
+    }
+
+    /// Advance to the next known record, accounting damage and unknown records in `out`.
+    #[inline(always)]
+    fn advance(
+        &mut self,
+        input: &TraceInput,
+        out: &mut Produced,
+        base: &mut Option<i32>,
+        examples: usize,
+    ) {
+        if let Some(ev) = self.sc.next_plain() {
+            self.set_head(ev, base);
+            if self.sc.pos() - self.released >= RELEASE_EVERY {
+                self.release(input);
+            }
+            return;
+        }
+        self.advance_slow(input, out, base, examples);
+    }
+
+    #[cold]
+    fn release(&mut self, input: &TraceInput) {
+        let pos = self.sc.pos();
+        input.files[self.file].release(self.released, pos);
+        self.released = pos;
+    }
+
+    #[inline(never)]
+    fn advance_slow(
+        &mut self,
+        input: &TraceInput,
+        out: &mut Produced,
+        base: &mut Option<i32>,
+        examples: usize,
+    ) {
+        self.live = false;
+        while let Some(item) = self.sc.next() {
+            match item {
+                Item::Rec { ev, .. } => {
+                    self.set_head(ev, base);
+                    break;
+                }
+                Item::Unknown {
+                    offset,
+                    event_id,
+                    type_id,
+                    size,
+                } => {
+                    out.unknown_records += 1;
+                    if out.unknown_examples.len() < examples {
+                        out.unknown_examples.push(Example {
+                            file: Some(input.files[self.file].name.clone()),
+                            offset: Some(offset as u64),
+                            detail: Some(format!(
+                                "event_id {event_id} type_id {type_id} event_size {size}"
+                            )),
+                            ..Example::default()
+                        });
+                    }
+                }
+                Item::Damage {
+                    offset,
+                    length,
+                    kind,
+                    detail,
+                } => {
+                    out.damage_total += 1;
+                    out.damage_bytes += length as u64;
+                    if out.damage.len() < MAX_DAMAGE_LISTED {
+                        out.damage.push(DamageRegion {
+                            file: input.files[self.file].name.clone(),
+                            offset: offset as u64,
+                            length: length as u64,
+                            kind,
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+        if !self.live || self.sc.pos() - self.released >= RELEASE_EVERY {
+            self.release(input);
+        }
+    }
 }
 
 /// Decide the byte order of each file and of the trace.
@@ -209,10 +314,7 @@ fn produce(
     examples: usize,
     mut sink: impl FnMut(Vec<Rec>) -> Option<Vec<Rec>>,
 ) -> Produced {
-    let mut out = Produced {
-        records_per_file: vec![0; input.files.len()],
-        ..Produced::default()
-    };
+    let mut out = Produced::default();
     let mut streams: Vec<Stream<'_>> = input
         .files
         .iter()
@@ -221,144 +323,52 @@ fn produce(
             sc: Scanner::new(f.bytes(), order),
             file: i,
             cpu: f.cpu,
-            head: None,
-            last_seq: 0,
-            last_key: 0,
+            live: false,
+            ev: Ev::default(),
+            key: 0,
+            records: 0,
             released: 0,
         })
         .collect();
-
-    // Advance a stream to its next known record, accounting damage and unknown records.
     let mut base: Option<i32> = None;
-    let advance = |s: &mut Stream<'_>, out: &mut Produced, base: &mut Option<i32>| {
-        s.head = None;
-        let fast = s.sc.next_plain();
-        let mut fast_items = fast.map(|ev| Item::Rec { offset: 0, ev });
-        while let Some(item) = fast_items.take().or_else(|| s.sc.next()) {
-            match item {
-                Item::Rec { ev, .. } => {
-                    out.records_per_file[s.file] += 1;
-                    let key = if out.records_per_file[s.file] == 1 {
-                        let b = *base.get_or_insert(ev.seq);
-                        ev.seq.wrapping_sub(b) as i64
-                    } else {
-                        s.last_key + ev.seq.wrapping_sub(s.last_seq) as i64
-                    };
-                    s.last_seq = ev.seq;
-                    s.last_key = key;
-                    s.head = Some((key, ev));
-                    break;
-                }
-                Item::Unknown {
-                    offset,
-                    event_id,
-                    type_id,
-                    size,
-                } => {
-                    out.unknown_records += 1;
-                    if out.unknown_examples.len() < examples {
-                        out.unknown_examples.push(Example {
-                            file: Some(input.files[s.file].name.clone()),
-                            offset: Some(offset as u64),
-                            detail: Some(format!(
-                                "event_id {event_id} type_id {type_id} event_size {size}"
-                            )),
-                            ..Example::default()
-                        });
-                    }
-                }
-                Item::Damage {
-                    offset,
-                    length,
-                    kind,
-                    detail,
-                } => {
-                    out.damage_total += 1;
-                    out.damage_bytes += length as u64;
-                    if out.damage.len() < MAX_DAMAGE_LISTED {
-                        out.damage.push(DamageRegion {
-                            file: input.files[s.file].name.clone(),
-                            offset: offset as u64,
-                            length: length as u64,
-                            kind,
-                            detail,
-                        });
-                    }
-                }
-            }
-        }
-        let pos = s.sc.pos();
-        if pos - s.released >= RELEASE_EVERY || (s.head.is_none() && pos > s.released) {
-            // Cold: once per RELEASE_EVERY bytes.
-            input.files[s.file].release(s.released, pos);
-            s.released = pos;
-        }
-    };
     for s in &mut streams {
-        advance(s, &mut out, &mut base);
+        s.advance(input, &mut out, &mut base, examples);
     }
 
     let mut site_ix: AddrMap<u32> = AddrMap::default();
     let mut batch = Vec::with_capacity(BATCH);
-    let mut last_key: Option<(i64, i32)> = None;
+    let mut last: Option<(i64, i32)> = None;
     loop {
         // The stream with the smallest head key (lowest index on ties) and the runner-up's key.
         let mut best: Option<(i64, usize)> = None;
-        let mut second: Option<i64> = None;
+        let mut second = i64::MAX;
         for (i, s) in streams.iter().enumerate() {
-            if let Some((k, _)) = s.head {
-                match best {
-                    None => best = Some((k, i)),
-                    Some((bk, _)) if k < bk => {
-                        second = Some(bk);
-                        best = Some((k, i));
-                    }
-                    _ => {
-                        if second.is_none_or(|sk| k < sk) {
-                            second = Some(k);
-                        }
-                    }
+            if !s.live {
+                continue;
+            }
+            match best {
+                None => best = Some((s.key, i)),
+                Some((bk, _)) if s.key < bk => {
+                    second = bk;
+                    best = Some((s.key, i));
                 }
+                _ => second = second.min(s.key),
             }
         }
         let Some((_, i)) = best else { break };
+        let s = &mut streams[i];
         // Emit from that stream while it stays at or below the runner-up.
-        loop {
-            let s = &mut streams[i];
-            let Some((key, ev)) = s.head else { break };
-            if second.is_some_and(|sk| key > sk) {
-                break;
-            }
-            let cpu = s.cpu;
+        while s.live && s.key <= second {
+            let (key, cpu) = (s.key, s.cpu);
+            let ev = &s.ev;
             out.records += 1;
-            if let Some((lk, lseq)) = last_key {
+            if let Some((lk, lseq)) = last {
                 let d = key - lk;
-                if d > 1 {
-                    out.lost += (d - 1) as u64;
-                    out.gap_count += 1;
-                    if out.gaps.len() < MAX_GAPS_LISTED {
-                        out.gaps.push(Gap {
-                            after_seq: lseq,
-                            missing: (d - 1) as u64,
-                        });
-                    }
-                } else if d == 0 {
-                    out.dup += 1;
-                    if out.dup_examples.len() < examples {
-                        out.dup_examples.push(example_of(&ev, cpu, None));
-                    }
-                } else if d < 0 {
-                    out.ooo += 1;
-                    if out.ooo_examples.len() < examples {
-                        out.ooo_examples.push(example_of(
-                            &ev,
-                            cpu,
-                            Some(format!("after seq {lseq}")),
-                        ));
-                    }
+                if d != 1 {
+                    account_seq(&mut out, d, lseq, ev, cpu, examples);
                 }
             }
-            last_key = Some((key, ev.seq));
+            last = Some((key, ev.seq));
             let site = match site_ix.get(&ev.call_site) {
                 Some(i) => *i,
                 None => {
@@ -399,17 +409,44 @@ fn produce(
             } else {
                 out.filtered_out += 1;
             }
-            advance(&mut streams[i], &mut out, &mut base);
+            s.advance(input, &mut out, &mut base, examples);
         }
     }
     if !batch.is_empty() {
         sink(batch);
     }
+    out.records_per_file = streams.iter().map(|s| s.records).collect();
     out
 }
 
+/// A step in the merged sequence other than +1: a gap, a duplicate or a step back.
+#[cold]
+fn account_seq(out: &mut Produced, d: i64, lseq: i32, ev: &Ev, cpu: u32, examples: usize) {
+    if d > 1 {
+        out.lost += (d - 1) as u64;
+        out.gap_count += 1;
+        if out.gaps.len() < MAX_GAPS_LISTED {
+            out.gaps.push(Gap {
+                after_seq: lseq,
+                missing: (d - 1) as u64,
+            });
+        }
+    } else if d == 0 {
+        out.dup += 1;
+        if out.dup_examples.len() < examples {
+            out.dup_examples.push(example_of(ev, cpu, None));
+        }
+    } else {
+        out.ooo += 1;
+        if out.ooo_examples.len() < examples {
+            out.ooo_examples
+                .push(example_of(ev, cpu, Some(format!("after seq {lseq}"))));
+        }
+    }
+}
+
 /// An open allocation.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Open {
     bytes_alloc: u64,
     site: u32,
@@ -472,7 +509,7 @@ struct Found {
 
 /// The replay state machine.
 struct Replay {
-    open: AddrMap<Open>,
+    open: PtrTable<Open>,
     sites: Vec<SiteAcc>,
     ptrs: Option<AddrMap<PtrAcc>>,
     nodes: Vec<i32>,
@@ -487,7 +524,7 @@ struct Replay {
 impl Replay {
     fn new(nodes: Vec<i32>, page_size: u64, alloc_rows: bool, examples: usize) -> Self {
         Replay {
-            open: AddrMap::default(),
+            open: PtrTable::new(),
             sites: Vec::new(),
             ptrs: alloc_rows.then(AddrMap::default),
             nodes,
@@ -518,6 +555,17 @@ impl Replay {
         pages.next_power_of_two().trailing_zeros()
     }
 
+    /// Replay a batch, prefetching the table slot of the record a few places ahead.
+    fn batch(&mut self, b: &[Rec]) {
+        const AHEAD: usize = 8;
+        for (i, r) in b.iter().enumerate() {
+            if let Some(n) = b.get(i + AHEAD) {
+                self.open.prefetch(n.ptr);
+            }
+            self.record(r);
+        }
+    }
+
     #[inline]
     fn record(&mut self, r: &Rec) {
         let t = (r.type_id as usize).min(TYPE_COUNT - 1);
@@ -525,14 +573,9 @@ impl Replay {
         if si as usize >= self.sites.len() {
             self.sites.resize(si as usize + 1, SiteAcc::default());
         }
+        // Allocation and free counts and byte sums are kept per site and type only; the totals
+        // are summed from them at the end.
         if r.event_id == EVENT_ALLOC {
-            self.s.allocs += 1;
-            self.s.bytes_requested += r.bytes_req;
-            self.s.bytes_allocated += r.bytes_alloc;
-            let tt = &mut self.types[t];
-            tt.allocs += 1;
-            tt.req += r.bytes_req;
-            tt.alloc += r.bytes_alloc;
             let site = &mut self.sites[si as usize];
             let ta = &mut site.types[t];
             ta.allocs += 1;
@@ -581,15 +624,12 @@ impl Replay {
                 self.note(FindingKind::LostFree, r, Some(d));
             }
         } else {
-            self.s.frees += 1;
-            let tt = &mut self.types[t];
-            tt.frees += 1;
             self.sites[si as usize].types[t].frees += 1;
             if r.ptr == 0 {
                 self.s.null_frees += 1;
                 return;
             }
-            let Some(o) = self.open.remove(&r.ptr) else {
+            let Some(o) = self.open.remove(r.ptr) else {
                 self.s.unknown_frees += 1;
                 self.note(FindingKind::UnknownFree, r, None);
                 return;
@@ -631,7 +671,20 @@ impl Replay {
     fn finish(mut self, site_count: usize) -> ReplayOut {
         self.sites
             .resize(site_count.max(self.sites.len()), SiteAcc::default());
-        for o in self.open.values() {
+        for site in &self.sites {
+            for (t, ta) in site.types.iter().enumerate() {
+                let tt = &mut self.types[t];
+                tt.allocs += ta.allocs;
+                tt.frees += ta.frees;
+                tt.req += ta.req;
+                tt.alloc += ta.alloc;
+                self.s.allocs += ta.allocs;
+                self.s.frees += ta.frees;
+                self.s.bytes_requested += ta.req;
+                self.s.bytes_allocated += ta.alloc;
+            }
+        }
+        for (_, o) in self.open.iter() {
             self.s.live_allocations += 1;
             self.s.live_bytes += o.bytes_alloc;
             let site = &mut self.sites[o.site as usize];
@@ -643,7 +696,7 @@ impl Replay {
             }
         }
         let mut live_types = [(0u64, 0u64); TYPE_COUNT];
-        for o in self.open.values() {
+        for (_, o) in self.open.iter() {
             live_types[o.type_id as usize].0 += 1;
             live_types[o.type_id as usize].1 += o.bytes_alloc;
         }
@@ -652,7 +705,7 @@ impl Replay {
             open_ptrs: self
                 .ptrs
                 .as_ref()
-                .map(|_| self.open.keys().copied().collect()),
+                .map(|_| self.open.iter().map(|(k, _)| k).collect()),
             r: self,
         }
     }
@@ -764,9 +817,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT + 2);
             let consumer = scope.spawn(move || {
                 for batch in rx {
-                    for r in &batch {
-                        replay.record(r);
-                    }
+                    replay.batch(&batch);
                     let _ = back_tx.try_send(batch);
                 }
                 replay
@@ -785,9 +836,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         })
     } else {
         let produced = produce(input, order, filter, opts.examples, |b| {
-            for r in &b {
-                replay.record(r);
-            }
+            replay.batch(&b);
             Some(b)
         });
         (produced, Ok(replay))

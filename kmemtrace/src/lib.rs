@@ -53,6 +53,7 @@ pub mod report;
 pub mod scan;
 pub mod symbols;
 pub mod synth;
+mod table;
 
 pub use abi::{AllocFields, AllocType, ByteOrder, Record};
 pub use analyze::{analyze, AnalyzeOptions, MAX_DAMAGE_LISTED};

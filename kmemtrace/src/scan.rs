@@ -230,39 +230,84 @@ impl Scanner<'_> {
     /// [`Iterator::next`]" (end, damage, unknown records, features), not "end".
     #[inline(always)]
     pub fn next_plain(&mut self) -> Option<Ev> {
+        match self.order {
+            ByteOrder::Little => self.plain::<false>(),
+            ByteOrder::Big => self.plain::<true>(),
+        }
+    }
+
+    /// [`Scanner::next_plain`] monomorphised on the byte order.
+    #[inline(always)]
+    fn plain<const BIG: bool>(&mut self) -> Option<Ev> {
+        #[inline(always)]
+        fn u16_<const BIG: bool>(r: &[u8], at: usize) -> u16 {
+            let a = abi::arr(r, at);
+            if BIG {
+                u16::from_be_bytes(a)
+            } else {
+                u16::from_le_bytes(a)
+            }
+        }
+        #[inline(always)]
+        fn u32_<const BIG: bool>(r: &[u8], at: usize) -> u32 {
+            let a = abi::arr(r, at);
+            if BIG {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        }
+        #[inline(always)]
+        fn u64_<const BIG: bool>(r: &[u8], at: usize) -> u64 {
+            let a = abi::arr(r, at);
+            if BIG {
+                u64::from_be_bytes(a)
+            } else {
+                u64::from_le_bytes(a)
+            }
+        }
         let at = self.pos;
         let b = self.b;
-        let r = b.get(at..at.checked_add(abi::ALLOC_SIZE)?.min(b.len()))?;
-        if r.len() < FREE_SIZE {
+        let rem = b.len().checked_sub(at)?;
+        if rem < FREE_SIZE {
             return None;
         }
-        let order = self.order;
-        let (event_id, type_id) = (r[0], r[1]);
-        let size = order.u16(abi::arr(r, 2)) as usize;
+        let (event_id, type_id) = (b[at], b[at + 1]);
         if (type_id as usize) >= TYPE_COUNT {
             return None;
         }
-        let alloc = match (event_id, size) {
-            (abi::EVENT_ALLOC, abi::ALLOC_SIZE) if r.len() == abi::ALLOC_SIZE => true,
-            (abi::EVENT_FREE, FREE_SIZE) => false,
-            _ => return None,
-        };
-        self.pos = at + size;
-        Some(Ev {
-            event_id,
-            type_id,
-            seq: order.u32(abi::arr(r, 4)) as i32,
-            call_site: order.u64(abi::arr(r, 8)),
-            ptr: order.u64(abi::arr(r, 16)),
-            bytes_req: if alloc { order.u64(abi::arr(r, 24)) } else { 0 },
-            bytes_alloc: if alloc { order.u64(abi::arr(r, 32)) } else { 0 },
-            gfp: if alloc { order.u32(abi::arr(r, 40)) } else { 0 },
-            node: if alloc {
-                order.u32(abi::arr(r, 44)) as i32
-            } else {
-                -1
-            },
-        })
+        let size = u16_::<BIG>(b, at + 2) as usize;
+        if event_id == abi::EVENT_ALLOC && size == abi::ALLOC_SIZE && rem >= abi::ALLOC_SIZE {
+            let r: &[u8; abi::ALLOC_SIZE] = b[at..at + abi::ALLOC_SIZE].try_into().ok()?;
+            self.pos = at + abi::ALLOC_SIZE;
+            Some(Ev {
+                event_id,
+                type_id,
+                seq: u32_::<BIG>(r, 4) as i32,
+                call_site: u64_::<BIG>(r, 8),
+                ptr: u64_::<BIG>(r, 16),
+                bytes_req: u64_::<BIG>(r, 24),
+                bytes_alloc: u64_::<BIG>(r, 32),
+                gfp: u32_::<BIG>(r, 40),
+                node: u32_::<BIG>(r, 44) as i32,
+            })
+        } else if event_id == abi::EVENT_FREE && size == FREE_SIZE {
+            let r: &[u8; FREE_SIZE] = b[at..at + FREE_SIZE].try_into().ok()?;
+            self.pos = at + FREE_SIZE;
+            Some(Ev {
+                event_id,
+                type_id,
+                seq: u32_::<BIG>(r, 4) as i32,
+                call_site: u64_::<BIG>(r, 8),
+                ptr: u64_::<BIG>(r, 16),
+                bytes_req: 0,
+                bytes_alloc: 0,
+                gfp: 0,
+                node: -1,
+            })
+        } else {
+            None
+        }
     }
 }
 
