@@ -24,9 +24,12 @@
  *
  * Sequence: mount proc, sysfs, devtmpfs (/dev), debugfs, tmpfs (/tmp); mount the 9p share with
  * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); read the job; create
- * /mnt/kmt/<out>; start /bin/kmemtraced -o /mnt/kmt/<out> (stderr to /mnt/kmt/guest.log) and wait
- * until it is collecting; write 1 to kmemtrace/enabled (not for boot); run the workload; write 0 to
- * enabled; SIGTERM the collector and wait for it (bounded); check it exited 0 and wrote meta.json.
+ * /mnt/kmt/<out>; write 1 to kmemtrace/enabled (not for boot); start /bin/kmemtraced -o
+ * /mnt/kmt/<out> (stderr to /mnt/kmt/guest.log) and wait until it is collecting; run the workload;
+ * write 0 to enabled; SIGTERM the collector and wait for it (bounded); check it exited 0 and wrote
+ * meta.json. Tracing goes on before the collector starts because the kernel creates the relay
+ * files kmemtrace/cpu<N> on the first enable; nothing is lost meanwhile, the relay buffers keep
+ * the records until they are read (and count overruns rather than overwrite).
  *
  * End: /mnt/kmt/status gets one line, "ok" or "fail <reason>"; the console gets exactly one line
  * "KMT-STATUS: ok" or "KMT-STATUS: fail <reason>"; then sync() and reboot(RB_AUTOBOOT) (QEMU runs
@@ -726,10 +729,12 @@ int main(void)
 		close(fd);
 	}
 
-	stage = "starting the collector";
-	collector = start_collector(outdir);
+	/* First: the kernel creates kmemtrace/cpu<N> when tracing is first switched on. */
+	stage = "switching tracing on";
 	if (!w->from_boot && write_file(KMT_DIR "/enabled", "1"))
 		fail("write 1 to %s/enabled: %s", KMT_DIR, strerror(errno));
+	stage = "starting the collector";
+	collector = start_collector(outdir);
 
 	stage = w->name;
 	log_msg("running %s %ld", w->name, job.param);
