@@ -24,9 +24,9 @@ pub const MAX_DAMAGE_LISTED: usize = 100;
 /// At most this many gaps are listed.
 const MAX_GAPS_LISTED: usize = 20;
 /// Records per batch between the two stages.
-const BATCH: usize = 8192;
+const BATCH: usize = 2048;
 /// Batches in flight.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 16;
 /// Bytes of a mapped file consumed before its pages are released.
 const RELEASE_EVERY: usize = 32 << 20;
 
@@ -47,6 +47,9 @@ pub struct AnalyzeOptions {
     pub examples: usize,
     /// Decode and replay on two threads.
     pub parallel: bool,
+    /// Keep only the first N call-site, function and allocation rows (after sorting); `None`
+    /// keeps all. Cheaper than [`Report::truncate_rows`] for `--alloc` on big traces.
+    pub max_rows: Option<usize>,
 }
 
 impl Default for AnalyzeOptions {
@@ -59,6 +62,7 @@ impl Default for AnalyzeOptions {
             sort: Vec::new(),
             examples: 5,
             parallel: true,
+            max_rows: None,
         }
     }
 }
@@ -481,6 +485,7 @@ struct PtrAcc {
     alloc: u64,
     cross_frees: u64,
     site: u32,
+    live: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -511,7 +516,7 @@ struct Found {
 struct Replay {
     open: PtrTable<Open>,
     sites: Vec<SiteAcc>,
-    ptrs: Option<AddrMap<PtrAcc>>,
+    ptrs: Option<PtrTable<PtrAcc>>,
     nodes: Vec<i32>,
     page_shift: u32,
     pages: BTreeMap<u32, PageAcc>,
@@ -526,7 +531,7 @@ impl Replay {
         Replay {
             open: PtrTable::new(),
             sites: Vec::new(),
-            ptrs: alloc_rows.then(AddrMap::default),
+            ptrs: alloc_rows.then(PtrTable::new),
             nodes,
             page_shift: page_size.max(1).ilog2(),
             pages: BTreeMap::new(),
@@ -557,10 +562,13 @@ impl Replay {
 
     /// Replay a batch, prefetching the table slot of the record a few places ahead.
     fn batch(&mut self, b: &[Rec]) {
-        const AHEAD: usize = 8;
+        const AHEAD: usize = 12;
         for (i, r) in b.iter().enumerate() {
             if let Some(n) = b.get(i + AHEAD) {
                 self.open.prefetch(n.ptr);
+                if let Some(p) = &self.ptrs {
+                    p.prefetch(n.ptr);
+                }
             }
             self.record(r);
         }
@@ -605,11 +613,12 @@ impl Replay {
                 return;
             }
             if let Some(p) = &mut self.ptrs {
-                let a = p.entry(r.ptr).or_default();
+                let a = p.entry(r.ptr);
                 a.hits += 1;
                 a.req += r.bytes_req;
                 a.alloc += r.bytes_alloc;
                 a.site = si;
+                a.live = true;
             }
             let new = Open {
                 bytes_alloc: r.bytes_alloc,
@@ -643,11 +652,11 @@ impl Replay {
             if cross {
                 site.cross_frees += 1;
                 self.s.cross_cpu_frees += 1;
-                if let Some(p) = &mut self.ptrs {
-                    if let Some(a) = p.get_mut(&r.ptr) {
-                        a.cross_frees += 1;
-                    }
-                }
+            }
+            if let Some(p) = &mut self.ptrs {
+                let a = p.entry(r.ptr);
+                a.live = false;
+                a.cross_frees += cross as u64;
             }
             if o.type_id as usize == AllocType::Pages as usize {
                 let order = self.page_order(o.bytes_alloc);
@@ -702,10 +711,6 @@ impl Replay {
         }
         ReplayOut {
             live_types,
-            open_ptrs: self
-                .ptrs
-                .as_ref()
-                .map(|_| self.open.iter().map(|(k, _)| k).collect()),
             r: self,
         }
     }
@@ -714,7 +719,6 @@ impl Replay {
 struct ReplayOut {
     r: Replay,
     live_types: [(u64, u64); TYPE_COUNT],
-    open_ptrs: Option<std::collections::HashSet<u64, BuildHasherDefault<AddrHasher>>>,
 }
 
 fn site_stats(a: &SiteAcc) -> SiteStats {
@@ -882,11 +886,7 @@ fn build_report(
     p: Produced,
     out: ReplayOut,
 ) -> Report {
-    let ReplayOut {
-        r,
-        live_types,
-        open_ptrs,
-    } = out;
+    let ReplayOut { r, live_types } = out;
     let syms = input.symbols.as_ref().filter(|s| !s.is_empty());
     let describe = |a: u64| syms.and_then(|s| s.describe(a));
     let meta = input.meta.as_ref();
@@ -951,14 +951,32 @@ fn build_report(
     }
     sort_rows(&mut callsites, &sort);
     sort_rows(&mut functions, &sort);
+    if let Some(n) = opts.max_rows {
+        callsites.truncate(n);
+        functions.truncate(n);
+    }
 
     let allocations = r.ptrs.as_ref().map(|ptrs| {
-        let mut rows: Vec<AllocRow> = ptrs
-            .iter()
+        // Order by bytes, hits, address; only the rows kept get materialised.
+        let mut v: Vec<(u64, &PtrAcc)> = ptrs.iter().filter(|(_, a)| a.hits > 0).collect();
+        let cmp = |a: &(u64, &PtrAcc), b: &(u64, &PtrAcc)| {
+            b.1.alloc
+                .cmp(&a.1.alloc)
+                .then(b.1.hits.cmp(&a.1.hits))
+                .then(a.0.cmp(&b.0))
+        };
+        if let Some(n) = opts.max_rows.filter(|n| *n < v.len()) {
+            if n > 0 {
+                v.select_nth_unstable_by(n - 1, cmp);
+            }
+            v.truncate(n);
+        }
+        v.sort_unstable_by(cmp);
+        v.into_iter()
             .map(|(ptr, a)| {
                 let addr = p.sites[a.site as usize];
                 AllocRow {
-                    ptr: *ptr,
+                    ptr,
                     hits: a.hits,
                     bytes_requested: a.req,
                     bytes_allocated: a.alloc,
@@ -966,17 +984,10 @@ fn build_report(
                     cross_cpu_frees: a.cross_frees,
                     call_site: addr,
                     symbol: describe(addr),
-                    live: open_ptrs.as_ref().is_some_and(|o| o.contains(ptr)),
+                    live: a.live,
                 }
             })
-            .collect();
-        rows.sort_by(|a, b| {
-            b.bytes_allocated
-                .cmp(&a.bytes_allocated)
-                .then(b.hits.cmp(&a.hits))
-                .then(a.ptr.cmp(&b.ptr))
-        });
-        rows
+            .collect()
     });
 
     let pages = r

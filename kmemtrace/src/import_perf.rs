@@ -42,6 +42,9 @@ pub struct PerfEvent {
 }
 
 fn hex(s: &str) -> Option<u64> {
+    if s == "(nil)" {
+        return Some(0);
+    }
     u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
 }
 
@@ -225,6 +228,10 @@ mod tests {
         let f =
             parse_line("ls 1 [000] 1.0:            kmem:kfree: call_site=x+0x1 ptr=0x0").unwrap();
         assert!(!f.alloc && f.ptr == 0);
+        let nil =
+            parse_line("cc1 2 [001] 1.0: kmem:kfree: call_site=perf_event_mmap+0x258 ptr=(nil)")
+                .unwrap();
+        assert_eq!((nil.cpu, nil.ptr), (1, 0));
         assert!(parse_line("ls 1 [000] 1.0: sched:sched_switch: a=b").is_none());
         let mut s = Sites::default();
         assert_eq!(s.addr("f+0x10"), FN_BASE + 0x10);

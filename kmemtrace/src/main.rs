@@ -238,6 +238,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 sort,
                 examples,
                 parallel: !single_thread,
+                max_rows: match format {
+                    Format::Text => Some(lines.unwrap_or(20)),
+                    Format::Json => lines,
+                },
             };
             let mut report = kmemtrace::analyze(&input, &opts)?;
             for d in &report.damage.regions {

@@ -13,7 +13,7 @@ pub(crate) struct PtrTable<V: Copy + Default> {
 }
 
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
-const MIN_BITS: u32 = 10;
+const MIN_BITS: u32 = 14;
 
 impl<V: Copy + Default> PtrTable<V> {
     pub fn new() -> Self {
@@ -78,6 +78,30 @@ impl<V: Copy + Default> PtrTable<V> {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// The value of `key`, inserted as `V::default()` if absent. `key` must not be 0.
+    #[inline]
+    pub fn entry(&mut self, key: u64) -> &mut V {
+        debug_assert!(key != 0);
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.mask();
+        let mut i = self.index(key);
+        loop {
+            let k = self.slots[i].0;
+            if k == key {
+                break;
+            }
+            if k == 0 {
+                self.slots[i].0 = key;
+                self.len += 1;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        &mut self.slots[i].1
     }
 
     /// Remove and return the value of `key`.
