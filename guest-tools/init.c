@@ -23,7 +23,9 @@
  *             file in /tmp/kmt-files (tmpfs)
  *
  * Sequence: mount proc, sysfs, devtmpfs (/dev), debugfs, tmpfs (/tmp); mount the 9p share with
- * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); read the job; create
+ * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); if the guest clock is before
+ * 2020 (no RTC driver), set it from the time of guest.log just created on the share; read the job;
+ * create
  * /mnt/kmt/<out>; write 1 to kmemtrace/enabled (not for boot); start /bin/kmemtraced -o
  * /mnt/kmt/<out> (stderr to /mnt/kmt/guest.log) and wait until it is collecting; run the workload;
  * write 0 to enabled; SIGTERM the collector and wait for it (bounded); check it exited 0 and wrote
@@ -69,6 +71,7 @@
 #define READY_TIMEOUT_MS 60000		/* collector start: open files, copy kallsyms over 9p */
 #define STOP_TIMEOUT_MS 120000		/* collector drain, fsync, meta.json */
 #define FINISH_GRACE_S 20		/* writing status + sync; then reboot regardless */
+#define CLOCK_PLAUSIBLE 1577836800L	/* 2020-01-01: an earlier guest clock has no RTC */
 
 /* State the SIGALRM handler needs; everything else is passed around. */
 static volatile sig_atomic_t finishing;
@@ -375,6 +378,31 @@ static void mount_share(void)
 		sleep_ms(100);
 	}
 	fail("mount 9p tag %s on %s (%s): %s", SHARE_TAG, SHARE, SHARE_OPTS, strerror(err));
+}
+
+/*
+ * A guest without an RTC driver (arm64 tinyconfig) starts its clock at 1970, and meta.json wants
+ * times since the epoch: take the host's time from a file just created on the share (9p asks the
+ * host for its times).
+ */
+static void fix_clock(int fd_on_share)
+{
+	struct timespec now;
+	struct stat st;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec >= CLOCK_PLAUSIBLE)
+		return;
+	if (fstat(fd_on_share, &st) || st.st_mtim.tv_sec < CLOCK_PLAUSIBLE) {
+		log_msg("warning: guest clock at %lld s and no host time from the share",
+			(long long)now.tv_sec);
+		return;
+	}
+	if (clock_settime(CLOCK_REALTIME, &st.st_mtim))
+		log_msg("warning: cannot set the clock: %s", strerror(errno));
+	else
+		log_msg("guest clock was at %lld s (no RTC?); set from the share to %lld s",
+			(long long)now.tv_sec, (long long)st.st_mtim.tv_sec);
 }
 
 /* --- the job --- */
@@ -699,6 +727,7 @@ int main(void)
 	if (fd < 0)
 		fail("open %s/guest.log: %s", SHARE, strerror(errno));
 	log_fd = fd;
+	fix_clock(fd);
 	if (unlink(SHARE "/status") && errno != ENOENT)
 		fail("remove stale %s/status: %s", SHARE, strerror(errno));
 
