@@ -557,7 +557,9 @@ impl Replay {
 
     fn page_order(&self, bytes: u64) -> u32 {
         let pages = bytes.div_ceil(1u64 << self.page_shift).max(1);
-        pages.next_power_of_two().trailing_zeros()
+        pages
+            .checked_next_power_of_two()
+            .map_or(64, u64::trailing_zeros)
     }
 
     /// Replay a batch, prefetching the table slot of the record a few places ahead.
@@ -587,8 +589,8 @@ impl Replay {
             let site = &mut self.sites[si as usize];
             let ta = &mut site.types[t];
             ta.allocs += 1;
-            ta.req += r.bytes_req;
-            ta.alloc += r.bytes_alloc;
+            ta.req = ta.req.saturating_add(r.bytes_req);
+            ta.alloc = ta.alloc.saturating_add(r.bytes_alloc);
             if r.node != -1 && r.node != self.node_of(r.cpu) {
                 self.s.cross_cpu_allocs += 1;
                 self.sites[si as usize].cross_allocs += 1;
@@ -606,7 +608,7 @@ impl Replay {
                 let o = self.page_order(r.bytes_alloc);
                 let p = self.pages.entry(o).or_default();
                 p.allocs += 1;
-                p.bytes += r.bytes_alloc;
+                p.bytes = p.bytes.saturating_add(r.bytes_alloc);
             }
             if r.ptr == 0 {
                 self.s.failed_allocs += 1;
@@ -615,8 +617,8 @@ impl Replay {
             if let Some(p) = &mut self.ptrs {
                 let a = p.entry(r.ptr);
                 a.hits += 1;
-                a.req += r.bytes_req;
-                a.alloc += r.bytes_alloc;
+                a.req = a.req.saturating_add(r.bytes_req);
+                a.alloc = a.alloc.saturating_add(r.bytes_alloc);
                 a.site = si;
                 a.live = true;
             }
@@ -643,8 +645,10 @@ impl Replay {
                 self.note(FindingKind::UnknownFree, r, None);
                 return;
             };
-            self.s.bytes_freed += o.bytes_alloc;
-            self.types[o.type_id as usize].freed += o.bytes_alloc;
+            self.s.bytes_freed = self.s.bytes_freed.saturating_add(o.bytes_alloc);
+            self.types[o.type_id as usize].freed = self.types[o.type_id as usize]
+                .freed
+                .saturating_add(o.bytes_alloc);
             let cross = o.cpu != r.cpu;
             let mismatched = o.type_id as usize != t;
             let site = &mut self.sites[o.site as usize];
@@ -685,20 +689,20 @@ impl Replay {
                 let tt = &mut self.types[t];
                 tt.allocs += ta.allocs;
                 tt.frees += ta.frees;
-                tt.req += ta.req;
-                tt.alloc += ta.alloc;
+                tt.req = tt.req.saturating_add(ta.req);
+                tt.alloc = tt.alloc.saturating_add(ta.alloc);
                 self.s.allocs += ta.allocs;
                 self.s.frees += ta.frees;
-                self.s.bytes_requested += ta.req;
-                self.s.bytes_allocated += ta.alloc;
+                self.s.bytes_requested = self.s.bytes_requested.saturating_add(ta.req);
+                self.s.bytes_allocated = self.s.bytes_allocated.saturating_add(ta.alloc);
             }
         }
         for (_, o) in self.open.iter() {
             self.s.live_allocations += 1;
-            self.s.live_bytes += o.bytes_alloc;
+            self.s.live_bytes = self.s.live_bytes.saturating_add(o.bytes_alloc);
             let site = &mut self.sites[o.site as usize];
             site.live += 1;
-            site.live_bytes += o.bytes_alloc;
+            site.live_bytes = site.live_bytes.saturating_add(o.bytes_alloc);
             if o.type_id as usize == AllocType::Pages as usize {
                 let order = self.page_order(o.bytes_alloc);
                 self.pages.entry(order).or_default().live += 1;
@@ -707,7 +711,9 @@ impl Replay {
         let mut live_types = [(0u64, 0u64); TYPE_COUNT];
         for (_, o) in self.open.iter() {
             live_types[o.type_id as usize].0 += 1;
-            live_types[o.type_id as usize].1 += o.bytes_alloc;
+            live_types[o.type_id as usize].1 = live_types[o.type_id as usize]
+                .1
+                .saturating_add(o.bytes_alloc);
         }
         ReplayOut {
             live_types,
@@ -719,6 +725,12 @@ impl Replay {
 struct ReplayOut {
     r: Replay,
     live_types: [(u64, u64); TYPE_COUNT],
+}
+
+/// `allocated - requested`, clamped to `i64` (byte sums saturate on absurd input instead of
+/// overflowing).
+fn frag(allocated: u64, requested: u64) -> i64 {
+    (allocated as i128 - requested as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 fn site_stats(a: &SiteAcc) -> SiteStats {
@@ -733,8 +745,8 @@ fn site_stats(a: &SiteAcc) -> SiteStats {
     };
     for (t, ta) in a.types.iter().enumerate() {
         st.hits += ta.allocs;
-        st.bytes_requested += ta.req;
-        st.bytes_allocated += ta.alloc;
+        st.bytes_requested = st.bytes_requested.saturating_add(ta.req);
+        st.bytes_allocated = st.bytes_allocated.saturating_add(ta.alloc);
         st.frees += ta.frees;
         if ta.allocs + ta.frees > 0 {
             st.by_type.push(TypeSplit {
@@ -746,29 +758,31 @@ fn site_stats(a: &SiteAcc) -> SiteStats {
             });
         }
     }
-    st.fragmentation_bytes = st.bytes_allocated as i64 - st.bytes_requested as i64;
+    st.fragmentation_bytes = frag(st.bytes_allocated, st.bytes_requested);
     st
 }
 
 fn add_stats(into: &mut SiteStats, s: &SiteStats) {
     into.hits += s.hits;
-    into.bytes_requested += s.bytes_requested;
-    into.bytes_allocated += s.bytes_allocated;
-    into.fragmentation_bytes += s.fragmentation_bytes;
+    into.bytes_requested = into.bytes_requested.saturating_add(s.bytes_requested);
+    into.bytes_allocated = into.bytes_allocated.saturating_add(s.bytes_allocated);
+    into.fragmentation_bytes = into
+        .fragmentation_bytes
+        .saturating_add(s.fragmentation_bytes);
     into.frees += s.frees;
     into.freed += s.freed;
     into.cross_cpu_frees += s.cross_cpu_frees;
     into.cross_cpu_allocs += s.cross_cpu_allocs;
     into.mismatched_frees += s.mismatched_frees;
     into.live_allocations += s.live_allocations;
-    into.live_bytes += s.live_bytes;
+    into.live_bytes = into.live_bytes.saturating_add(s.live_bytes);
     for t in &s.by_type {
         match into.by_type.iter_mut().find(|x| x.type_id == t.type_id) {
             Some(x) => {
                 x.allocs += t.allocs;
                 x.frees += t.frees;
-                x.bytes_requested += t.bytes_requested;
-                x.bytes_allocated += t.bytes_allocated;
+                x.bytes_requested = x.bytes_requested.saturating_add(t.bytes_requested);
+                x.bytes_allocated = x.bytes_allocated.saturating_add(t.bytes_allocated);
             }
             None => into.by_type.push(t.clone()),
         }
@@ -892,7 +906,7 @@ fn build_report(
     let meta = input.meta.as_ref();
 
     let mut summary = r.s.clone();
-    summary.fragmentation_bytes = summary.bytes_allocated as i64 - summary.bytes_requested as i64;
+    summary.fragmentation_bytes = frag(summary.bytes_allocated, summary.bytes_requested);
     summary.lost_events = p.lost;
     summary.records = p.records;
     summary.filtered_out = p.filtered_out;
@@ -914,7 +928,7 @@ fn build_report(
                 bytes_requested: tt.req,
                 bytes_allocated: tt.alloc,
                 bytes_freed: tt.freed,
-                fragmentation_bytes: tt.alloc as i64 - tt.req as i64,
+                fragmentation_bytes: frag(tt.alloc, tt.req),
                 live_allocations: live_types[i].0,
                 live_bytes: live_types[i].1,
             }
@@ -980,7 +994,7 @@ fn build_report(
                     hits: a.hits,
                     bytes_requested: a.req,
                     bytes_allocated: a.alloc,
-                    fragmentation_bytes: a.alloc as i64 - a.req as i64,
+                    fragmentation_bytes: frag(a.alloc, a.req),
                     cross_cpu_frees: a.cross_frees,
                     call_site: addr,
                     symbol: describe(addr),

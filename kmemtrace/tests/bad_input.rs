@@ -228,3 +228,40 @@ fn meta_byte_order_disagreement_is_a_finding() {
         .any(|f| f.kind == FindingKind::MetaMismatch));
     assert_eq!(r.trace.byte_order, Some(ByteOrder::Little));
 }
+
+#[test]
+fn absurd_sizes_saturate_instead_of_overflowing() {
+    let o = ByteOrder::Little;
+    let recs: Vec<_> = (0..4)
+        .map(|i| {
+            alloc(
+                i,
+                AllocType::Pages,
+                0x10,
+                0x1000 + i as u64 * 4096,
+                u64::MAX,
+                u64::MAX - i as u64,
+            )
+        })
+        .chain([
+            free(9, AllocType::Pages, 0x10, 0x1000),
+            alloc(10, AllocType::Kmalloc, 0x10, 0x9000, u64::MAX, 0),
+        ])
+        .collect();
+    let mut i = input(vec![(0, encode(&recs, o))]);
+    i.meta = Some(kmemtrace::Meta {
+        page_size: Some(1),
+        ..Default::default()
+    });
+    let r = analyze(
+        &i,
+        &AnalyzeOptions {
+            alloc_rows: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.summary.bytes_requested, u64::MAX);
+    assert_eq!(r.summary.short_allocs, 4);
+    let _ = kmemtrace::render_text(&r, &kmemtrace::TextOptions::default());
+}
