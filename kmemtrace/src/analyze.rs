@@ -47,6 +47,9 @@ pub struct AnalyzeOptions {
     pub examples: usize,
     /// Decode and replay on two threads.
     pub parallel: bool,
+    /// Replay threads when `parallel` (pointers are sharded between them; the decoder and merge
+    /// run on the calling thread).
+    pub replay_threads: usize,
     /// Keep only the first N call-site, function and allocation rows (after sorting); `None`
     /// keeps all. Cheaper than [`Report::truncate_rows`] for `--alloc` on big traces.
     pub max_rows: Option<usize>,
@@ -62,6 +65,7 @@ impl Default for AnalyzeOptions {
             sort: Vec::new(),
             examples: 5,
             parallel: true,
+            replay_threads: 2,
             max_rows: None,
         }
     }
@@ -101,8 +105,21 @@ pub(crate) struct Rec {
     pub site: u32,
     pub cpu: u32,
     pub node: i32,
+    /// Position in the merged stream (wraps after 2^32 records), to order examples from shards.
+    pub pos: u32,
     pub event_id: u8,
     pub type_id: u8,
+}
+
+/// The replay shard of a pointer: pointers are independent of each other, so their records can
+/// be replayed on different threads and the figures added up.
+#[inline(always)]
+fn shard_of(ptr: u64, shards: usize) -> usize {
+    if shards == 1 {
+        0
+    } else {
+        ((ptr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize) % shards
+    }
 }
 
 /// Site index of call sites the filter leaves out.
@@ -316,7 +333,8 @@ fn produce(
     order: ByteOrder,
     filter: Option<Filter<'_>>,
     examples: usize,
-    mut sink: impl FnMut(Vec<Rec>) -> Option<Vec<Rec>>,
+    shards: usize,
+    mut sink: impl FnMut(usize, Vec<Rec>) -> Option<Vec<Rec>>,
 ) -> Produced {
     let mut out = Produced::default();
     let mut streams: Vec<Stream<'_>> = input
@@ -340,7 +358,7 @@ fn produce(
     }
 
     let mut site_ix: AddrMap<u32> = AddrMap::default();
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batches: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(BATCH)).collect();
     let mut last: Option<(i64, i32)> = None;
     loop {
         // The stream with the smallest head key (lowest index on ties) and the runner-up's key.
@@ -387,6 +405,8 @@ fn produce(
                 }
             };
             if site != FILTERED {
+                let shard = shard_of(ev.ptr, shards);
+                let batch = &mut batches[shard];
                 batch.push(Rec {
                     ptr: ev.ptr,
                     bytes_req: ev.bytes_req,
@@ -395,14 +415,15 @@ fn produce(
                     site,
                     cpu,
                     node: ev.node,
+                    pos: out.records as u32,
                     event_id: ev.event_id,
                     type_id: ev.type_id,
                 });
                 if batch.len() == BATCH {
-                    match sink(std::mem::take(&mut batch)) {
+                    match sink(shard, std::mem::take(batch)) {
                         Some(mut b) => {
                             b.clear();
-                            batch = b;
+                            *batch = b;
                         }
                         None => return out,
                     }
@@ -416,8 +437,10 @@ fn produce(
             s.advance(input, &mut out, &mut base, examples);
         }
     }
-    if !batch.is_empty() {
-        sink(batch);
+    for (shard, batch) in batches.into_iter().enumerate() {
+        if !batch.is_empty() {
+            sink(shard, batch);
+        }
     }
     out.records_per_file = streams.iter().map(|s| s.records).collect();
     out
@@ -722,6 +745,82 @@ impl Replay {
     }
 }
 
+impl ReplayOut {
+    /// Add another shard's figures (disjoint pointers) to this one's.
+    fn merge(mut self, b: ReplayOut) -> ReplayOut {
+        let (a, r) = (&mut self.r, b.r);
+        if a.sites.len() < r.sites.len() {
+            a.sites.resize(r.sites.len(), SiteAcc::default());
+        }
+        for (x, y) in a.sites.iter_mut().zip(&r.sites) {
+            for (tx, ty) in x.types.iter_mut().zip(&y.types) {
+                tx.allocs += ty.allocs;
+                tx.frees += ty.frees;
+                tx.req = tx.req.saturating_add(ty.req);
+                tx.alloc = tx.alloc.saturating_add(ty.alloc);
+            }
+            x.freed += y.freed;
+            x.cross_frees += y.cross_frees;
+            x.cross_allocs += y.cross_allocs;
+            x.mismatched += y.mismatched;
+            x.live += y.live;
+            x.live_bytes = x.live_bytes.saturating_add(y.live_bytes);
+        }
+        for (tx, ty) in a.types.iter_mut().zip(&r.types) {
+            tx.allocs += ty.allocs;
+            tx.frees += ty.frees;
+            tx.req = tx.req.saturating_add(ty.req);
+            tx.alloc = tx.alloc.saturating_add(ty.alloc);
+            tx.freed = tx.freed.saturating_add(ty.freed);
+        }
+        for (o, p) in &r.pages {
+            let q = a.pages.entry(*o).or_default();
+            q.allocs += p.allocs;
+            q.frees += p.frees;
+            q.bytes = q.bytes.saturating_add(p.bytes);
+            q.live += p.live;
+        }
+        add_summary(&mut a.s, &r.s);
+        for (k, f) in r.found {
+            let g = a.found.entry(k).or_default();
+            g.count += f.count;
+            g.examples.extend(f.examples);
+            g.examples.sort_by_key(|e| e.0.pos);
+            g.examples.truncate(a.examples);
+        }
+        if let (Some(pa), Some(pb)) = (&mut a.ptrs, &r.ptrs) {
+            for (k, v) in pb.iter() {
+                *pa.entry(k) = *v;
+            }
+        }
+        for (x, y) in self.live_types.iter_mut().zip(&b.live_types) {
+            x.0 += y.0;
+            x.1 = x.1.saturating_add(y.1);
+        }
+        self
+    }
+}
+
+/// Add the replay-side fields of `b` to `a`.
+fn add_summary(a: &mut Summary, b: &Summary) {
+    a.allocs += b.allocs;
+    a.frees += b.frees;
+    a.bytes_requested = a.bytes_requested.saturating_add(b.bytes_requested);
+    a.bytes_allocated = a.bytes_allocated.saturating_add(b.bytes_allocated);
+    a.bytes_freed = a.bytes_freed.saturating_add(b.bytes_freed);
+    a.cross_cpu_allocs += b.cross_cpu_allocs;
+    a.cross_cpu_frees += b.cross_cpu_frees;
+    a.null_frees += b.null_frees;
+    a.unknown_frees += b.unknown_frees;
+    a.mismatched_frees += b.mismatched_frees;
+    a.live_allocations += b.live_allocations;
+    a.live_bytes = a.live_bytes.saturating_add(b.live_bytes);
+    a.lost_frees += b.lost_frees;
+    a.failed_allocs += b.failed_allocs;
+    a.short_allocs += b.short_allocs;
+    a.zero_byte_requests += b.zero_byte_requests;
+}
+
 struct ReplayOut {
     r: Replay,
     live_types: [(u64, u64); TYPE_COUNT],
@@ -826,43 +925,55 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         .and_then(|m| m.page_size)
         .filter(|p| p.is_power_of_two())
         .unwrap_or(4096);
-    let mut replay = Replay::new(nodes, page_size, opts.alloc_rows, opts.examples);
+    let new_replay = || Replay::new(nodes.clone(), page_size, opts.alloc_rows, opts.examples);
+    let shards = if opts.parallel {
+        opts.replay_threads.max(1)
+    } else {
+        1
+    };
 
-    let produced = if opts.parallel {
+    let (p, replays) = if opts.parallel {
         std::thread::scope(|scope| {
-            // Full batches go to the replay thread; emptied ones come back for reuse.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT);
-            let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT + 2);
-            let consumer = scope.spawn(move || {
-                for batch in rx {
-                    replay.batch(&batch);
-                    let _ = back_tx.try_send(batch);
-                }
-                replay
-            });
-            let produced = produce(input, order, filter, opts.examples, |b| {
-                tx.send(b).ok()?;
+            // Per shard: full batches go to its replay thread, emptied ones come back for reuse.
+            let mut txs = Vec::new();
+            let mut backs = Vec::new();
+            let mut consumers = Vec::new();
+            for _ in 0..shards {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT);
+                let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(IN_FLIGHT + 2);
+                let mut replay = new_replay();
+                consumers.push(scope.spawn(move || {
+                    for batch in rx {
+                        replay.batch(&batch);
+                        let _ = back_tx.try_send(batch);
+                    }
+                    replay
+                }));
+                txs.push(tx);
+                backs.push(back_rx);
+            }
+            let produced = produce(input, order, filter, opts.examples, shards, |shard, b| {
+                txs[shard].send(b).ok()?;
                 Some(
-                    back_rx
+                    backs[shard]
                         .try_recv()
                         .unwrap_or_else(|_| Vec::with_capacity(BATCH)),
                 )
             });
-            drop(tx);
-            let r = consumer.join();
-            (produced, r)
+            drop(txs);
+            let replays: Vec<_> = consumers
+                .into_iter()
+                .map(|c| c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect();
+            (produced, replays)
         })
     } else {
-        let produced = produce(input, order, filter, opts.examples, |b| {
+        let mut replay = new_replay();
+        let produced = produce(input, order, filter, opts.examples, 1, |_, b| {
             replay.batch(&b);
             Some(b)
         });
-        (produced, Ok(replay))
-    };
-    let (p, replay) = produced;
-    let replay = match replay {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e),
+        (produced, vec![replay])
     };
 
     if opts.strict {
@@ -885,7 +996,11 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         order,
         page_size,
         p,
-        replay.finish(sites),
+        replays
+            .into_iter()
+            .map(|r| r.finish(sites))
+            .reduce(ReplayOut::merge)
+            .expect("at least one replay shard"),
     ))
 }
 
@@ -1340,6 +1455,35 @@ mod tests {
                 assert_eq!(r.summary, out.summary, "{opts:?} parallel={parallel}");
                 assert_eq!(r.trace.byte_order, Some(order));
             }
+        }
+    }
+
+    #[test]
+    fn sharded_replay_gives_the_single_thread_report() {
+        let (input, _) = synth_in_memory(&SynthOptions {
+            events: 40_000,
+            cpus: 3,
+            max_live: 500,
+            ..SynthOptions::default()
+        });
+        let one = AnalyzeOptions {
+            parallel: false,
+            alloc_rows: true,
+            examples: 3,
+            ..AnalyzeOptions::default()
+        };
+        let base = analyze(&input, &one).unwrap();
+        for replay_threads in [1, 2, 3] {
+            let opts = AnalyzeOptions {
+                parallel: true,
+                replay_threads,
+                ..one.clone()
+            };
+            assert_eq!(
+                analyze(&input, &opts).unwrap(),
+                base,
+                "{replay_threads} replay threads"
+            );
         }
     }
 

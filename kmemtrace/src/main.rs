@@ -94,6 +94,9 @@ enum Cmd {
         /// Decode and replay on one thread.
         #[arg(long)]
         single_thread: bool,
+        /// Replay threads besides the decoding one (pointers are sharded between them).
+        #[arg(long, default_value_t = 2)]
+        replay_threads: usize,
     },
     /// Validate CPU files or trace directories: every problem with file and byte offset.
     /// Exit 0 clean, 1 problems found, 2 unusable input.
@@ -221,6 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             strict,
             examples,
             single_thread,
+            replay_threads,
         } => {
             let input = kmemtrace::load(
                 &paths,
@@ -238,6 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 sort,
                 examples,
                 parallel: !single_thread,
+                replay_threads,
                 max_rows: match format {
                     Format::Text => Some(lines.unwrap_or(20)),
                     Format::Json => lines,
