@@ -36,8 +36,8 @@
  * End: /mnt/kmt/status gets one line, "ok" or "fail <reason>"; the console gets exactly one line
  * "KMT-STATUS: ok" or "KMT-STATUS: fail <reason>"; then sync() and reboot(RB_AUTOBOOT) (QEMU runs
  * with -no-reboot, so this ends QEMU). Every failure, including the 9p mount and the timeout
- * (a watchdog process), takes the same path: a guest never hangs. init's own messages go to the console and
- * to /mnt/kmt/guest.log, prefixed "kmt-init: ".
+ * (a watchdog process), takes the same path: a guest never hangs. init's own messages go to the
+ * console and to /mnt/kmt/guest.log, prefixed "kmt-init: ".
  *
  * Exit codes: none in the guest (PID 1 reboots); run as any other PID it exits 2.
  */
@@ -373,7 +373,8 @@ static void mount_share(void)
 			return;
 		}
 		err = errno;
-		if (err == ENODEV)	/* no 9p file system in this kernel: retrying will not help */
+		/* ENODEV: no 9p file system in this kernel, retrying will not help. */
+		if (err == ENODEV)
 			break;
 		sleep_ms(100);
 	}
@@ -519,7 +520,7 @@ static int run_selftest(long n, char *why, size_t size)
 		if (write_file(KMT_DIR "/selftest", "run")) {
 			snprintf(why, size, "selftest: write run to %s/selftest: %s%s", KMT_DIR,
 				 strerror(errno),
-				 errno == ENOENT ? " (kernel without CONFIG_KMEMTRACE_SELFTEST?)" : "");
+				 errno == ENOENT ? " (no CONFIG_KMEMTRACE_SELFTEST?)" : "");
 			return -1;
 		}
 	}

@@ -779,7 +779,7 @@ int main(int argc, char **argv)
 	}
 	c.ncpus = online_cpus(&o, cpus, MAX_CPUS);
 	if (c.ncpus <= 0) {
-		msg("cannot tell the online CPUs (from %s/devices/system/cpu/online or %s/kmemtrace)",
+		msg("cannot tell the online CPUs (%s/devices/system/cpu/online, %s/kmemtrace)",
 		    o.sysfs, o.debugfs);
 		return EXIT_NO_KMEMTRACE;
 	}
