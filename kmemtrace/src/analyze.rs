@@ -255,6 +255,10 @@ impl Stream<'_> {
                 }
             }
         }
+        if !self.live {
+            // Sorts after every live stream in the merge.
+            self.key = i64::MAX;
+        }
         if !self.live || self.sc.pos() - self.released >= RELEASE_EVERY {
             self.release(input);
         }
@@ -360,27 +364,42 @@ fn produce(
     let mut site_ix: AddrMap<u32> = AddrMap::default();
     let mut batches: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(BATCH)).collect();
     let mut last: Option<(i64, i32)> = None;
+    // Few streams: pick the smallest head for every record, without data-dependent branches
+    // (CPUs interleave finely and a branch on "same stream again?" mispredicts). Many streams:
+    // emit runs from the smallest head while it stays at or below the runner-up.
+    let few = streams.len() <= 8;
     loop {
-        // The stream with the smallest head key (lowest index on ties) and the runner-up's key.
-        let mut best: Option<(i64, usize)> = None;
-        let mut second = i64::MAX;
-        for (i, s) in streams.iter().enumerate() {
-            if !s.live {
-                continue;
+        let (i, second) = if few {
+            let (mut bi, mut bk) = (0, i64::MAX);
+            for (j, s) in streams.iter().enumerate() {
+                let lt = s.key < bk;
+                bi = if lt { j } else { bi };
+                bk = if lt { s.key } else { bk };
             }
-            match best {
-                None => best = Some((s.key, i)),
-                Some((bk, _)) if s.key < bk => {
-                    second = bk;
-                    best = Some((s.key, i));
+            (bi, i64::MIN)
+        } else {
+            let mut best: Option<(i64, usize)> = None;
+            let mut second = i64::MAX;
+            for (i, s) in streams.iter().enumerate() {
+                if !s.live {
+                    continue;
                 }
-                _ => second = second.min(s.key),
+                match best {
+                    None => best = Some((s.key, i)),
+                    Some((bk, _)) if s.key < bk => {
+                        second = bk;
+                        best = Some((s.key, i));
+                    }
+                    _ => second = second.min(s.key),
+                }
             }
-        }
-        let Some((_, i)) = best else { break };
-        let s = &mut streams[i];
-        // Emit from that stream while it stays at or below the runner-up.
-        while s.live && s.key <= second {
+            (best.map_or(usize::MAX, |b| b.1), second)
+        };
+        let Some(s) = streams.get_mut(i).filter(|s| s.live) else {
+            break;
+        };
+        // Emit the head (the smallest key), then more while at or below the runner-up.
+        loop {
             let (key, cpu) = (s.key, s.cpu);
             let ev = &s.ev;
             out.records += 1;
@@ -435,6 +454,9 @@ fn produce(
                 out.filtered_out += 1;
             }
             s.advance(input, &mut out, &mut base, examples);
+            if !(s.live && s.key <= second) {
+                break;
+            }
         }
     }
     for (shard, batch) in batches.into_iter().enumerate() {
