@@ -5,7 +5,8 @@
 Reads meta.json, decodes every record of every cpu<N>.out in the byte order meta.json gives
 (ABI v1, ../shared/reference/ABI.md), checks that each record is sane (event and type ids known,
 event_size 24 for a free and >= 48 for an allocation, bytes_req > 0, bytes_alloc >= bytes_req,
-sequence numbers increasing within a CPU and unique across CPUs, file sizes match meta.json),
+sequence numbers increasing within a CPU, unique across CPUs and without holes unless the
+kernel counted overruns, file sizes match meta.json),
 names call sites from kallsyms and prints the first N records (default 5) of each CPU, plus the
 records whose call site is a kmemtrace_selftest_* function.
 
@@ -126,6 +127,17 @@ def main():
     if dups:
         print("%d duplicate sequence numbers across CPUs" % dups)
         insane += 1
+    # One counter for all CPUs: with every CPU's file read and nothing dropped by the kernel,
+    # the sequence numbers form one unbroken run (what the collector lost would show as holes).
+    if seqs:
+        uniq = sorted(set(s & 0xffffffff for s in seqs))
+        spread = max(b - a for a, b in zip(uniq, uniq[1:] + [uniq[0] + (1 << 32)]))
+        holes = len(uniq) and ((1 << 32) - len(uniq) - (spread - 1))  # holes besides the wrap gap
+        print("sequence numbers: %d records, %d missing from the run%s" % (
+            len(seqs), holes, "" if not holes else
+            " (total_overruns %d)" % meta["total_overruns"]))
+        if holes and not meta["total_overruns"]:
+            insane += 1
     if selftest:
         print("selftest records (%d):" % len(selftest))
         for seq, cpu, r, sym in sorted(selftest)[:40]:
