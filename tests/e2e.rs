@@ -128,52 +128,61 @@ fn expected(arch: &Arch) -> Result<BTreeMap<String, Value>, Failed> {
     Ok(m)
 }
 
-/// Compares expected figures with the report: `summary` fields by name, and the `types` and
-/// `pages` tables when the expectation lists them. Every difference is listed.
+/// Compares expected summary figures with the report's `summary`, by field name. Every
+/// difference is listed.
 fn compare(report: &Report, want: &BTreeMap<String, Value>) -> Vec<String> {
-    let got = serde_json::to_value(report).unwrap_or(Value::Null);
-    let mut diffs = Vec::new();
-    for (k, w) in want {
-        let g = match k.as_str() {
-            "types" | "pages" => reduce_rows(&got[k], w),
-            _ if got["summary"].get(k).is_some() => got["summary"][k].clone(),
-            _ => {
-                diffs.push(format!(
-                    "{k}: expected {w}, but the report has no such summary field"
-                ));
-                continue;
-            }
-        };
-        if &g != w {
-            diffs.push(format!("{k}: expected {w}, got {g}"));
-        }
-    }
-    diffs
+    let got = serde_json::to_value(&report.summary).unwrap_or(Value::Null);
+    want.iter()
+        .filter_map(|(k, w)| match got.get(k) {
+            None => Some(format!(
+                "{k}: expected {w}, but the summary has no such field"
+            )),
+            Some(g) if g != w => Some(format!("{k}: expected {w}, got {g}")),
+            Some(_) => None,
+        })
+        .collect()
 }
 
-/// The rows of a report table, keeping only the fields the expectation names, keyed like it.
-fn reduce_rows(rows: &Value, want: &Value) -> Value {
-    let (Some(rows), Some(want)) = (rows.as_array(), want.as_array()) else {
-        return rows.clone();
-    };
-    let fields: Vec<&String> = want
-        .iter()
-        .filter_map(|r| r.as_object())
-        .flat_map(|o| o.keys())
-        .collect();
-    Value::Array(
-        rows.iter()
-            .filter_map(|r| r.as_object())
-            .map(|r| {
-                Value::Object(
-                    r.iter()
-                        .filter(|(k, _)| fields.contains(k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+/// Compares `per_type` of kernel/selftest-expected.json with the report's `types` rows and, for
+/// pages, its `pages` rows by order.
+fn compare_types(report: &Report) -> Result<Vec<String>, Failed> {
+    let path = repo().join("kernel/selftest-expected.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let types = serde_json::to_value(&report.types).unwrap_or(Value::Null);
+    let mut diffs = Vec::new();
+    for (name, want) in v["per_type"].as_object().into_iter().flatten() {
+        let row = types
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["type"] == *name);
+        for (field, w) in want.as_object().into_iter().flatten() {
+            if let Some(by) = field.strip_suffix("_by_order") {
+                for (order, w) in w.as_object().into_iter().flatten() {
+                    let g = report
+                        .pages
+                        .iter()
+                        .find(|p| p.order.to_string() == *order)
+                        .map(|p| match by {
+                            "allocs" => p.allocs,
+                            _ => p.frees,
+                        });
+                    if g.map(Value::from).as_ref() != Some(w) {
+                        diffs.push(format!(
+                            "pages of order {order}: {by} expected {w}, got {g:?}"
+                        ));
+                    }
+                }
+                continue;
+            }
+            let g = row.map(|r| r[field].clone()).unwrap_or(Value::Null);
+            if g != *w {
+                diffs.push(format!("{name}.{field}: expected {w}, got {g}"));
+            }
+        }
+    }
+    Ok(diffs)
 }
 
 /// Removes what is not deterministic from run to run, in this one place:
@@ -229,6 +238,7 @@ fn selftest_trial(arch: &'static Arch) -> Result<(), Failed> {
     let s = &report.summary;
     // What the issue names, asserted explicitly as well as through the expected figures.
     let mut diffs = compare(&report, &expected(arch)?);
+    diffs.extend(compare_types(&report)?);
     for (what, ok) in [
         (
             "a mismatched free (kmem_cache_alloc freed with kfree)",

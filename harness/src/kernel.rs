@@ -116,6 +116,38 @@ pub fn parse_series(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// `kernel/patches/SOURCE`: `key=value` lines naming the Debian package, version and tarball
+/// checksum the series was made against.
+pub fn parse_source(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Compares the installed Debian source with the one the series was made against: None when
+/// they match, else what differs.
+fn source_mismatch(repo: &Path, version: &str, sha256: Option<&str>) -> Option<String> {
+    let text = fs::read_to_string(repo.join("kernel/patches/SOURCE")).ok()?;
+    let want = parse_source(&text);
+    let mut why = Vec::new();
+    if let Some(v) = want.get("version").filter(|v| *v != version) {
+        why.push(format!(
+            "the series was made against {SOURCE_PACKAGE} {v}, {version} is installed"
+        ));
+    }
+    if let (Some(w), Some(h)) = (want.get("sha256"), sha256) {
+        if w != h {
+            why.push(format!(
+                "the tarball's sha256 is {h}, the series expects {w}"
+            ));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 /// The Kconfig fragments for `arch`, in merge order.
 pub fn fragments(req: &KernelRequest) -> Vec<PathBuf> {
     let mut v = vec![
@@ -285,6 +317,18 @@ fn prepared_source(
                     .run_logged("copying kernel tree", &log)?;
             }
         }
+        let mismatch = match &req.kernel_src {
+            None => {
+                let sha = Cmd::new("sha256sum").arg(SOURCE_TARBALL).read().ok();
+                let sha = sha.as_deref().and_then(|s| s.split_whitespace().next());
+                let version = identity.split_whitespace().nth(2).unwrap_or("unknown");
+                source_mismatch(&req.repo, version, sha)
+            }
+            Some(_) => None,
+        };
+        if let Some(m) = &mismatch {
+            tracing::warn!("{m}; applying the series anyway");
+        }
         for p in &patches {
             let already = Cmd::new("patch")
                 .args(["-p1", "-R", "--dry-run", "-s", "-f", "-i"])
@@ -296,11 +340,17 @@ fn prepared_source(
                 tracing::info!("{} is already in the tree", p.display());
                 continue;
             }
-            Cmd::new("patch")
+            let applied = Cmd::new("patch")
                 .args(["-p1", "-N", "-s", "-i"])
                 .arg(p)
                 .dir(&tree)
-                .run_logged("applying patches", &log)?;
+                .run_logged("applying patches", &log);
+            if let Err(mut e) = applied {
+                if let Some(m) = &mismatch {
+                    e.status = format!("{} (note: {m})", e.status);
+                }
+                return Err(e.into());
+            }
         }
         Ok(())
     })?;
@@ -428,6 +478,21 @@ fn build_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repository_source_file_names_version_and_checksum() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let s = parse_source(&fs::read_to_string(repo.join("kernel/patches/SOURCE")).unwrap());
+        assert_eq!(s["package"], SOURCE_PACKAGE);
+        assert!(s["version"].starts_with("6.12."), "{}", s["version"]);
+        assert_eq!(s["sha256"].len(), 64);
+        assert_eq!(
+            source_mismatch(&repo, &s["version"], Some(&s["sha256"])),
+            None
+        );
+        let m = source_mismatch(&repo, "6.12.1-1", Some("00")).unwrap();
+        assert!(m.contains("6.12.1-1") && m.contains("sha256"), "{m}");
+    }
 
     #[test]
     fn series_skips_comments_and_options() {
