@@ -75,6 +75,7 @@
 
 /* State the SIGALRM handler needs; everything else is passed around. */
 static volatile sig_atomic_t finishing;
+static volatile sig_atomic_t sentinel_printed;
 static volatile sig_atomic_t share_mounted;
 static volatile sig_atomic_t timeout_s = DEFAULT_TIMEOUT_S;
 static const char *volatile stage = "start";
@@ -162,16 +163,40 @@ static void watchdog_arm(unsigned int seconds)
 	watchdog_pid = pid > 0 ? pid : 0;
 }
 
+/* Writes the sentinel line to the console, once. */
+static void print_sentinel(const char *line)
+{
+	char sentinel[600] = "\nKMT-STATUS: ";
+	int fd = STDOUT_FILENO;
+
+	if (sentinel_printed)
+		return;
+	sentinel_printed = 1;
+	cat(sentinel, sizeof(sentinel), line);
+	if (fcntl(STDOUT_FILENO, F_GETFD) < 0)
+		fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+	write_str(fd, sentinel);
+}
+
 /*
  * The one way out: status file, one sentinel line, sync, reboot. reason NULL means ok.
- * Entered twice (the grace alarm fired while syncing), it reboots at once.
+ * Entered again (the grace watchdog fired because the share hung), it prints a fail sentinel if
+ * none was printed yet and reboots at once.
  */
 static void finish(const char *reason)
 {
-	char line[512] = "", sentinel[560] = "\nKMT-STATUS: ";
+	static char line[512];
 	int fd;
 
 	if (finishing) {
+		if (!sentinel_printed) {
+			char hung[560] = "fail writing the status hung (";
+
+			cat(hung, sizeof(hung), line);
+			hung[strlen(hung) - 1] = ')';	/* in place of line's newline */
+			cat(hung, sizeof(hung), "\n");
+			print_sentinel(hung);
+		}
 		reboot(RB_AUTOBOOT);
 		_exit(1);
 	}
@@ -188,8 +213,10 @@ static void finish(const char *reason)
 	for (char *p = line; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
+	line[sizeof(line) - 2] = '\0';	/* room for the newline */
 	cat(line, sizeof(line), "\n");
 
+	/* The status file first: whoever sees the sentinel may read it at once. */
 	if (share_mounted) {
 		fd = open(SHARE "/status", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		write_str(fd, line);
@@ -202,13 +229,7 @@ static void finish(const char *reason)
 		if (log_fd >= 0)
 			fsync(log_fd);
 	}
-	cat(sentinel, sizeof(sentinel), line);
-	if (fcntl(STDOUT_FILENO, F_GETFD) < 0) {
-		fd = open("/dev/console", O_WRONLY | O_NOCTTY);
-		write_str(fd, sentinel);
-	} else {
-		write_str(STDOUT_FILENO, sentinel);
-	}
+	print_sentinel(line);
 	sync();
 	reboot(RB_AUTOBOOT);
 	_exit(1);	/* PID 1 exiting panics the kernel; panic=-1 reboots */
