@@ -25,18 +25,20 @@ perf script -i "$T/perf.data" >"$T/perf.txt" 2>/dev/null
 "$B" import-perf "$T/perf.txt" -o "$T/trace" 2>"$T/import.log"
 N=$("$B" report --format json "$T/trace" | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"]["records"])')
 echo "events: $N (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-best() { # best wall time of TIMES runs of "$@"
-    local b=
+best() { # best wall time and best CPU time (user+sys) of TIMES runs of "$@"
+    local b= c=
     for _ in $(seq "$TIMES"); do
-        /usr/bin/time -f '%e' -o "$T/t" "$@" >/dev/null 2>&1
-        local w; w=$(cat "$T/t")
+        /usr/bin/time -f '%e %U %S' -o "$T/t" "$@" >/dev/null 2>&1
+        local w u s; read -r w u s <"$T/t"
+        local cpu; cpu=$(awk -v u="$u" -v s="$s" 'BEGIN{print u + s}')
         if [ -z "$b" ] || awk "BEGIN{exit !($w < $b)}"; then b=$w; fi
+        if [ -z "$c" ] || awk "BEGIN{exit !($cpu < $c)}"; then c=$cpu; fi
     done
-    echo "$b"
+    echo "$b $c"
 }
-P=$(best perf kmem -i "$T/perf.data" stat --caller --alloc)
-K=$(best "$B" report --caller --alloc "$T/trace")
-awk -v n="$N" -v p="$P" -v k="$K" 'BEGIN {
-    printf "perf kmem stat --caller --alloc: %.3f s, %.2f M events/s\n", p, n / p / 1e6
-    printf "kmemtrace report --caller --alloc: %.3f s, %.2f M events/s\n", k, n / k / 1e6
-    printf "ratio: %.1fx\n", p / k }'
+read -r PW PC < <(best perf kmem -i "$T/perf.data" stat --caller --alloc)
+read -r KW KC < <(best "$B" report --caller --alloc "$T/trace")
+awk -v n="$N" -v pw="$PW" -v pc="$PC" -v kw="$KW" -v kc="$KC" 'BEGIN {
+    printf "perf kmem stat --caller --alloc:   wall %.3f s (%.2f M events/s), CPU %.2f s\n", pw, n / pw / 1e6, pc
+    printf "kmemtrace report --caller --alloc: wall %.3f s (%.2f M events/s), CPU %.2f s\n", kw, n / kw / 1e6, kc
+    printf "ratio: %.1fx wall, %.1fx CPU time\n", pw / kw, pc / kc }'

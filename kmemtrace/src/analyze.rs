@@ -1230,6 +1230,24 @@ fn build_report(
         p.unknown_records,
         p.unknown_examples,
     );
+    let mut meta_examples = Vec::new();
+    if let Some(m) = meta {
+        for f in &input.files {
+            let listed = m.cpus.iter().find(|c| c.cpu == f.cpu).and_then(|c| c.bytes);
+            if let Some(mb) = listed.filter(|mb| *mb != f.bytes().len() as u64) {
+                meta_examples.push(Example {
+                    file: Some(f.name.clone()),
+                    offset: Some(mb.min(f.bytes().len() as u64)),
+                    detail: Some(format!(
+                        "meta.json says {mb} bytes for cpu {}, the file has {}",
+                        f.cpu,
+                        f.bytes().len()
+                    )),
+                    ..Example::default()
+                });
+            }
+        }
+    }
     if let Some(mo) = meta.and_then(|m| m.byte_order) {
         let disagree: Vec<&str> = input
             .files
@@ -1238,25 +1256,18 @@ fn build_report(
             .filter(|(_, d)| d.is_some_and(|d| d != mo))
             .map(|(f, _)| f.name.as_str())
             .collect();
-        if !disagree.is_empty() {
-            put(
-                FindingKind::MetaMismatch,
-                disagree.len() as u64,
-                disagree
-                    .iter()
-                    .take(opts.examples)
-                    .map(|f| Example {
-                        file: Some(f.to_string()),
-                        detail: Some(format!(
-                            "meta.json says byte_order {mo}, the data is {}",
-                            mo.swapped()
-                        )),
-                        ..Example::default()
-                    })
-                    .collect(),
-            );
-        }
+        meta_examples.extend(disagree.iter().map(|f| Example {
+            file: Some(f.to_string()),
+            detail: Some(format!(
+                "meta.json says byte_order {mo}, the data is {}",
+                mo.swapped()
+            )),
+            ..Example::default()
+        }));
     }
+    let meta_count = meta_examples.len() as u64;
+    meta_examples.truncate(opts.examples);
+    put(FindingKind::MetaMismatch, meta_count, meta_examples);
     let findings = found
         .into_iter()
         .map(|(kind, (count, examples))| Finding {

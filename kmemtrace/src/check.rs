@@ -28,6 +28,9 @@ pub enum ProblemKind {
     SeqNotIncreasing,
     /// The file's byte order differs from the other files' (or from `meta.json`).
     ByteOrder,
+    /// The file's size differs from the `bytes` `meta.json` gives for its CPU (a truncated or
+    /// incomplete copy); the offset is where the shorter of the two ends.
+    SizeMismatch,
 }
 
 /// One problem.
@@ -133,7 +136,8 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         match input::load(std::slice::from_ref(p), &LoadOptions::default()) {
             Ok(t) => {
                 input.files.extend(t.files);
-                if input.meta.is_none() {
+                // A metadata file describes its own directory only.
+                if paths.len() == 1 {
                     input.meta = t.meta;
                 }
             }
@@ -228,6 +232,22 @@ fn check_file(
                 offset: 0,
                 kind: ProblemKind::ByteOrder,
                 message: format!("byte order {d}, but the trace is {majority}"),
+            },
+        );
+    }
+    let meta_bytes = input
+        .meta
+        .as_ref()
+        .and_then(|m| m.cpus.iter().find(|c| c.cpu == f.cpu))
+        .and_then(|c| c.bytes);
+    if let Some(mb) = meta_bytes.filter(|mb| *mb != b.len() as u64) {
+        push(
+            &mut problems,
+            Problem {
+                file: f.name.clone(),
+                offset: mb.min(b.len() as u64),
+                kind: ProblemKind::SizeMismatch,
+                message: format!("meta.json says {mb} bytes, the file has {}", b.len()),
             },
         );
     }

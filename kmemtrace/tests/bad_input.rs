@@ -265,3 +265,40 @@ fn absurd_sizes_saturate_instead_of_overflowing() {
     assert_eq!(r.summary.short_allocs, 4);
     let _ = kmemtrace::render_text(&r, &kmemtrace::TextOptions::default());
 }
+
+#[test]
+fn size_disagreeing_with_meta_json_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    kmemtrace::synth_to_dir(
+        &kmemtrace::SynthOptions {
+            events: 1000,
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    assert_eq!(check(std::slice::from_ref(&t)).exit_code(), 0);
+    let f = t.join("cpu1.out");
+    let len = std::fs::metadata(&f).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len - 24 * 10)
+        .unwrap();
+    let c = check(std::slice::from_ref(&t));
+    assert_eq!(c.exit_code(), 1);
+    assert!(c
+        .problems
+        .iter()
+        .any(|p| p.kind == ProblemKind::SizeMismatch && p.offset == len - 240));
+    let r = analyze(&load_dir(&t).unwrap(), &AnalyzeOptions::default()).unwrap();
+    let m = r
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::MetaMismatch)
+        .unwrap();
+    assert_eq!(m.count, 1);
+    assert_eq!(m.examples[0].offset, Some(len - 240));
+}
