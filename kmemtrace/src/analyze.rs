@@ -28,7 +28,7 @@ const BATCH: usize = 2048;
 /// Batches in flight.
 const IN_FLIGHT: usize = 16;
 /// Bytes of a mapped file consumed before its pages are released.
-const RELEASE_EVERY: usize = 32 << 20;
+const RELEASE_EVERY: usize = 8 << 20;
 
 /// What to analyse and how.
 #[derive(Debug, Clone)]
@@ -198,7 +198,11 @@ impl Stream<'_> {
     #[cold]
     fn release(&mut self, input: &TraceInput) {
         let pos = self.sc.pos();
-        input.files[self.file].release(self.released, pos);
+        let f = &input.files[self.file];
+        f.release(self.released, pos);
+        if self.live {
+            f.prefault(pos, RELEASE_EVERY);
+        }
         self.released = pos;
     }
 
@@ -358,6 +362,7 @@ fn produce(
         .collect();
     let mut base: Option<i32> = None;
     for s in &mut streams {
+        input.files[s.file].prefault(0, RELEASE_EVERY);
         s.advance(input, &mut out, &mut base, examples);
     }
 
