@@ -1006,7 +1006,10 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
     if opts.strict {
         if let Some(d) = p.damage.first() {
             return Err(Error::Damaged {
-                file: d.file.clone(),
+                file: match &input.dir {
+                    Some(dir) => dir.join(&d.file).display().to_string(),
+                    None => d.file.clone(),
+                },
                 offset: d.offset,
                 kind: d.kind.name(),
                 detail: d.detail.clone(),
@@ -1308,6 +1311,7 @@ fn build_report(
     Report {
         schema_version: SCHEMA_VERSION,
         trace: TraceInfo {
+            directory: input.dir.as_ref().map(|d| d.display().to_string()),
             byte_order: Some(order),
             files,
             machine: meta.and_then(|m| m.machine.clone()),

@@ -134,7 +134,13 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
     }
     for p in paths {
         match input::load(std::slice::from_ref(p), &LoadOptions::default()) {
-            Ok(t) => {
+            Ok(mut t) => {
+                // Problems name files with their directory here: several may be checked.
+                if let Some(dir) = &t.dir {
+                    for f in &mut t.files {
+                        f.name = dir.join(&f.name).display().to_string();
+                    }
+                }
                 input.files.extend(t.files);
                 // A metadata file describes its own directory only.
                 if paths.len() == 1 {

@@ -122,6 +122,10 @@ pub struct TraceInput {
     pub meta: Option<Meta>,
     /// Symbols for call sites, when there are some.
     pub symbols: Option<Symbols>,
+    /// The trace directory the files came from, when loaded from one. Files loaded from a
+    /// directory are named relative to it (`cpu0.out`), so a report does not depend on where the
+    /// trace lies.
+    pub dir: Option<PathBuf>,
 }
 
 /// Where [`load`] finds optional side files when they are not in the trace directory.
@@ -145,6 +149,7 @@ impl TraceInput {
                 .collect(),
             meta: None,
             symbols: None,
+            dir: None,
         }
     }
 
@@ -178,7 +183,15 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
             for (cpu, f) in files {
                 let mut cf = CpuFile::open(&f, cpu)?;
                 cf.cpu = cpu;
+                if paths.len() == 1 {
+                    if let Some(n) = f.file_name() {
+                        cf.name = n.to_string_lossy().into_owned();
+                    }
+                }
                 input.files.push(cf);
+            }
+            if paths.len() == 1 {
+                input.dir = Some(p.clone());
             }
             let m = p.join("meta.json");
             if meta_path.is_none() && m.exists() {

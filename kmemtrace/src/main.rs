@@ -249,10 +249,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
             };
             let mut report = kmemtrace::analyze(&input, &opts)?;
+            let dir = input.dir.clone().unwrap_or_default();
             for d in &report.damage.regions {
                 eprintln!(
                     "kmemtrace: warning: {} at byte {}: {} ({} bytes): {}",
-                    d.file,
+                    dir.join(&d.file).display(),
                     d.offset,
                     d.kind.name(),
                     d.length,

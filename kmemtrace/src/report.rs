@@ -114,6 +114,9 @@ impl Report {
 /// Provenance of the analysed records.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceInfo {
+    /// The trace directory, when the files came from one (file names below are relative to it).
+    #[serde(default)]
+    pub directory: Option<String>,
     /// Byte order the records were decoded in.
     pub byte_order: Option<ByteOrder>,
     /// One entry per CPU file.

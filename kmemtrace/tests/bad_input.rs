@@ -183,7 +183,8 @@ fn huge_sparse_file_neither_hangs_nor_eats_memory() {
     assert_eq!(r.summary.records, 5);
     let last = r.damage.regions.last().unwrap();
     assert_eq!(last.kind, DamageKind::Unexamined);
-    assert_eq!(last.file, d.path().join("cpu1.out").display().to_string());
+    assert_eq!(last.file, "cpu1.out");
+    assert_eq!(r.trace.directory, Some(d.path().display().to_string()));
     let c = check(&[d.path().to_path_buf()]);
     assert_eq!(c.exit_code(), 1);
     assert!(start.elapsed().as_secs() < 30, "took {:?}", start.elapsed());

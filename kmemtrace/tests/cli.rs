@@ -48,6 +48,18 @@ fn synth_then_report_reproduces_the_expected_summary_and_convert_keeps_the_repor
     let report = json(&out);
     assert_eq!(report["summary"], json(&expected)["summary"]);
 
+    // Damage must not make the two encodings' reports differ (it is copied verbatim and named
+    // relative to the trace directory).
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(le.join("cpu1.out"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0xee; 30]).unwrap();
+    drop(f);
+    let (_, out, _) = run(&["report", "--format", "json", p(&le)]);
+    let report = json(&out);
+    assert_eq!(report["damage"]["regions"][0]["file"], "cpu1.out");
+
     let be = d.path().join("be");
     let (code, _, err) = run(&["convert", "--endian", "big", p(&le), p(&be)]);
     assert_eq!(code, 0, "{err}");
