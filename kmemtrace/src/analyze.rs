@@ -1,11 +1,14 @@
 //! Analysis: per-file decoding, the merge by sequence number and the replay.
 //!
-//! Two stages, on two threads when [`AnalyzeOptions::parallel`] is set (the default): the
-//! *producer* decodes every CPU file straight from its bytes, merges the streams by sequence number
-//! (serial-number arithmetic on the wrapping `i32`: each stream's numbers are unwrapped to `i64`
-//! relative to the first record seen) and accounts gaps; the *replay* keeps the open allocations
-//! and the per-call-site figures. Batches of records flow through a bounded channel, so memory is
-//! proportional to open allocations and call sites, never to the number of events.
+//! Two stages. The *producer* (the calling thread) decodes every CPU file straight from its
+//! bytes, merges the streams by sequence number (serial-number arithmetic on the wrapping `i32`:
+//! each stream's numbers are unwrapped to `i64` relative to the previous record of the stream, the
+//! first one relative to the first record of the trace), accounts gaps and numbers the call sites.
+//! The *replay* keeps the open allocations and the per-call-site figures; with
+//! [`AnalyzeOptions::parallel`] (the default) it runs on [`AnalyzeOptions::replay_threads`]
+//! threads, each owning the pointers that hash to it, and their figures are added at the end.
+//! Batches of records flow through bounded channels and are reused, so memory is proportional to
+//! open allocations and call sites, never to the number of events.
 
 use crate::abi::{AllocType, ByteOrder, EVENT_ALLOC, TYPE_COUNT};
 use crate::error::{Error, Result};
@@ -45,7 +48,7 @@ pub struct AnalyzeOptions {
     pub sort: Vec<String>,
     /// Examples kept per finding.
     pub examples: usize,
-    /// Decode and replay on two threads.
+    /// Replay on other threads than the decoding one (else everything runs on the caller's).
     pub parallel: bool,
     /// Replay threads when `parallel` (pointers are sharded between them; the decoder and merge
     /// run on the calling thread).
