@@ -29,6 +29,9 @@
  * off on its CPU, so a reader on that CPU never sees a reserved but unwritten record. A reader
  * that cannot be pinned is an error (exit 1) unless -U is given.
  *
+ * Start: the kernel creates kmemtrace/cpu<N> when tracing is first switched on (or at boot with
+ * kmemtrace.enable=yes), so switch it on first; the relay buffers keep the records until read.
+ *
  * Stop protocol: SIGINT or SIGTERM requests a stop. Stop the producer first (write 0 to
  * kmemtrace/enabled), then signal. Each reader then reads until read() returns 0 (everything that
  * was logged before the request is in the file), writes its buffer out and fsyncs; then
