@@ -148,6 +148,8 @@ struct Produced {
     dup_examples: Vec<Example>,
     ooo: u64,
     ooo_examples: Vec<Example>,
+    bad_seq: u64,
+    bad_seq_examples: Vec<Example>,
 }
 
 struct Stream<'a> {
@@ -159,24 +161,70 @@ struct Stream<'a> {
     /// The next record and its unwrapped sequence number.
     ev: Ev,
     key: i64,
+    /// Whether the head's sequence number lies outside its neighbours' in this file (corrupt):
+    /// it is then merged right after the previous record and left out of the sequence accounting.
+    bad: bool,
+    /// Byte offset of the head.
+    offset: usize,
+    /// The last sequence number judged good, and its key.
+    good_seq: i32,
+    good_key: i64,
     records: u64,
     released: usize,
 }
 
+/// A step within one file larger than this (or backwards) gets its number checked against the
+/// next record's.
+const SUSPICIOUS_STEP: u32 = 64;
+
 impl Stream<'_> {
-    /// Unwrap `ev.seq` relative to the previous record of this stream (or to `base` for the
+    /// Unwrap `ev.seq` relative to the last good record of this stream (or to `base` for the
     /// first one) and make it the head.
     #[inline(always)]
-    fn set_head(&mut self, ev: Ev, base: &mut Option<i32>) {
-        self.key = if self.records == 0 {
+    fn set_head(&mut self, ev: Ev, offset: usize, base: &mut Option<i32>) {
+        let d = ev.seq.wrapping_sub(self.good_seq);
+        if self.records == 0 {
             let b = *base.get_or_insert(ev.seq);
-            ev.seq.wrapping_sub(b) as i64
+            self.good_key = ev.seq.wrapping_sub(b) as i64;
+            self.good_seq = ev.seq;
+            self.key = self.good_key;
+        } else if d as u32 > SUSPICIOUS_STEP && self.corrupt(d) {
+            // Keep the record's place in its file; its number is not to be trusted.
+            self.key = self.good_key;
+            self.bad = true;
         } else {
-            self.key + ev.seq.wrapping_sub(self.ev.seq) as i64
-        };
+            self.good_key += d as i64;
+            self.good_seq = ev.seq;
+            self.key = self.good_key;
+            self.bad = false;
+        }
         self.records += 1;
         self.ev = ev;
+        self.offset = offset;
         self.live = true;
+    }
+
+    /// Whether a record `d` numbers after the last good one is corrupt: the next record of the
+    /// file is in order with the last good one but this one lies outside them.
+    #[cold]
+    fn corrupt(&self, d: i32) -> bool {
+        let Some(next) = self.next_seq() else {
+            return false;
+        };
+        let span = next.wrapping_sub(self.good_seq);
+        span >= 0 && (d < 0 || d > span)
+    }
+
+    /// The sequence number of the record after the head, without consuming it.
+    #[cold]
+    fn next_seq(&self) -> Option<i32> {
+        let mut sc = self.sc.clone();
+        loop {
+            match sc.next()? {
+                Item::Rec { ev, .. } => return Some(ev.seq),
+                _ => continue,
+            }
+        }
     }
 
     /// Advance to the next known record, accounting damage and unknown records in `out`.
@@ -188,8 +236,9 @@ impl Stream<'_> {
         base: &mut Option<i32>,
         examples: usize,
     ) {
+        let at = self.sc.pos();
         if let Some(ev) = self.sc.next_plain() {
-            self.set_head(ev, base);
+            self.set_head(ev, at, base);
             if self.sc.pos() - self.released >= RELEASE_EVERY {
                 self.release(input);
             }
@@ -220,8 +269,8 @@ impl Stream<'_> {
         self.live = false;
         while let Some(item) = self.sc.next() {
             match item {
-                Item::Rec { ev, .. } => {
-                    self.set_head(ev, base);
+                Item::Rec { ev, offset } => {
+                    self.set_head(ev, offset, base);
                     break;
                 }
                 Item::Unknown {
@@ -359,6 +408,10 @@ fn produce(
             live: false,
             ev: Ev::default(),
             key: 0,
+            bad: false,
+            offset: 0,
+            good_seq: 0,
+            good_key: 0,
             records: 0,
             released: 0,
         })
@@ -411,13 +464,17 @@ fn produce(
             let (key, cpu) = (s.key, s.cpu);
             let ev = &s.ev;
             out.records += 1;
-            if let Some((lk, lseq)) = last {
-                let d = key - lk;
-                if d != 1 {
-                    account_seq(&mut out, d, lseq, ev, cpu, examples);
+            if s.bad {
+                note_bad_seq(&mut out, input, s, examples);
+            } else {
+                if let Some((lk, lseq)) = last {
+                    let d = key - lk;
+                    if d != 1 {
+                        account_seq(&mut out, d, lseq, ev, cpu, examples);
+                    }
                 }
+                last = Some((key, ev.seq));
             }
-            last = Some((key, ev.seq));
             let site = match site_ix.get(&ev.call_site) {
                 Some(i) => *i,
                 None => {
@@ -474,6 +531,25 @@ fn produce(
     }
     out.records_per_file = streams.iter().map(|s| s.records).collect();
     out
+}
+
+/// A record whose sequence number is outside its file neighbours'.
+#[cold]
+fn note_bad_seq(out: &mut Produced, input: &TraceInput, s: &Stream<'_>, examples: usize) {
+    out.bad_seq += 1;
+    if out.bad_seq_examples.len() < examples {
+        let mut e = example_of(&s.ev, s.cpu, None);
+        e.file = Some(input.files[s.file].name.clone());
+        e.offset = Some(s.offset as u64);
+        e.detail = Some(format!(
+            "seq {} after seq {} and before seq {} in its file",
+            s.ev.seq,
+            s.good_seq,
+            s.next_seq()
+                .map_or_else(|| "none".to_string(), |x| x.to_string())
+        ));
+        out.bad_seq_examples.push(e);
+    }
 }
 
 /// A step in the merged sequence other than +1: a gap, a duplicate or a step back.
@@ -1061,6 +1137,7 @@ fn build_report(
     summary.unknown_records = p.unknown_records;
     summary.duplicate_seqs = p.dup;
     summary.out_of_order_seqs = p.ooo;
+    summary.bad_seqs = p.bad_seq;
     summary.damaged_regions = p.damage_total;
     summary.damaged_bytes = p.damage_bytes;
 
@@ -1217,6 +1294,7 @@ fn build_report(
     );
     put(FindingKind::DuplicateSeq, p.dup, p.dup_examples);
     put(FindingKind::OutOfOrderSeq, p.ooo, p.ooo_examples);
+    put(FindingKind::BadSeq, p.bad_seq, p.bad_seq_examples);
     put(
         FindingKind::DamagedRecords,
         p.damage_total,
@@ -1587,6 +1665,45 @@ mod tests {
         .unwrap();
         assert_eq!(rep.summary.records, 1);
         assert_eq!(rep.summary.damaged_regions, 1);
+    }
+
+    #[test]
+    fn a_corrupt_sequence_number_does_not_derail_the_merge() {
+        use AllocType::*;
+        // cpu0 allocates, cpu1 frees; one of cpu0's numbers has a flipped high byte.
+        let mut cpu0 = Vec::new();
+        let mut cpu1 = Vec::new();
+        for i in 0..50 {
+            let seq = 2 * i + 1;
+            cpu0.push(alloc(seq, Kmalloc, 0x100, 0x1000 + i as u64 * 64, 8, 8, -1));
+            cpu1.push(free(seq + 1, Kmalloc, 0x200, 0x1000 + i as u64 * 64));
+        }
+        cpu0[20].seq ^= 0x4000_0000;
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let r = analyze(
+                &input_of(&[(0, cpu0.clone()), (1, cpu1.clone())], order),
+                &AnalyzeOptions::default(),
+            )
+            .unwrap();
+            let s = &r.summary;
+            assert_eq!(
+                (s.bad_seqs, s.lost_events, s.out_of_order_seqs),
+                (1, 1, 0),
+                "{s:?}"
+            );
+            assert_eq!(
+                (s.unknown_frees, s.lost_frees, s.live_allocations),
+                (0, 0, 0),
+                "{s:?}"
+            );
+            let f = r
+                .findings
+                .iter()
+                .find(|f| f.kind == FindingKind::BadSeq)
+                .unwrap();
+            assert_eq!(f.examples[0].offset, Some(20 * 48));
+            assert_eq!(f.examples[0].file.as_deref(), Some("cpu0.out"));
+        }
     }
 
     #[test]

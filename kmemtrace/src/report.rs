@@ -201,6 +201,11 @@ pub struct Summary {
     pub duplicate_seqs: u64,
     /// Records whose sequence number is lower than the one before in the merged stream.
     pub out_of_order_seqs: u64,
+    /// Records whose sequence number lies outside the numbers of the records before and after
+    /// them in their own file (a corrupt number): replayed in their file's order, left out of the
+    /// sequence accounting.
+    #[serde(default)]
+    pub bad_seqs: u64,
     /// Damaged regions.
     pub damaged_regions: u64,
     /// Bytes in damaged regions.
@@ -363,6 +368,8 @@ pub enum FindingKind {
     DuplicateSeq,
     /// A sequence number lower than the one before.
     OutOfOrderSeq,
+    /// A sequence number outside its file neighbours' (corrupt), replayed in file order.
+    BadSeq,
     /// Bytes that do not decode.
     DamagedRecords,
     /// Records with an unknown event or type id.
@@ -388,6 +395,9 @@ impl FindingKind {
             FindingKind::Overruns => "the kernel dropped bytes because a relay buffer was full",
             FindingKind::DuplicateSeq => "sequence number seen more than once",
             FindingKind::OutOfOrderSeq => "sequence number lower than the previous one",
+            FindingKind::BadSeq => {
+                "sequence number outside its neighbours' in its CPU file (corrupt); replayed in file order"
+            }
             FindingKind::DamagedRecords => "bytes that do not decode as records",
             FindingKind::UnknownRecord => "record with an unknown event or type id, skipped",
             FindingKind::MetaMismatch => "meta.json disagrees with the trace data",

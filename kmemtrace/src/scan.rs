@@ -176,6 +176,7 @@ fn resync(b: &[u8], from: usize, order: ByteOrder) -> Option<usize> {
 }
 
 /// Iterator over the items of one file's bytes in a given byte order.
+#[derive(Clone)]
 pub(crate) struct Scanner<'a> {
     b: &'a [u8],
     pos: usize,
