@@ -121,7 +121,11 @@ fn shard_of(ptr: u64, shards: usize) -> usize {
     if shards == 1 {
         0
     } else {
-        ((ptr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize) % shards
+        // Multiply-shift range reduction (no division on the hot path). The multiplier differs
+        // from the pointer table's: with the same hash, a shard would only ever use the half of
+        // its table whose top index bit matches the shard.
+        let h = ptr.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32;
+        ((h * shards as u64) >> 32) as usize
     }
 }
 
