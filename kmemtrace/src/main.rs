@@ -260,6 +260,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     d.detail
                 );
             }
+            let unlisted = report.damage.regions_total - report.damage.regions.len() as u64;
+            if unlisted > 0 {
+                eprintln!("kmemtrace: warning: {unlisted} more damaged regions");
+            }
             match format {
                 Format::Json => {
                     if let Some(n) = lines {
