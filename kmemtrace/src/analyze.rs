@@ -53,6 +53,9 @@ pub struct AnalyzeOptions {
     /// Replay threads when `parallel` (pointers are sharded between them; the decoder and merge
     /// run on the calling thread).
     pub replay_threads: usize,
+    /// Records per batch handed from the decoder to the replay (default 2048). Any value gives the
+    /// same report; tests vary it to exercise the hand-over.
+    pub batch_records: Option<usize>,
     /// Keep only the first N call-site, function and allocation rows (after sorting); `None`
     /// keeps all. Cheaper than [`Report::truncate_rows`] for `--alloc` on big traces.
     pub max_rows: Option<usize>,
@@ -69,6 +72,7 @@ impl Default for AnalyzeOptions {
             examples: 5,
             parallel: true,
             replay_threads: 2,
+            batch_records: None,
             max_rows: None,
         }
     }
@@ -398,6 +402,7 @@ fn produce(
     filter: Option<Filter<'_>>,
     examples: usize,
     shards: usize,
+    batch_len: usize,
     mut sink: impl FnMut(usize, Vec<Rec>) -> Option<Vec<Rec>>,
 ) -> Produced {
     let mut out = Produced::default();
@@ -427,7 +432,7 @@ fn produce(
     }
 
     let mut site_ix: AddrMap<u32> = AddrMap::default();
-    let mut batches: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(BATCH)).collect();
+    let mut batches: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(batch_len)).collect();
     let mut last: Option<(i64, i32)> = None;
     // Few streams: pick the smallest head for every record, without data-dependent branches
     // (CPUs interleave finely and a branch on "same stream again?" mispredicts). Many streams:
@@ -507,7 +512,7 @@ fn produce(
                     event_id: ev.event_id,
                     type_id: ev.type_id,
                 });
-                if batch.len() == BATCH {
+                if batch.len() >= batch_len {
                     match sink(shard, std::mem::take(batch)) {
                         Some(mut b) => {
                             b.clear();
@@ -515,8 +520,8 @@ fn produce(
                         }
                         None => return out,
                     }
-                    if batch.capacity() < BATCH {
-                        batch.reserve(BATCH);
+                    if batch.capacity() < batch_len {
+                        batch.reserve(batch_len);
                     }
                 }
             } else {
@@ -1041,6 +1046,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
     } else {
         1
     };
+    let batch_len = opts.batch_records.unwrap_or(BATCH).max(1);
 
     let (p, replays) = if opts.parallel {
         std::thread::scope(|scope| {
@@ -1062,14 +1068,22 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
                 txs.push(tx);
                 backs.push(back_rx);
             }
-            let produced = produce(input, order, filter, opts.examples, shards, |shard, b| {
-                txs[shard].send(b).ok()?;
-                Some(
-                    backs[shard]
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(BATCH)),
-                )
-            });
+            let produced = produce(
+                input,
+                order,
+                filter,
+                opts.examples,
+                shards,
+                batch_len,
+                |shard, b| {
+                    txs[shard].send(b).ok()?;
+                    Some(
+                        backs[shard]
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(batch_len)),
+                    )
+                },
+            );
             drop(txs);
             let replays: Vec<_> = consumers
                 .into_iter()
@@ -1079,7 +1093,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         })
     } else {
         let mut replay = new_replay();
-        let produced = produce(input, order, filter, opts.examples, 1, |_, b| {
+        let produced = produce(input, order, filter, opts.examples, 1, batch_len, |_, b| {
             replay.batch(&b);
             Some(b)
         });
@@ -1600,16 +1614,24 @@ mod tests {
             ..AnalyzeOptions::default()
         };
         let base = analyze(&input, &one).unwrap();
-        for replay_threads in [1, 2, 3] {
+        for (replay_threads, batch_records) in [
+            (1, None),
+            (2, None),
+            (3, None),
+            (2, Some(1)),
+            (3, Some(7)),
+            (2, Some(100_000)),
+        ] {
             let opts = AnalyzeOptions {
                 parallel: true,
                 replay_threads,
+                batch_records,
                 ..one.clone()
             };
             assert_eq!(
                 analyze(&input, &opts).unwrap(),
                 base,
-                "{replay_threads} replay threads"
+                "{replay_threads} replay threads, batches of {batch_records:?}"
             );
         }
     }

@@ -243,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 examples,
                 parallel: !single_thread,
                 replay_threads,
+                batch_records: None,
                 max_rows: match format {
                     Format::Text => Some(lines.unwrap_or(20)),
                     Format::Json => lines,
