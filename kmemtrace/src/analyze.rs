@@ -651,8 +651,14 @@ struct Found {
 }
 
 /// The replay state machine.
+///
+/// Open allocations live in two address spaces: slab objects (`kmalloc`, `kmem_cache`) and
+/// pages. They overlap legitimately: a slab's first object has its page's address, and a large
+/// kmalloc logs a page allocation and a kmalloc at the same address. A page record is matched
+/// only with page records, a slab record only with slab records.
 struct Replay {
     open: PtrTable<Open>,
+    open_pages: PtrTable<Open>,
     sites: Vec<SiteAcc>,
     ptrs: Option<PtrTable<PtrAcc>>,
     nodes: Vec<i32>,
@@ -668,6 +674,7 @@ impl Replay {
     fn new(nodes: Vec<i32>, page_size: u64, alloc_rows: bool, examples: usize) -> Self {
         Replay {
             open: PtrTable::new(),
+            open_pages: PtrTable::new(),
             sites: Vec::new(),
             ptrs: alloc_rows.then(PtrTable::new),
             nodes,
@@ -677,6 +684,25 @@ impl Replay {
             s: Summary::default(),
             found: BTreeMap::new(),
             examples,
+        }
+    }
+
+    /// The open-allocation table of a record's address space.
+    #[inline(always)]
+    fn table(&self, type_id: usize) -> &PtrTable<Open> {
+        if type_id == AllocType::Pages as usize {
+            &self.open_pages
+        } else {
+            &self.open
+        }
+    }
+
+    #[inline(always)]
+    fn table_mut(&mut self, type_id: usize) -> &mut PtrTable<Open> {
+        if type_id == AllocType::Pages as usize {
+            &mut self.open_pages
+        } else {
+            &mut self.open
         }
     }
 
@@ -705,7 +731,7 @@ impl Replay {
         const AHEAD: usize = 12;
         for (i, r) in b.iter().enumerate() {
             if let Some(n) = b.get(i + AHEAD) {
-                self.open.prefetch(n.ptr);
+                self.table(n.type_id as usize).prefetch(n.ptr);
                 if let Some(p) = &self.ptrs {
                     p.prefetch(n.ptr);
                 }
@@ -767,7 +793,7 @@ impl Replay {
                 seq: r.seq,
                 type_id: t as u8,
             };
-            if let Some(old) = self.open.insert(r.ptr, new) {
+            if let Some(old) = self.table_mut(t).insert(r.ptr, new) {
                 self.s.lost_frees += 1;
                 let d = format!("still open from seq {} on cpu {}", old.seq, old.cpu);
                 self.note(FindingKind::LostFree, r, Some(d));
@@ -778,7 +804,7 @@ impl Replay {
                 self.s.null_frees += 1;
                 return;
             }
-            let Some(o) = self.open.remove(r.ptr) else {
+            let Some(o) = self.table_mut(t).remove(r.ptr) else {
                 self.s.unknown_frees += 1;
                 self.note(FindingKind::UnknownFree, r, None);
                 return;
@@ -835,7 +861,7 @@ impl Replay {
                 self.s.bytes_allocated = self.s.bytes_allocated.saturating_add(ta.alloc);
             }
         }
-        for (_, o) in self.open.iter() {
+        for (_, o) in self.open.iter().chain(self.open_pages.iter()) {
             self.s.live_allocations += 1;
             self.s.live_bytes = self.s.live_bytes.saturating_add(o.bytes_alloc);
             let site = &mut self.sites[o.site as usize];
@@ -847,7 +873,7 @@ impl Replay {
             }
         }
         let mut live_types = [(0u64, 0u64); TYPE_COUNT];
-        for (_, o) in self.open.iter() {
+        for (_, o) in self.open.iter().chain(self.open_pages.iter()) {
             live_types[o.type_id as usize].0 += 1;
             live_types[o.type_id as usize].1 = live_types[o.type_id as usize]
                 .1
@@ -1484,6 +1510,32 @@ mod tests {
             }
             (*c, b)
         }))
+    }
+
+    /// A slab page and its first object share an address, and a large kmalloc logs a page
+    /// allocation and a kmalloc at the same address: neither is a lost free.
+    #[test]
+    fn pages_and_slab_objects_at_one_address_are_separate_allocations() {
+        use AllocType::*;
+        let cpu0 = vec![
+            alloc(1, Pages, 0x400, 0x10000, 4096, 4096, -1), // the slab's page
+            alloc(2, KmemCache, 0x200, 0x10000, 64, 64, -1), // its first object
+            alloc(3, Pages, 0x400, 0x20000, 16384, 16384, -1), // a large kmalloc's pages
+            alloc(4, Kmalloc, 0x100, 0x20000, 10000, 16384, -1), // and the kmalloc itself
+            free(5, KmemCache, 0x300, 0x10000),
+            free(6, Pages, 0x500, 0x10000),
+            free(7, Kmalloc, 0x300, 0x20000),
+            free(8, Pages, 0x500, 0x20000),
+            free(9, Pages, 0x500, 0x30000), // a page free matches no slab object
+        ];
+        let input = input_of(&[(0, cpu0)], ByteOrder::Little);
+        let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+        let s = &r.summary;
+        assert_eq!(s.lost_frees, 0);
+        assert_eq!(s.mismatched_frees, 0);
+        assert_eq!(s.unknown_frees, 1);
+        assert_eq!(s.live_allocations, 0);
+        assert_eq!(s.bytes_freed, 4096 + 64 + 16384 + 16384);
     }
 
     #[test]

@@ -258,9 +258,17 @@ pub fn synth<E>(
                 s.cross_cpu_allocs += 1;
             }
             let t = site.ty as usize;
-            let ptr = if anomalies && !live.is_empty() && rng.chance(500) {
-                // Reuse a live pointer: its free was lost.
+            let reuse = if anomalies && !live.is_empty() && rng.chance(500) {
                 let i = rng.below(live.len() as u64) as usize;
+                // Only a pointer of the same address space (pages, or slab objects) can be
+                // reused: a page and a slab object at one address are both legitimately open.
+                let pages = |ty| ty == AllocType::Pages;
+                (pages(live[i].ty) == pages(site.ty)).then_some(i)
+            } else {
+                None
+            };
+            let ptr = if let Some(i) = reuse {
+                // Reuse a live pointer: its free was lost.
                 let old = live.swap_remove(i);
                 s.lost_frees += 1;
                 old.ptr
