@@ -117,6 +117,43 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Removes every entry of `kinds` whose `kind/key` is not in `keep`, with its lock and log,
+    /// skipping any entry another kmt holds the lock of (a build in progress). Returns the
+    /// removed paths.
+    pub fn prune(&self, kinds: &[&str], keep: &[String]) -> Result<Vec<PathBuf>, CacheError> {
+        let mut removed = Vec::new();
+        for kind in kinds {
+            let dir = self.root.join(kind);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".lock") || !e.path().is_dir() {
+                    continue;
+                }
+                let key = name
+                    .trim_start_matches('.')
+                    .trim_end_matches(".staging")
+                    .to_string();
+                if keep.contains(&format!("{kind}/{key}")) {
+                    continue;
+                }
+                let lock_path = dir.join(format!("{key}.lock"));
+                let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
+                if lock.try_lock().is_err() {
+                    continue;
+                }
+                fs::remove_dir_all(e.path()).map_err(io("remove", &e.path()))?;
+                let _ = fs::remove_file(&lock_path);
+                removed.push(e.path());
+            }
+        }
+        Ok(removed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +219,25 @@ mod tests {
             !p.join("half").exists(),
             "the interrupted build's files were discarded"
         );
+    }
+
+    #[test]
+    fn prune_keeps_what_is_asked_and_what_is_locked() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache {
+            root: root.path().into(),
+        };
+        for key in ["old", "new", "busy"] {
+            cache
+                .get_or_build::<CacheError>("k", key, |_| Ok(()))
+                .unwrap();
+        }
+        let busy = File::create(root.path().join("k/busy.lock")).unwrap();
+        busy.lock().unwrap();
+        let removed = cache.prune(&["k"], &["k/new".to_string()]).unwrap();
+        assert_eq!(removed, [root.path().join("k/old")]);
+        assert!(cache.path("k", "new").is_dir());
+        assert!(cache.path("k", "busy").is_dir());
     }
 
     #[test]

@@ -269,6 +269,31 @@ fn kernel_key(
     Ok(k)
 }
 
+/// The cache key of the patched source tree (shared by every architecture).
+fn source_key(req: &KernelRequest, identity: &str) -> Result<String, KernelError> {
+    let mut k = KeyBuilder::default();
+    k.text("recipe", RECIPE).text("source", identity);
+    for p in series(&req.repo)? {
+        k.bytes("patch", &read(&p)?);
+    }
+    Ok(k.key())
+}
+
+/// The cache entries (`source/KEY`, `kernels/KEY`) a build of `req` uses now, without building.
+pub fn current_entries(req: &KernelRequest) -> Result<[String; 2], KernelError> {
+    let identity = source_identity(req)?;
+    let compiler = compiler_version(req.arch)?;
+    let kernel = format!(
+        "{}-{}",
+        req.arch.name,
+        kernel_key(req, &identity, &compiler)?.key()
+    );
+    Ok([
+        format!("source/{}", source_key(req, &identity)?),
+        format!("kernels/{kernel}"),
+    ])
+}
+
 /// Unpacks Debian's tarball and applies the series, as a cache entry of its own (shared by all
 /// architectures).
 fn prepared_source(
@@ -277,12 +302,7 @@ fn prepared_source(
     identity: &str,
 ) -> Result<PathBuf, KernelError> {
     let patches = series(&req.repo)?;
-    let mut k = KeyBuilder::default();
-    k.text("recipe", RECIPE).text("source", identity);
-    for p in &patches {
-        k.bytes("patch", &read(p)?);
-    }
-    let key = k.key();
+    let key = source_key(req, identity)?;
     let log = cache.root.join("logs").join(format!("source-{key}.log"));
     fs::create_dir_all(log.parent().unwrap()).map_err(|source| KernelError::Read {
         path: log.clone(),

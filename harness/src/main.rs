@@ -62,6 +62,9 @@ enum Command {
     },
     /// Build what is missing, boot, collect, check and report.
     Run(RunArgs),
+    /// Delete cached kernels and source trees that no current build uses (older patches,
+    /// fragments or compilers), for every architecture.
+    Prune,
     /// Run workloads on every architecture and print one line per run.
     Matrix {
         /// Architectures (default: all).
@@ -273,6 +276,37 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
             }
             eprintln!("kmt: output in {}", res.out_dir.display());
             Ok(res.outcome)
+        }
+        Command::Prune => {
+            let mut keep = Vec::new();
+            for arch in arch::ARCHES {
+                let req = KernelRequest {
+                    arch,
+                    repo: repo.clone(),
+                    kernel_src: None,
+                    extra_fragments: Vec::new(),
+                };
+                // Without its compiler an arch's current key is unknown: remove nothing.
+                let e = kernel::current_entries(&req).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot tell {}'s current kernel ({e}); nothing removed",
+                        arch.name
+                    )
+                })?;
+                keep.extend(e);
+            }
+            keep.sort();
+            keep.dedup();
+            let removed = cache.prune(&["kernels", "source"], &keep)?;
+            for r in &removed {
+                println!("removed {}", r.display());
+            }
+            eprintln!(
+                "kmt: removed {} cache entries, kept {}",
+                removed.len(),
+                keep.join(", ")
+            );
+            Ok(Outcome::Ok)
         }
         Command::Matrix {
             arch,

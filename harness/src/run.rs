@@ -663,7 +663,10 @@ mod tests {
 
     #[test]
     fn only_boot_traces_from_boot() {
-        assert_eq!(workload_append("boot"), ["kmemtrace.enable=yes", "kmemtrace.subbufs=64"]);
+        assert_eq!(
+            workload_append("boot"),
+            ["kmemtrace.enable=yes", "kmemtrace.subbufs=64"]
+        );
         assert!(workload_append("selftest").is_empty());
     }
 
