@@ -264,7 +264,14 @@ fn kernel_key(
         k.bytes(&format!("patch {name}"), &read(&p)?);
     }
     for f in fragments(req) {
-        k.bytes(&format!("fragment {}", f.display()), &read(&f)?);
+        // By name and content, never by path: another clone of the repository must hit the
+        // same entry.
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        k.bytes(&format!("fragment {name}"), &read(&f)?);
     }
     Ok(k)
 }
@@ -512,6 +519,35 @@ mod tests {
         );
         let m = source_mismatch(&repo, "6.12.1-1", Some("00")).unwrap();
         assert!(m.contains("6.12.1-1") && m.contains("sha256"), "{m}");
+    }
+
+    /// Regression: the key once held the fragments' absolute paths, so a fresh clone (CI's)
+    /// missed the cache and rebuilt every kernel.
+    #[test]
+    fn the_kernel_key_does_not_depend_on_where_the_repository_is() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let copy = tempfile::tempdir().unwrap();
+        for d in ["kernel/patches", "kernel/config"] {
+            fs::create_dir_all(copy.path().join(d)).unwrap();
+            for e in fs::read_dir(here.join(d)).unwrap() {
+                let e = e.unwrap();
+                fs::copy(e.path(), copy.path().join(d).join(e.file_name())).unwrap();
+            }
+        }
+        let req = |repo: &Path| KernelRequest {
+            arch: crate::arch::lookup("arm64").unwrap(),
+            repo: repo.to_path_buf(),
+            kernel_src: None,
+            extra_fragments: Vec::new(),
+        };
+        let key = |repo: &Path| kernel_key(&req(repo), "src", "gcc").unwrap().key();
+        assert_eq!(key(&here), key(copy.path()));
+        fs::write(
+            copy.path().join("kernel/config/arm64.config"),
+            "CONFIG_SMP=y\n",
+        )
+        .unwrap();
+        assert_ne!(key(&here), key(copy.path()));
     }
 
     #[test]

@@ -72,7 +72,20 @@ impl Cmd {
     }
 
     fn expression(&self) -> duct::Expression {
-        let mut e = duct::cmd(&self.program, &self.args);
+        // A build must not outlive kmt: make gets SIGTERM when kmt dies, and stops its jobs.
+        let mut e = duct::cmd(&self.program, &self.args).before_spawn(|cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            Ok(())
+        });
         if let Some(d) = &self.dir {
             e = e.dir(d);
         }
