@@ -393,13 +393,11 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
     let key = format!("{}-{}", req.arch.name, keyb.key());
     let log = cache.root.join("logs").join(format!("kernel-{key}.log"));
     let entry_image = cache.path("kernels", &key).join("image");
-    let mut fresh = false;
     let (dir, built) = if entry_image.is_file() {
         (cache.path("kernels", &key), false)
     } else {
         let src = prepared_source(req, cache, &identity)?;
         cache.get_or_build::<KernelError>("kernels", &key, |staging| {
-            fresh = true;
             let _ = fs::remove_file(&log);
             build_into(req, &src, staging, &log)?;
             let ingredients = keyb.ingredients.join("\n") + "\n";
@@ -424,7 +422,7 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
         config,
         dir,
         key,
-        built: built && fresh,
+        built,
         seconds: started.elapsed().as_secs_f64(),
         source_identity: identity,
         compiler,

@@ -96,7 +96,6 @@ pub struct Manifest {
     pub qemu: QemuInfo,
     pub kernel: Option<KernelBuild>,
     pub image: Option<ImageBuild>,
-    pub host_compiler: Option<String>,
     pub trace: Option<analysis::TraceFigures>,
     pub phases: Phases,
 }
@@ -280,7 +279,6 @@ pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
         qemu: QemuInfo::default(),
         kernel: None,
         image: None,
-        host_compiler: None,
         trace: None,
         phases: Phases::default(),
     };
@@ -354,7 +352,6 @@ fn run_steps(
         Err(e) => return fail(Outcome::ImageBuildFailed, e.to_string()),
     };
     m.phases.image_s = t.elapsed().as_secs_f64();
-    m.host_compiler = Some(img.compiler.clone());
     m.image = Some(img.clone());
 
     let accel = match req.accel {
