@@ -9,22 +9,9 @@ use kmemtrace::{
     FindingKind, ProblemKind, TraceInput,
 };
 use std::path::Path;
-use std::process::Command;
 
 fn report(streams: Vec<(u32, Vec<u8>)>) -> kmemtrace::Report {
     analyze(&input(streams), &AnalyzeOptions::default()).unwrap()
-}
-
-fn kmemtrace(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn write_dir(dir: &Path, streams: &[(u32, Vec<u8>)]) {

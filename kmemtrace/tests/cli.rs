@@ -1,20 +1,11 @@
 //! The binary end to end: synth → report (the printed expected summary is reproduced),
 //! convert → identical report, callsite filter, text output.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use std::path::Path;
+
+use common::kmemtrace;
 
 fn p(x: &Path) -> &str {
     x.to_str().unwrap()
@@ -28,7 +19,7 @@ fn json(s: &str) -> serde_json::Value {
 fn synth_then_report_reproduces_the_expected_summary_and_convert_keeps_the_report() {
     let d = tempfile::tempdir().unwrap();
     let le = d.path().join("le");
-    let (code, expected, err) = run(&[
+    let (code, expected, err) = kmemtrace(&[
         "synth",
         "-o",
         p(&le),
@@ -43,7 +34,7 @@ fn synth_then_report_reproduces_the_expected_summary_and_convert_keeps_the_repor
         "2",
     ]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = run(&["report", "--format", "json", p(&le)]);
+    let (code, out, err) = kmemtrace(&["report", "--format", "json", p(&le)]);
     assert_eq!(code, 0, "{err}");
     let report = json(&out);
     assert_eq!(report["summary"], json(&expected)["summary"]);
@@ -56,17 +47,17 @@ fn synth_then_report_reproduces_the_expected_summary_and_convert_keeps_the_repor
         .unwrap();
     std::io::Write::write_all(&mut f, &[0xee; 30]).unwrap();
     drop(f);
-    let (_, out, _) = run(&["report", "--format", "json", p(&le)]);
+    let (_, out, _) = kmemtrace(&["report", "--format", "json", p(&le)]);
     let report = json(&out);
     assert_eq!(report["damage"]["regions"][0]["file"], "cpu1.out");
 
     let be = d.path().join("be");
-    let (code, _, err) = run(&["convert", "--endian", "big", p(&le), p(&be)]);
+    let (code, _, err) = kmemtrace(&["convert", "--endian", "big", p(&le), p(&be)]);
     assert_eq!(code, 0, "{err}");
     let meta = json(&std::fs::read_to_string(be.join("meta.json")).unwrap());
     assert_eq!(meta["byte_order"], "big");
     assert!(be.join("kallsyms").exists());
-    let (_, out_be, _) = run(&["report", "--format", "json", p(&be)]);
+    let (_, out_be, _) = kmemtrace(&["report", "--format", "json", p(&be)]);
     let mut a = report.clone();
     let mut b = json(&out_be);
     assert_eq!(b["trace"]["byte_order"], "big");
@@ -75,10 +66,10 @@ fn synth_then_report_reproduces_the_expected_summary_and_convert_keeps_the_repor
     assert_eq!(a, b);
 
     // Never overwrite user data.
-    let (code, _, err) = run(&["convert", "--endian", "little", p(&be), p(&le)]);
+    let (code, _, err) = kmemtrace(&["convert", "--endian", "little", p(&be), p(&le)]);
     assert_eq!(code, 2);
     assert!(err.contains("not empty"), "{err}");
-    let (code, _, _) = run(&["synth", "-o", p(&le)]);
+    let (code, _, _) = kmemtrace(&["synth", "-o", p(&le)]);
     assert_eq!(code, 2);
 }
 
@@ -86,8 +77,8 @@ fn synth_then_report_reproduces_the_expected_summary_and_convert_keeps_the_repor
 fn callsite_filter_and_text_output() {
     let d = tempfile::tempdir().unwrap();
     let t = d.path().join("t");
-    assert_eq!(run(&["synth", "-o", p(&t), "--events", "20000"]).0, 0);
-    let (code, out, err) = run(&[
+    assert_eq!(kmemtrace(&["synth", "-o", p(&t), "--events", "20000"]).0, 0);
+    let (code, out, err) = kmemtrace(&[
         "report",
         "--format",
         "json",
@@ -105,7 +96,7 @@ fn callsite_filter_and_text_output() {
     }
     assert!(r["summary"]["filtered_out"].as_u64().unwrap() > 0);
 
-    let (code, out, _) = run(&[
+    let (code, out, _) = kmemtrace(&[
         "report",
         "--caller",
         "--alloc",
@@ -120,7 +111,7 @@ fn callsite_filter_and_text_output() {
         out.contains("Callsite") && out.contains("Alloc Ptr") && out.contains("SUMMARY"),
         "{out}"
     );
-    let (code, _, err) = run(&["report", "--sort", "nonsense", p(&t)]);
+    let (code, _, err) = kmemtrace(&["report", "--sort", "nonsense", p(&t)]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown sort key"), "{err}");
 }
@@ -129,7 +120,7 @@ fn callsite_filter_and_text_output() {
 fn explicit_cpu_files_with_kallsyms_and_meta() {
     let d = tempfile::tempdir().unwrap();
     let t = d.path().join("t");
-    let (_, expected, _) = run(&[
+    let (_, expected, _) = kmemtrace(&[
         "synth",
         "-o",
         p(&t),
@@ -140,7 +131,7 @@ fn explicit_cpu_files_with_kallsyms_and_meta() {
         "--endian",
         "big",
     ]);
-    let (code, out, err) = run(&[
+    let (code, out, err) = kmemtrace(&[
         "report",
         "--format",
         "json",

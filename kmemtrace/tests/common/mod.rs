@@ -56,3 +56,16 @@ pub fn small_trace(order: ByteOrder) -> Vec<(u32, Vec<u8>)> {
 pub fn input(streams: Vec<(u32, Vec<u8>)>) -> TraceInput {
     TraceInput::from_streams(streams)
 }
+
+/// Runs the `kmemtrace` binary: (exit code, stdout, stderr).
+pub fn kmemtrace(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
