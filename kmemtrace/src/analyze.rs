@@ -636,6 +636,14 @@ struct TypeTotals {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
+struct SizeAcc {
+    requests: u64,
+    req: u64,
+    allocations: u64,
+    alloc: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
 struct PageAcc {
     allocs: u64,
     frees: u64,
@@ -664,6 +672,7 @@ struct Replay {
     nodes: Vec<i32>,
     page_shift: u32,
     pages: BTreeMap<u32, PageAcc>,
+    sizes: [SizeAcc; SIZE_CLASSES],
     types: [TypeTotals; TYPE_COUNT],
     s: Summary,
     found: BTreeMap<FindingKind, Found>,
@@ -680,6 +689,7 @@ impl Replay {
             nodes,
             page_shift: page_size.max(1).ilog2(),
             pages: BTreeMap::new(),
+            sizes: [SizeAcc::default(); SIZE_CLASSES],
             types: Default::default(),
             s: Summary::default(),
             found: BTreeMap::new(),
@@ -755,6 +765,12 @@ impl Replay {
             ta.allocs += 1;
             ta.req = ta.req.saturating_add(r.bytes_req);
             ta.alloc = ta.alloc.saturating_add(r.bytes_alloc);
+            let sr = &mut self.sizes[size_class(r.bytes_req)];
+            sr.requests += 1;
+            sr.req = sr.req.saturating_add(r.bytes_req);
+            let sa = &mut self.sizes[size_class(r.bytes_alloc)];
+            sa.allocations += 1;
+            sa.alloc = sa.alloc.saturating_add(r.bytes_alloc);
             if r.node != -1 && r.node != self.node_of(r.cpu) {
                 self.s.cross_cpu_allocs += 1;
                 self.sites[si as usize].cross_allocs += 1;
@@ -913,6 +929,12 @@ impl ReplayOut {
             tx.req = tx.req.saturating_add(ty.req);
             tx.alloc = tx.alloc.saturating_add(ty.alloc);
             tx.freed = tx.freed.saturating_add(ty.freed);
+        }
+        for (x, y) in a.sizes.iter_mut().zip(&r.sizes) {
+            x.requests += y.requests;
+            x.req = x.req.saturating_add(y.req);
+            x.allocations += y.allocations;
+            x.alloc = x.alloc.saturating_add(y.alloc);
         }
         for (o, p) in &r.pages {
             let q = a.pages.entry(*o).or_default();
@@ -1285,6 +1307,24 @@ fn build_report(
         })
         .collect();
 
+    let sizes = r
+        .sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.requests + a.allocations > 0)
+        .map(|(k, a)| {
+            let (min, max) = size_class_bounds(k);
+            SizeRow {
+                min,
+                max,
+                requests: a.requests,
+                bytes_requested: a.req,
+                allocations: a.allocations,
+                bytes_allocated: a.alloc,
+            }
+        })
+        .collect();
+
     // Findings, in FindingKind order.
     let mut found: BTreeMap<FindingKind, (u64, Vec<Example>)> = r
         .found
@@ -1452,6 +1492,7 @@ fn build_report(
         functions,
         allocations,
         pages,
+        sizes,
         findings,
         lost: LostEvents {
             lost_events: p.lost,
@@ -1510,6 +1551,44 @@ mod tests {
             }
             (*c, b)
         }))
+    }
+
+    /// The size histogram counts each allocation once by request and once by allocated size,
+    /// failed ones included, and the sharded replay adds the shards' classes up.
+    #[test]
+    fn size_histogram_counts_requests_against_allocations() {
+        use AllocType::*;
+        let cpu0 = vec![
+            alloc(1, Kmalloc, 0x100, 0x1000, 100, 128, -1),
+            alloc(2, Kmalloc, 0x100, 0x2000, 129, 192, -1),
+            alloc(3, Kmalloc, 0x100, 0, 0, 0, -1), // failed, zero bytes
+            alloc(4, Pages, 0x200, 0x10000, 4096, 4096, -1),
+            free(5, Kmalloc, 0x300, 0x1000),
+        ];
+        let input = input_of(&[(0, cpu0)], ByteOrder::Little);
+        let row = |min, max, requests, bytes_requested, allocations, bytes_allocated| SizeRow {
+            min,
+            max,
+            requests,
+            bytes_requested,
+            allocations,
+            bytes_allocated,
+        };
+        let expected = vec![
+            row(0, 0, 1, 0, 1, 0),
+            row(64, 127, 1, 100, 0, 0),
+            row(128, 255, 1, 129, 2, 128 + 192),
+            row(4096, 8191, 1, 4096, 1, 4096),
+        ];
+        for parallel in [false, true] {
+            let opts = AnalyzeOptions {
+                parallel,
+                ..AnalyzeOptions::default()
+            };
+            assert_eq!(analyze(&input, &opts).unwrap().sizes, expected);
+        }
+        assert_eq!(size_class_bounds(64), (1 << 63, u64::MAX));
+        assert_eq!(size_class(u64::MAX), 64);
     }
 
     /// A slab page and its first object share an address, and a large kmalloc logs a page

@@ -65,7 +65,7 @@ pub use meta::{Meta, MetaCpu};
 pub use render::{render_text, TextOptions};
 pub use report::{
     AllocRow, CallsiteRow, DamageReport, Example, FileInfo, Finding, FindingKind, FunctionRow, Gap,
-    LostEvents, PageOrderRow, Report, SiteStats, Summary, TraceInfo, TypeRow, TypeSplit,
+    LostEvents, PageOrderRow, Report, SiteStats, SizeRow, Summary, TraceInfo, TypeRow, TypeSplit,
     SCHEMA_VERSION,
 };
 pub use scan::{decode_all, detect_byte_order, DamageKind, DamageRegion};

@@ -38,6 +38,7 @@ const SECTIONS: &[Section] = &[
     ("summary", summary),
     ("types", types),
     ("pages", pages),
+    ("sizes", sizes),
     ("findings", findings),
     ("damage", damage),
 ];
@@ -246,6 +247,47 @@ fn pages(r: &Report, _: &TextOptions, out: &mut String) {
             out,
             " {:<5} | {:>10} | {:>10} | {:>14} | {:>10}",
             p.order, p.allocs, p.frees, p.bytes_allocated, p.live_allocations
+        );
+    }
+    out.push('\n');
+}
+
+/// `min-max` of a size class, with K/M suffixes where exact.
+pub(crate) fn size_label(min: u64, max: u64) -> String {
+    fn short(n: u64) -> String {
+        match n {
+            0 => "0".into(),
+            n if n % (1 << 20) == 0 => format!("{}M", n >> 20),
+            n if n % (1 << 10) == 0 => format!("{}K", n >> 10),
+            n => n.to_string(),
+        }
+    }
+    if min == max {
+        short(min)
+    } else {
+        // The classes are [2^(k-1), 2^k): show the exclusive upper bound, which is round.
+        format!("{}-{}", short(min), short(max.saturating_add(1).max(max)))
+    }
+}
+
+fn sizes(r: &Report, _: &TextOptions, out: &mut String) {
+    if r.sizes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        " {:<10} | {:>10} | {:>14} | {:>11} | {:>14}",
+        "Size [a,b)", "Requests", "Requested", "Allocations", "Allocated"
+    );
+    for s in &r.sizes {
+        let _ = writeln!(
+            out,
+            " {:<10} | {:>10} | {:>14} | {:>11} | {:>14}",
+            size_label(s.min, s.max),
+            s.requests,
+            s.bytes_requested,
+            s.allocations,
+            s.bytes_allocated
         );
     }
     out.push('\n');

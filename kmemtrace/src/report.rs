@@ -77,6 +77,11 @@ pub struct Report {
     pub allocations: Option<Vec<AllocRow>>,
     /// Page allocator (type 2) figures by order.
     pub pages: Vec<PageOrderRow>,
+    /// Allocations by size class (powers of two): how many requests fell in each class against
+    /// how many allocations did, so that rounding up to the allocator's sizes shows. Absent from
+    /// reports written before it existed (read as empty).
+    #[serde(default)]
+    pub sizes: Vec<SizeRow>,
     /// Each kind of inconsistent behaviour seen, with a count and examples.
     pub findings: Vec<Finding>,
     /// Sequence-number accounting.
@@ -344,6 +349,43 @@ pub struct PageOrderRow {
     pub bytes_allocated: u64,
     /// Open at the end.
     pub live_allocations: u64,
+}
+
+/// One power-of-two size class of the size histogram: `[min, max]` bytes.
+///
+/// `requests` counts the allocations whose `bytes_req` is in the class, `allocations` those whose
+/// `bytes_alloc` is: the same allocations, counted before and after the allocator rounded them up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeRow {
+    /// Smallest size in the class (0, then 1, 2, 4, …).
+    pub min: u64,
+    /// Largest size in the class (0, then 1, 3, 7, …).
+    pub max: u64,
+    /// Allocations that requested a size in the class.
+    pub requests: u64,
+    /// Their `bytes_req`.
+    pub bytes_requested: u64,
+    /// Allocations that got a size in the class.
+    pub allocations: u64,
+    /// Their `bytes_alloc`.
+    pub bytes_allocated: u64,
+}
+
+/// Number of power-of-two size classes: 0, then `[2^(k-1), 2^k)` for k = 1..=64.
+pub const SIZE_CLASSES: usize = 65;
+
+/// The size class of `bytes`: 0 for 0, else `floor(log2(bytes)) + 1`.
+pub fn size_class(bytes: u64) -> usize {
+    (u64::BITS - bytes.leading_zeros()) as usize
+}
+
+/// The `[min, max]` bytes of size class `k`.
+pub fn size_class_bounds(k: usize) -> (u64, u64) {
+    match k {
+        0 => (0, 0),
+        64.. => (1 << 63, u64::MAX),
+        _ => (1 << (k - 1), (1 << k) - 1),
+    }
 }
 
 /// Kinds of inconsistent behaviour, in report order.
