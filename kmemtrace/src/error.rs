@@ -75,6 +75,31 @@ pub enum Error {
         /// The keys known, comma-separated.
         known: String,
     },
+    /// A `--fail-on` expression is malformed or can never apply.
+    #[error("--fail-on {expr:?}: {why}")]
+    Threshold {
+        /// The expression.
+        expr: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A `report.json` given to `diff` is not a kmemtrace report.
+    #[error("{path}: not a kmemtrace report.json")]
+    ReportJson {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error (with line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A call-site filter was asked for on a `report.json` made without it.
+    #[error("{path}: this report was made with call-site filter {made_with:?}; a different --callsite-filter needs the trace directory, not a report.json")]
+    FilterOnReport {
+        /// The file.
+        path: PathBuf,
+        /// The filter it was made with.
+        made_with: Vec<String>,
+    },
 }
 
 /// Result with the library's [`Error`].

@@ -43,11 +43,13 @@ pub mod abi;
 mod analyze;
 pub mod check;
 pub mod convert;
+pub mod diff;
 mod error;
 pub mod glob;
 pub mod import_perf;
 pub mod input;
 pub mod meta;
+pub mod plot;
 pub mod render;
 pub mod report;
 pub mod scan;
@@ -59,9 +61,11 @@ pub use abi::{AllocFields, AllocType, ByteOrder, Record};
 pub use analyze::{analyze, AnalyzeOptions, MAX_DAMAGE_LISTED};
 pub use check::{check, check_input, CheckReport, Problem, ProblemKind};
 pub use convert::{convert_bytes, convert_dir, convert_stream};
+pub use diff::{diff, load_side, Diff, DiffOptions, Threshold};
 pub use error::{Error, Result};
 pub use input::{load, load_dir, CpuFile, LoadOptions, TraceInput};
 pub use meta::{Meta, MetaCpu};
+pub use plot::{diff_svg, report_svg, PlotOptions};
 pub use render::{render_text, TextOptions};
 pub use report::{
     AllocRow, CallsiteRow, DamageReport, Example, FileInfo, Finding, FindingKind, FunctionRow, Gap,

@@ -4,8 +4,8 @@
 //!
 //! | code | meaning |
 //! | --- | --- |
-//! | 0 | success (`check`: the input is clean) |
-//! | 1 | problems in the data: `check` found some, `report --strict` met damage |
+//! | 0 | success (`check`: the input is clean; `diff`: no `--fail-on` threshold crossed) |
+//! | 1 | problems in the data: `check` found some, `report --strict` met damage; `diff`: a `--fail-on` threshold was crossed |
 //! | 2 | unusable input or usage: missing path, no trace files, bad metadata, mixed byte orders, bad option |
 //! | 3 | failure writing output (`synth`, `convert`, stdout) |
 
@@ -31,6 +31,13 @@ struct Cli {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,6 +104,42 @@ enum Cmd {
         /// Replay threads besides the decoding one (pointers are sharded between them).
         #[arg(long, default_value_t = 2)]
         replay_threads: usize,
+        /// Also draw the top call sites and the size histogram into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Compare two traces (or sets of repeated runs): summary, per-type, page-order, size-class
+    /// and call-site deltas. Exit 0, or 1 when a --fail-on threshold is crossed, 2 on bad input.
+    Diff {
+        /// BASE and NEW: trace directories, `kmt run` output directories or report.json files.
+        #[arg(num_args = 0..=2, value_names = ["BASE", "NEW"])]
+        paths: Vec<PathBuf>,
+        /// A base run (repeatable, instead of BASE): runs of one side are treated as repeats.
+        #[arg(long = "base", value_name = "PATH")]
+        bases: Vec<PathBuf>,
+        /// A new run (repeatable, instead of NEW).
+        #[arg(long = "new", value_name = "PATH")]
+        news: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        /// Exit 1 when a change crosses this threshold (repeatable): FIELD:[+|-]N[%], or
+        /// callsite:GLOB:FIELD:…, type:NAME:FIELD:…, order:N:FIELD:… (e.g. bytes_allocated:+5%).
+        #[arg(long = "fail-on", value_name = "EXPR")]
+        fail_on: Vec<String>,
+        /// Only replay records whose call site is in a function matching GLOB (repeatable;
+        /// applies to trace directories).
+        #[arg(long = "callsite-filter", value_name = "GLOB")]
+        callsite_filter: Vec<String>,
+        /// Match call sites by address even when both sides have symbols.
+        #[arg(long)]
+        by_address: bool,
+        /// Call-site rows in text and markdown (JSON: all).
+        #[arg(long, default_value_t = 20)]
+        lines: usize,
+        /// Also draw the call-site deltas into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Validate CPU files or trace directories: every problem with file and byte offset.
     /// Exit 0 clean, 1 problems found, 2 unusable input.
@@ -178,6 +221,7 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
         }
         Some(_) => 2,
         None if e.downcast_ref::<OutputError>().is_some() => 3,
+        None if e.downcast_ref::<WriteError>().is_some() => 3,
         None => 2,
     }
 }
@@ -197,6 +241,41 @@ fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write to stdout")]
 struct OutputError(#[source] std::io::Error);
+
+/// Bad usage (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Write an SVG file atomically. An existing file is replaced only when it is an SVG itself, so a
+/// mistyped path never clobbers a trace or a report.
+fn write_svg(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    if let Ok(old) = std::fs::read(path) {
+        let head = String::from_utf8_lossy(&old[..old.len().min(256)]).to_string();
+        if !(head.trim_start().starts_with("<svg") || head.trim_start().starts_with("<?xml")) {
+            anyhow::bail!(UsageError(format!(
+                "{}: exists and is not an SVG file; refusing to overwrite it",
+                path.display()
+            )));
+        }
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let write = || -> std::io::Result<()> {
+        let mut f = tempfile::NamedTempFile::new_in(dir)?;
+        f.write_all(text.as_bytes())?;
+        f.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| WriteError(path.display().to_string(), e).into())
+}
+
+/// Writing an output file failed (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {0}")]
+struct WriteError(String, #[source] std::io::Error);
 
 fn out(s: &str) -> anyhow::Result<()> {
     let mut o = std::io::stdout().lock();
@@ -225,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             examples,
             single_thread,
             replay_threads,
+            svg,
         } => {
             let input = kmemtrace::load(
                 &paths,
@@ -250,6 +330,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
             };
             let mut report = kmemtrace::analyze(&input, &opts)?;
+            if let Some(path) = &svg {
+                let o = kmemtrace::PlotOptions {
+                    lines: lines.unwrap_or(15),
+                    ..Default::default()
+                };
+                write_svg(path, &kmemtrace::report_svg(&report, &o))?;
+            }
             let dir = input.dir.clone().unwrap_or_default();
             for d in &report.damage.regions {
                 eprintln!(
@@ -283,6 +370,70 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Cmd::Diff {
+            paths,
+            bases,
+            news,
+            format,
+            fail_on,
+            callsite_filter,
+            by_address,
+            lines,
+            svg,
+        } => {
+            let (bases, news) = match (paths.len(), bases.is_empty(), news.is_empty()) {
+                (2, true, true) => (vec![paths[0].clone()], vec![paths[1].clone()]),
+                (0, false, false) => (bases, news),
+                _ => anyhow::bail!(UsageError(
+                    "give BASE and NEW, or --base PATH… and --new PATH…".into()
+                )),
+            };
+            let thresholds = fail_on
+                .iter()
+                .map(|e| kmemtrace::Threshold::parse(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            let aopts = kmemtrace::AnalyzeOptions {
+                callsite_filter,
+                ..Default::default()
+            };
+            let load = |ps: &[PathBuf]| -> anyhow::Result<Vec<kmemtrace::Report>> {
+                ps.iter()
+                    .map(|p| {
+                        kmemtrace::load_side(p, &aopts).with_context(|| format!("{}", p.display()))
+                    })
+                    .collect()
+            };
+            let label = |ps: &[PathBuf]| {
+                ps.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let d = kmemtrace::diff(
+                &label(&bases),
+                &load(&bases)?,
+                &label(&news),
+                &load(&news)?,
+                &kmemtrace::DiffOptions {
+                    by_address,
+                    fail_on: thresholds,
+                },
+            )?;
+            if let Some(path) = &svg {
+                let o = kmemtrace::PlotOptions {
+                    lines,
+                    ..Default::default()
+                };
+                write_svg(path, &kmemtrace::diff_svg(&d, &o))?;
+            }
+            let t = kmemtrace::diff::DiffTextOptions { lines };
+            match format {
+                DiffFormat::Text => out(&kmemtrace::diff::render_diff_text(&d, &t))?,
+                DiffFormat::Markdown => out(&kmemtrace::diff::render_diff_markdown(&d, &t))?,
+                DiffFormat::Json => out(&d.to_json())?,
+            }
+            Ok(if d.gate_failed() { 1 } else { 0 })
         }
         Cmd::Check { paths, format } => {
             let r = kmemtrace::check(&paths);

@@ -1,0 +1,552 @@
+//! Pictures: plain SVG that a browser or a pull request shows. Pure: a [`Report`] or a [`Diff`]
+//! in, the SVG text out (built with the `svg` crate, which escapes text and orders attributes, so
+//! the output is deterministic and snapshot-tested).
+//!
+//! * [`report_svg`]: the top call sites by bytes allocated, each bar split into the bytes
+//!   requested and the fragmentation (allocated − requested); and the size histogram, requests
+//!   against allocations per power-of-two size class.
+//! * [`diff_svg`]: the call sites whose bytes allocated changed most, as bars left (less) or right
+//!   (more) of zero.
+//!
+//! Every mark carries a `class` (`bar requested`, `bar fragmentation`, `bar requests`,
+//! `bar allocations`, `bar more`, `bar less`) and a `<title>` with its exact figures.
+
+use crate::diff::{Diff, Status};
+use crate::render::size_label;
+use crate::report::Report;
+use svg::node::element::{Group, Line, Rectangle, Text, Title};
+use svg::Document;
+
+const WIDTH: f64 = 960.0;
+const FONT: &str = "DejaVu Sans, Verdana, sans-serif";
+const CHAR_W: f64 = 6.6; // average advance of a 11 px sans-serif character
+const ROW_H: f64 = 18.0;
+const BLUE: &str = "#4477aa";
+const ORANGE: &str = "#ee8844";
+const RED: &str = "#cc3311";
+const GREEN: &str = "#228833";
+const GREY: &str = "#888888";
+
+/// What the pictures show.
+#[derive(Debug, Clone)]
+pub struct PlotOptions {
+    /// Call sites shown.
+    pub lines: usize,
+    /// A title line above the charts (default: none).
+    pub title: Option<String>,
+}
+
+impl Default for PlotOptions {
+    fn default() -> Self {
+        PlotOptions {
+            lines: 15,
+            title: None,
+        }
+    }
+}
+
+/// `73464` → `71.7 KiB`; below 10 KiB in bytes.
+pub fn human_bytes(n: i64) -> String {
+    let a = n.unsigned_abs() as f64;
+    let sign = if n < 0 { "-" } else { "" };
+    if a < 10.0 * 1024.0 && (a < 1024.0 || a % 1024.0 != 0.0) {
+        format!("{n} B")
+    } else if a < 10.0 * 1024.0 * 1024.0 {
+        format!("{sign}{:.1} KiB", a / 1024.0)
+    } else if a < 10.0 * 1024.0 * 1024.0 * 1024.0 {
+        format!("{sign}{:.1} MiB", a / 1024.0 / 1024.0)
+    } else {
+        format!("{sign}{:.1} GiB", a / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+/// A round axis maximum at or above `v` (1, 2 or 5 times a power of ten).
+fn nice_max(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|m| *m >= v)
+        .unwrap_or(10.0 * p)
+}
+
+fn text(x: f64, y: f64, s: impl Into<String>) -> Text {
+    Text::new(s)
+        .set("x", round(x))
+        .set("y", round(y))
+        .set("font-family", FONT)
+        .set("font-size", 11)
+}
+
+fn rect(x: f64, y: f64, w: f64, h: f64, fill: &str, class: &str) -> Rectangle {
+    Rectangle::new()
+        .set("x", round(x))
+        .set("y", round(y))
+        .set("width", round(w.max(0.0)))
+        .set("height", round(h.max(0.0)))
+        .set("fill", fill)
+        .set("class", class)
+}
+
+fn line(x1: f64, y1: f64, x2: f64, y2: f64) -> Line {
+    Line::new()
+        .set("x1", round(x1))
+        .set("y1", round(y1))
+        .set("x2", round(x2))
+        .set("y2", round(y2))
+        .set("stroke", GREY)
+        .set("stroke-width", 1)
+}
+
+/// A round axis maximum for bytes: 1, 2 or 5 times 10^k B, KiB, MiB or GiB.
+fn nice_bytes_max(v: f64) -> f64 {
+    let mut unit = 1.0;
+    while v > 1000.0 * unit && unit < (1u64 << 30) as f64 {
+        unit *= 1024.0;
+    }
+    nice_max(v / unit) * unit
+}
+
+/// Two decimals at most, so the text is stable and short.
+fn round(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn clip(s: &str, chars: usize) -> String {
+    if s.chars().count() <= chars {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(chars.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn legend(g: Group, x: f64, y: f64, items: &[(&str, &str)]) -> Group {
+    let mut g = g;
+    let mut x = x;
+    for (color, label) in items {
+        g = g
+            .add(rect(x, y - 9.0, 10.0, 10.0, color, "legend"))
+            .add(text(x + 14.0, y, *label));
+        x += 24.0 + label.chars().count() as f64 * CHAR_W;
+    }
+    g
+}
+
+/// The top call sites by bytes allocated (functions when there are symbols).
+fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
+    let rows: Vec<(String, &crate::SiteStats)> = if r.trace.symbols && !r.functions.is_empty() {
+        r.functions
+            .iter()
+            .map(|f| (f.function.clone(), &f.stats))
+            .collect()
+    } else {
+        r.callsites
+            .iter()
+            .map(|c| (format!("{:#x}", c.call_site), &c.stats))
+            .collect()
+    };
+    let mut rows: Vec<_> = rows.into_iter().filter(|r| r.1.hits > 0).collect();
+    rows.sort_by(|a, b| {
+        b.1.bytes_allocated
+            .cmp(&a.1.bytes_allocated)
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    rows.truncate(o.lines);
+    let label_w = rows
+        .iter()
+        .map(|r| r.0.chars().count().min(44))
+        .max()
+        .unwrap_or(10) as f64
+        * CHAR_W
+        + 12.0;
+    let value_w = 150.0;
+    let plot_w = WIDTH - 20.0 - label_w - value_w;
+    let max = nice_bytes_max(rows.iter().map(|r| r.1.bytes_allocated).max().unwrap_or(0) as f64);
+    let mut g = Group::new().set("class", "chart callsites").add(
+        text(10.0, top + 14.0, "Top call sites by bytes allocated")
+            .set("font-size", 14)
+            .set("font-weight", "bold"),
+    );
+    g = legend(
+        g,
+        10.0,
+        top + 34.0,
+        &[
+            (BLUE, "requested"),
+            (ORANGE, "fragmentation (allocated − requested)"),
+        ],
+    );
+    let x0 = 10.0 + label_w;
+    let mut y = top + 48.0;
+    if rows.is_empty() {
+        g = g.add(text(x0, y + 12.0, "no allocations"));
+        return (g, y + 24.0 - top);
+    }
+    for (name, s) in &rows {
+        let scale = |v: u64| v as f64 / max * plot_w;
+        let req = s.bytes_requested.min(s.bytes_allocated);
+        let frag = s.bytes_allocated - req;
+        let tip = format!(
+            "{name}: {} allocations, {} bytes requested, {} bytes allocated, {} bytes fragmentation",
+            s.hits, s.bytes_requested, s.bytes_allocated, s.fragmentation_bytes
+        );
+        let pct = if s.bytes_allocated > 0 {
+            s.fragmentation_bytes as f64 * 100.0 / s.bytes_allocated as f64
+        } else {
+            0.0
+        };
+        let row = Group::new()
+            .set("class", "row")
+            .add(Title::new(tip))
+            .add(
+                text(x0 - 6.0, y + 12.5, clip(name, 44))
+                    .set("text-anchor", "end")
+                    .set("class", "label"),
+            )
+            .add(rect(
+                x0,
+                y + 2.0,
+                scale(req),
+                ROW_H - 4.0,
+                BLUE,
+                "bar requested",
+            ))
+            .add(rect(
+                x0 + scale(req),
+                y + 2.0,
+                scale(frag),
+                ROW_H - 4.0,
+                ORANGE,
+                "bar fragmentation",
+            ))
+            .add(
+                text(
+                    x0 + scale(s.bytes_allocated) + 6.0,
+                    y + 12.5,
+                    format!("{} ({pct:.1}% frag)", human_bytes(s.bytes_allocated as i64)),
+                )
+                .set("class", "value"),
+            );
+        g = g.add(row);
+        y += ROW_H;
+    }
+    g = g
+        .add(line(x0, top + 46.0, x0, y + 2.0))
+        .add(text(x0, y + 16.0, "0").set("text-anchor", "middle"))
+        .add(
+            text(x0 + plot_w, y + 16.0, human_bytes(max as i64))
+                .set("text-anchor", "middle")
+                .set("class", "axis-max"),
+        );
+    (g, y + 28.0 - top)
+}
+
+/// Requests against allocations per size class.
+fn size_chart(r: &Report, top: f64) -> (Group, f64) {
+    let mut g = Group::new().set("class", "chart sizes").add(
+        text(
+            10.0,
+            top + 14.0,
+            "Allocations by size class: requested size against allocated size",
+        )
+        .set("font-size", 14)
+        .set("font-weight", "bold"),
+    );
+    g = legend(
+        g,
+        10.0,
+        top + 34.0,
+        &[
+            (BLUE, "allocations by requested size"),
+            (ORANGE, "allocations by allocated size"),
+        ],
+    );
+    let plot_top = top + 48.0;
+    let plot_h = 180.0;
+    let x0 = 60.0;
+    if r.sizes.is_empty() {
+        g = g.add(text(x0, plot_top + 12.0, "no allocations"));
+        return (g, 72.0);
+    }
+    let max = nice_max(
+        r.sizes
+            .iter()
+            .map(|s| s.requests.max(s.allocations))
+            .max()
+            .unwrap_or(0) as f64,
+    );
+    let slot = (WIDTH - x0 - 20.0) / r.sizes.len() as f64;
+    let bar = (slot * 0.4).min(28.0);
+    let base = plot_top + plot_h;
+    for i in 0..=4 {
+        let v = max * i as f64 / 4.0;
+        let y = base - plot_h * i as f64 / 4.0;
+        g = g
+            .add(line(x0 - 4.0, y, WIDTH - 20.0, y).set("stroke-opacity", 0.3))
+            .add(
+                text(x0 - 8.0, y + 4.0, format!("{}", v.round() as u64))
+                    .set("text-anchor", "end")
+                    .set("class", "tick"),
+            );
+    }
+    for (i, s) in r.sizes.iter().enumerate() {
+        let cx = x0 + slot * (i as f64 + 0.5);
+        let h = |v: u64| v as f64 / max * plot_h;
+        let label = size_label(s.min, s.max);
+        g = g.add(
+            Group::new()
+                .set("class", "size")
+                .add(Title::new(format!(
+                    "{label} bytes: {} requests ({} bytes requested), {} allocations ({} bytes allocated)",
+                    s.requests, s.bytes_requested, s.allocations, s.bytes_allocated
+                )))
+                .add(rect(cx - bar, base - h(s.requests), bar, h(s.requests), BLUE, "bar requests"))
+                .add(rect(cx, base - h(s.allocations), bar, h(s.allocations), ORANGE, "bar allocations"))
+                .add(
+                    text(cx, base + 14.0, label)
+                        .set("text-anchor", "middle")
+                        .set("class", "label"),
+                ),
+        );
+    }
+    g = g
+        .add(line(x0, base, WIDTH - 20.0, base))
+        .add(
+            text(x0 + (WIDTH - x0) / 2.0, base + 30.0, "size class (bytes)")
+                .set("text-anchor", "middle"),
+        )
+        .add(
+            text(14.0, plot_top + plot_h / 2.0, "allocations")
+                .set("text-anchor", "middle")
+                .set(
+                    "transform",
+                    format!("rotate(-90 14 {})", round(plot_top + plot_h / 2.0)),
+                ),
+        );
+    (g, base + 40.0 - top)
+}
+
+fn document(height: f64, title: &str) -> Document {
+    Document::new()
+        .set("width", WIDTH)
+        .set("height", round(height))
+        .set("viewBox", (0, 0, WIDTH, round(height)))
+        .add(Title::new(title))
+        .add(
+            Rectangle::new()
+                .set("width", "100%")
+                .set("height", "100%")
+                .set("fill", "white"),
+        )
+}
+
+fn heading(r: &Report) -> String {
+    let mut t = String::from("kmemtrace report");
+    if let Some(m) = &r.trace.machine {
+        t += &format!(", {m}");
+    }
+    if let Some(k) = &r.trace.kernel_release {
+        t += &format!(", Linux {k}");
+    }
+    if !r.trace.callsite_filter.is_empty() {
+        t += &format!(", call sites {}", r.trace.callsite_filter.join(" "));
+    }
+    t
+}
+
+/// The report's pictures as one SVG document.
+pub fn report_svg(r: &Report, o: &PlotOptions) -> String {
+    let title = o.title.clone().unwrap_or_else(|| heading(r));
+    let mut y = 10.0;
+    let head = text(10.0, y + 14.0, title.clone()).set("font-size", 16);
+    y += 30.0;
+    let summary = text(
+        10.0,
+        y + 4.0,
+        format!(
+            "{} allocations, {} requested, {} allocated, {} fragmentation",
+            r.summary.allocs,
+            human_bytes(r.summary.bytes_requested as i64),
+            human_bytes(r.summary.bytes_allocated as i64),
+            human_bytes(r.summary.fragmentation_bytes),
+        ),
+    )
+    .set("class", "summary");
+    y += 16.0;
+    let (sites, h1) = callsite_chart(r, o, y);
+    y += h1 + 10.0;
+    let (sizes, h2) = size_chart(r, y);
+    y += h2 + 10.0;
+    document(y, &title)
+        .add(head)
+        .add(summary)
+        .add(sites)
+        .add(sizes)
+        .to_string()
+        + "\n"
+}
+
+/// The call sites whose bytes allocated changed most, as a diverging bar chart.
+pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
+    let title = o
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("kmemtrace diff: {} → {}", d.base.label, d.new.label));
+    let rows: Vec<_> = d
+        .callsites
+        .iter()
+        .filter_map(|r| r.field("bytes_allocated").map(|a| (r, a)))
+        .filter(|(_, a)| a.delta != 0)
+        .take(o.lines)
+        .collect();
+    let label_w = rows
+        .iter()
+        .map(|(r, _)| r.key.chars().count().min(44) + 11)
+        .max()
+        .unwrap_or(10) as f64
+        * CHAR_W
+        + 12.0;
+    let value_w = 170.0;
+    let x0 = 10.0 + label_w;
+    let plot_w = WIDTH - 20.0 - label_w - value_w * 2.0;
+    let mid = x0 + value_w + plot_w / 2.0;
+    let max = nice_bytes_max(
+        rows.iter()
+            .map(|(_, a)| a.delta.unsigned_abs())
+            .max()
+            .unwrap_or(0) as f64,
+    );
+    let mut y = 10.0;
+    let mut g = Group::new()
+        .set("class", "chart diff")
+        .add(text(10.0, y + 14.0, title.clone()).set("font-size", 16));
+    y += 30.0;
+    g = g.add(
+        text(
+            10.0,
+            y + 4.0,
+            "Change in bytes allocated per call site (significant changes only)",
+        )
+        .set("font-size", 14)
+        .set("font-weight", "bold"),
+    );
+    y += 12.0;
+    g = legend(
+        g,
+        10.0,
+        y + 16.0,
+        &[(RED, "more allocated"), (GREEN, "less allocated")],
+    );
+    y += 26.0;
+    if rows.is_empty() {
+        g = g.add(text(
+            10.0,
+            y + 12.0,
+            "no call site's bytes allocated changed",
+        ));
+        y += 30.0;
+        return document(y, &title).add(g).to_string() + "\n";
+    }
+    let top = y;
+    for (r, a) in &rows {
+        let w = a.delta.unsigned_abs() as f64 / max * (plot_w / 2.0);
+        let (x, color, class) = if a.delta > 0 {
+            (mid, RED, "bar more")
+        } else {
+            (mid - w, GREEN, "bar less")
+        };
+        let status = match r.status {
+            Status::Appeared => " (new)",
+            Status::Vanished => " (gone)",
+            _ => "",
+        };
+        let change = match a.relative {
+            Some(rel) => format!("{:+} B ({:+.1}%)", a.delta, rel * 100.0),
+            None => format!("{:+} B", a.delta),
+        };
+        let value_x = if a.delta > 0 {
+            mid + w + 6.0
+        } else {
+            mid - w - 6.0
+        };
+        let anchor = if a.delta > 0 { "start" } else { "end" };
+        g = g.add(
+            Group::new()
+                .set("class", "row")
+                .add(Title::new(format!(
+                    "{}{status}: bytes allocated {} → {} ({change})",
+                    r.key, a.base, a.new
+                )))
+                .add(
+                    text(x0 - 6.0, y + 12.5, format!("{}{status}", clip(&r.key, 44)))
+                        .set("text-anchor", "end")
+                        .set("class", "label"),
+                )
+                .add(rect(x, y + 2.0, w, ROW_H - 4.0, color, class))
+                .add(
+                    text(value_x, y + 12.5, change)
+                        .set("text-anchor", anchor)
+                        .set("class", "value"),
+                ),
+        );
+        y += ROW_H;
+    }
+    g = g
+        .add(line(mid, top - 2.0, mid, y + 2.0))
+        .add(text(mid, y + 16.0, "0").set("text-anchor", "middle"))
+        .add(
+            text(
+                mid + plot_w / 2.0,
+                y + 16.0,
+                format!("+{}", human_bytes(max as i64)),
+            )
+            .set("text-anchor", "middle"),
+        )
+        .add(
+            text(
+                mid - plot_w / 2.0,
+                y + 16.0,
+                format!("-{}", human_bytes(max as i64)),
+            )
+            .set("text-anchor", "middle"),
+        );
+    y += 30.0;
+    document(y, &title).add(g).to_string() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_axis_maxima() {
+        assert_eq!(nice_max(0.0), 1.0);
+        assert_eq!(nice_max(7.0), 10.0);
+        assert_eq!(nice_max(73464.0), 100000.0);
+        assert_eq!(nice_max(150.0), 200.0);
+        assert_eq!(nice_max(500.0), 500.0);
+        assert_eq!(nice_bytes_max(73464.0), 100.0 * 1024.0);
+        assert_eq!(nice_bytes_max(64.0), 100.0);
+        assert_eq!(nice_bytes_max(1500.0), 2048.0);
+    }
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(73464), "71.7 KiB");
+        assert_eq!(human_bytes(-20480), "-20.0 KiB");
+        assert_eq!(human_bytes(64 << 20), "64.0 MiB");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+    }
+
+    #[test]
+    fn long_labels_are_clipped() {
+        assert_eq!(clip("abc", 5), "abc");
+        assert_eq!(clip("abcdefgh", 5), "abcd…");
+    }
+}
