@@ -7,6 +7,12 @@
 //!   snapshot-tested (`snapshots/selftest_<arch>.snap`).
 //! - `e2e::<arch>::boot`: tracing from early boot; the report's shape is snapshot-tested (what
 //!   sections and kinds of findings there are, not counts that vary from boot to boot).
+//! - `e2e::<arch>::regression`: `kmt compare` of the selftest against the selftest with
+//!   `kmemtrace.selftest_grow=1` (one call site's request grows by a byte and moves to a larger
+//!   kmalloc size class): the diff names that call site and nothing else, and its threshold gate
+//!   fails (`snapshots/regression_<arch>.snap` holds the markdown diff).
+//! - `e2e::<arch>::no_false_alarm`: `kmt compare` of the selftest with itself, twice per side:
+//!   no change, and gates with a zero threshold pass.
 //! - `e2e::cross_arch::selftest`: the arch-independent figures of the three selftest reports are
 //!   identical, and every trace re-encoded in the other byte order gives the same report.
 //!
@@ -57,6 +63,18 @@ fn main() {
         trials.push(
             Trial::test(format!("e2e::{}::boot", arch.name), move || {
                 boot_trial(arch)
+            })
+            .with_ignored_flag(skip),
+        );
+        trials.push(
+            Trial::test(format!("e2e::{}::regression", arch.name), move || {
+                regression_trial(arch)
+            })
+            .with_ignored_flag(skip),
+        );
+        trials.push(
+            Trial::test(format!("e2e::{}::no_false_alarm", arch.name), move || {
+                no_false_alarm_trial(arch)
             })
             .with_ignored_flag(skip),
         );
@@ -386,6 +404,172 @@ fn cross_arch_trial() -> Result<(), Failed> {
         if figures != first {
             return Err(format!("arch-independent selftest figures differ between {first_arch} and {arch}:\n{first_arch}: {first}\n{arch}: {figures}").into());
         }
+    }
+    Ok(())
+}
+
+/// The call site that `kmemtrace.selftest_grow` changes (kernel/README.md).
+const GROWN: &str = "kmemtrace_selftest_remote_alloc";
+
+/// `kmt compare` of the selftest on `arch` into `target/kmt-e2e/<name>` (replaced on each run).
+fn kmt_compare(
+    arch: &'static Arch,
+    name: &str,
+    new_append: &[&str],
+    repeat: u32,
+    fail_on: &[&str],
+) -> Result<kmt::compare::CompareResult, Failed> {
+    let out = repo().join("target/kmt-e2e").join(name);
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
+    }
+    let req = kmt::compare::CompareRequest {
+        arches: vec![arch],
+        repo: repo(),
+        base: kmt::compare::Side::default(),
+        new: kmt::compare::Side {
+            append: new_append.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        workload: "selftest".into(),
+        param: None,
+        repeat,
+        out: out.clone(),
+        accel: AccelChoice::Auto,
+        timeout: None,
+        smp: 2,
+        memory_mib: 512,
+        install_missing: false,
+        callsite_filter: kmt::compare::default_callsite_filter("selftest"),
+        fail_on: fail_on.iter().map(|s| s.to_string()).collect(),
+        lines: 20,
+    };
+    let res = kmt::compare::compare(&req, &Cache::from_env(), |p, r| {
+        eprintln!(
+            "{} {} run {}: {} ({:.1} s)",
+            p.arch.name,
+            p.side.name(),
+            p.index,
+            r.outcome,
+            r.manifest.phases.total_s
+        )
+    })?;
+    Ok(res)
+}
+
+fn regression_trial(arch: &'static Arch) -> Result<(), Failed> {
+    let gate = format!("callsite:{GROWN}:bytes_allocated:+10%");
+    let res = kmt_compare(
+        arch,
+        &format!("{}-regression", arch.name),
+        &["kmemtrace.selftest_grow=1"],
+        1,
+        &[&gate, "bytes_allocated:+1%"],
+    )?;
+    let a = &res.arches[0];
+    let d = a
+        .diff
+        .as_ref()
+        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?;
+    let mut problems = Vec::new();
+    if res.outcome != Outcome::ThresholdCrossed {
+        problems.push(format!(
+            "outcome {} instead of threshold_crossed",
+            res.outcome
+        ));
+    }
+    let sites: Vec<&str> = d.callsites.iter().map(|r| r.key.as_str()).collect();
+    if sites != [GROWN] {
+        problems.push(format!(
+            "changed call sites {sites:?}, expected only {GROWN}"
+        ));
+    }
+    if let Some(r) = d.callsites.first() {
+        let f = |name: &str| r.field(name).map(|d| (d.base, d.new)).unwrap_or_default();
+        let (rb, rn) = f("bytes_requested");
+        let (ab, an) = f("bytes_allocated");
+        if (rb, rn) != (128, 129) || an <= ab {
+            problems.push(format!(
+                "{GROWN}: requested {rb} -> {rn}, allocated {ab} -> {an}; expected 128 -> 129 and a larger size class"
+            ));
+        }
+    }
+    let mut changed: Vec<&str> = d
+        .summary
+        .iter()
+        .filter(|f| {
+            f.delta.significant && !kmemtrace::diff::INPUT_FIELDS.contains(&f.field.as_str())
+        })
+        .map(|f| f.field.as_str())
+        .collect();
+    changed.sort_unstable();
+    let want = [
+        "bytes_allocated",
+        "bytes_freed",
+        "bytes_requested",
+        "fragmentation_bytes",
+    ];
+    if changed != want {
+        problems.push(format!(
+            "summary fields changed: {changed:?}, expected {want:?}"
+        ));
+    }
+    let gates: Vec<(&str, bool)> = d
+        .gates
+        .iter()
+        .map(|g| (g.expr.as_str(), g.crossed))
+        .collect();
+    if gates != [(gate.as_str(), true), ("bytes_allocated:+1%", false)] {
+        problems.push(format!(
+            "gates {gates:?}: the call-site gate must fail, the 1% one pass"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{} regression:\n  {}\nsee {}",
+            arch.name,
+            problems.join("\n  "),
+            res.out.display()
+        )
+        .into());
+    }
+    let md = kmemtrace::diff::render_diff_markdown(d, &kmemtrace::diff::DiffTextOptions::default());
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path(repo().join("snapshots"));
+    s.set_prepend_module_to_snapshot(false);
+    s.set_omit_expression(true);
+    s.bind(|| insta::assert_snapshot!(format!("regression_{}", arch.name), md));
+    Ok(())
+}
+
+fn no_false_alarm_trial(arch: &'static Arch) -> Result<(), Failed> {
+    let res = kmt_compare(
+        arch,
+        &format!("{}-no-false-alarm", arch.name),
+        &[],
+        2,
+        &[
+            "bytes_allocated:0",
+            "fragmentation_bytes:0",
+            "callsite:kmemtrace_selftest_*:bytes_allocated:0",
+            "callsite:kmemtrace_selftest_*:hits:0",
+        ],
+    )?;
+    let a = &res.arches[0];
+    let d = a
+        .diff
+        .as_ref()
+        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?;
+    if res.outcome != Outcome::Ok || d.changed() || d.gate_failed() {
+        return Err(format!(
+            "{}: two identical selftest runs per side differ ({}: {}):\n{}",
+            arch.name,
+            res.outcome,
+            a.message,
+            kmemtrace::diff::render_diff_text(d, &Default::default())
+        )
+        .into());
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod arch;
 pub mod cache;
+pub mod compare;
 pub mod cpio;
 pub mod doctor;
 pub mod image;

@@ -11,7 +11,7 @@ use kmt::cache::Cache;
 use kmt::kernel::KernelRequest;
 use kmt::outcome::Outcome;
 use kmt::run::{self, AccelChoice, RunRequest};
-use kmt::{doctor, image, kernel};
+use kmt::{compare, doctor, image, kernel};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,9 @@ enum Command {
     /// Delete cached kernels and source trees that no current build uses (older patches,
     /// fragments or compilers), for every architecture.
     Prune,
+    /// Run a workload on two kernels (or two command lines), --repeat times each, per
+    /// architecture, and diff them: exit 19 when a --fail-on threshold is crossed.
+    Compare(Box<CompareArgs>),
     /// Run workloads on every architecture and print one line per run.
     Matrix {
         /// Architectures (default: all).
@@ -108,6 +111,84 @@ struct RunArgs {
     /// Extra kernel command-line arguments (repeatable).
     #[arg(long)]
     append: Vec<String>,
+    /// Do not install missing Debian packages even when running as root.
+    #[arg(long)]
+    no_install: bool,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// Architectures (default: the host's).
+    #[arg(long)]
+    arch: Vec<ArchArg>,
+    /// Base side: a kernel tree (default: Debian's linux-source-6.12, or --kernel-src).
+    #[arg(long)]
+    base_kernel_src: Option<PathBuf>,
+    /// New side: a kernel tree.
+    #[arg(long)]
+    new_kernel_src: Option<PathBuf>,
+    /// Both sides: a kernel tree.
+    #[arg(long)]
+    kernel_src: Option<PathBuf>,
+    /// Base side: an extra Kconfig fragment (repeatable).
+    #[arg(long = "base-config")]
+    base_configs: Vec<PathBuf>,
+    /// New side: an extra Kconfig fragment (repeatable).
+    #[arg(long = "new-config")]
+    new_configs: Vec<PathBuf>,
+    /// Both sides: an extra Kconfig fragment (repeatable).
+    #[arg(long = "config")]
+    configs: Vec<PathBuf>,
+    /// Base side: extra kernel command-line arguments (repeatable).
+    #[arg(long)]
+    base_append: Vec<String>,
+    /// New side: extra kernel command-line arguments (repeatable),
+    /// e.g. kmemtrace.selftest_grow=1.
+    #[arg(long)]
+    new_append: Vec<String>,
+    /// Both sides: extra kernel command-line arguments (repeatable).
+    #[arg(long)]
+    append: Vec<String>,
+    /// selftest, boot, fork or files.
+    #[arg(long, default_value = "selftest")]
+    workload: String,
+    /// The workload's size parameter.
+    #[arg(long)]
+    param: Option<u64>,
+    /// Runs per side and architecture; a change counts only outside the spread of the repeats.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Compare only call sites in functions matching GLOB (repeatable; default for the
+    /// selftest: kmemtrace_selftest_*, else every call site).
+    #[arg(long = "callsite-filter", value_name = "GLOB")]
+    callsite_filter: Vec<String>,
+    /// Compare every call site even for the selftest.
+    #[arg(long, conflicts_with = "callsite_filter")]
+    all_callsites: bool,
+    /// Exit 19 when a change crosses this threshold (repeatable; kmemtrace diff's grammar,
+    /// e.g. callsite:foo:bytes_allocated:+10%).
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    fail_on: Vec<String>,
+    /// What to print: the diff as text, markdown or JSON.
+    #[arg(long, default_value = "text", value_parser = ["text", "markdown", "json"])]
+    format: String,
+    /// Call-site rows in the diffs.
+    #[arg(long, default_value_t = 20)]
+    lines: usize,
+    /// Output directory (must not exist or be empty; default: a new one under ./kmt-runs/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+    /// Hard timeout per guest, in seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// vCPUs.
+    #[arg(long, default_value_t = 2)]
+    smp: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
     /// Do not install missing Debian packages even when running as root.
     #[arg(long)]
     no_install: bool,
@@ -275,6 +356,109 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 eprintln!("kmt: {}: {}", res.outcome, res.message);
             }
             eprintln!("kmt: output in {}", res.out_dir.display());
+            Ok(res.outcome)
+        }
+        Command::Compare(c) => {
+            let c = *c;
+            let arches: Vec<&'static Arch> = if c.arch.is_empty() {
+                vec![resolve_arch(None)?]
+            } else {
+                c.arch.iter().map(|a| a.0).collect()
+            };
+            let side =
+                |src: Option<PathBuf>, configs: Vec<PathBuf>, append: Vec<String>| compare::Side {
+                    kernel_src: src.or_else(|| c.kernel_src.clone()),
+                    configs: c.configs.iter().cloned().chain(configs).collect(),
+                    append: c.append.iter().cloned().chain(append).collect(),
+                };
+            let base = side(
+                c.base_kernel_src.clone(),
+                c.base_configs.clone(),
+                c.base_append.clone(),
+            );
+            let new = side(
+                c.new_kernel_src.clone(),
+                c.new_configs.clone(),
+                c.new_append.clone(),
+            );
+            if base.kernel_src == new.kernel_src
+                && base.configs == new.configs
+                && base.append == new.append
+            {
+                eprintln!(
+                    "kmt: note: both sides are the same kernel and command line: this measures the noise between runs"
+                );
+            }
+            let req = compare::CompareRequest {
+                out: c
+                    .out
+                    .unwrap_or_else(|| run::default_out_dir(arches[0], "compare")),
+                arches,
+                repo: repo.clone(),
+                base,
+                new,
+                callsite_filter: if c.all_callsites {
+                    Vec::new()
+                } else if c.callsite_filter.is_empty() {
+                    compare::default_callsite_filter(&c.workload)
+                } else {
+                    c.callsite_filter
+                },
+                workload: c.workload,
+                param: c.param,
+                repeat: c.repeat.max(1),
+                accel: c.accel,
+                timeout: c.timeout.map(Duration::from_secs),
+                smp: c.smp,
+                memory_mib: c.memory,
+                install_missing: !c.no_install,
+                fail_on: c.fail_on,
+                lines: c.lines,
+            };
+            if let Err(e) = compare::thresholds(&req) {
+                anyhow::bail!("{e}");
+            }
+            let res = compare::compare(&req, &cache, |p, r| {
+                eprintln!(
+                    "kmt: {} {} run {}: {} ({:.1} s)",
+                    p.arch.name,
+                    p.side.name(),
+                    p.index,
+                    r.outcome,
+                    r.manifest.phases.total_s
+                );
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let t = kmemtrace::diff::DiffTextOptions { lines: c.lines };
+            if c.format == "json" {
+                // One JSON object: architecture name -> its diff.
+                let all: serde_json::Map<String, serde_json::Value> = res
+                    .arches
+                    .iter()
+                    .filter_map(|a| {
+                        Some((
+                            a.arch.to_string(),
+                            serde_json::to_value(a.diff.as_ref()?).ok()?,
+                        ))
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for a in &res.arches {
+                    if let Some(d) = &a.diff {
+                        let text = if c.format == "markdown" {
+                            kmemtrace::diff::render_diff_markdown(d, &t)
+                        } else {
+                            kmemtrace::diff::render_diff_text(d, &t)
+                        };
+                        println!("== {} ==\n{text}", a.arch);
+                    }
+                }
+            }
+            for a in &res.arches {
+                eprintln!("kmt: {}: {}: {}", a.arch, a.outcome, a.message);
+            }
+            eprintln!("kmt: output in {}", res.out.display());
             Ok(res.outcome)
         }
         Command::Prune => {

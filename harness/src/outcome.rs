@@ -26,6 +26,8 @@ pub enum Outcome {
     TraceDamaged,
     /// The analysis of the trace failed.
     AnalysisFailed,
+    /// `kmt compare`: every run worked and a `--fail-on` threshold was crossed.
+    ThresholdCrossed,
     /// Ctrl-C or SIGTERM stopped kmt.
     Interrupted,
     /// Anything else: an I/O error of the harness itself, a bad argument.
@@ -34,7 +36,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for the documentation table.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Ok,
         Outcome::HarnessError,
         Outcome::PrerequisitesMissing,
@@ -46,6 +48,7 @@ impl Outcome {
         Outcome::CollectorFailed,
         Outcome::TraceDamaged,
         Outcome::AnalysisFailed,
+        Outcome::ThresholdCrossed,
         Outcome::Interrupted,
     ];
 
@@ -63,6 +66,7 @@ impl Outcome {
             Outcome::CollectorFailed => 16,
             Outcome::TraceDamaged => 17,
             Outcome::AnalysisFailed => 18,
+            Outcome::ThresholdCrossed => 19,
             Outcome::Interrupted => 130,
         }
     }

@@ -813,6 +813,9 @@ fn signed(v: i64) -> String {
 
 fn rel(d: &Delta) -> String {
     match d.relative {
+        Some(r) if r != 0.0 && (r * 100.0).abs() < 0.05 => {
+            format!("{}<0.1%", if r > 0.0 { "+" } else { "-" })
+        }
         Some(r) => format!("{:+.1}%", r * 100.0),
         None if d.delta != 0 => "new".to_string(),
         None => "".to_string(),
@@ -1128,7 +1131,7 @@ pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
                 any = true;
                 let _ = writeln!(
                     out,
-                    "- {title} {}: {} {} → {} ({})",
+                    "- {title} {}: {} {} → {}, {}",
                     md_escape(&r.key),
                     md_escape(&f.field),
                     f.delta.base,
