@@ -264,7 +264,11 @@ fn write_svg(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         _ => std::path::Path::new("."),
     };
     let write = || -> std::io::Result<()> {
-        let mut f = tempfile::NamedTempFile::new_in(dir)?;
+        // Created 0666 minus the umask, like any file the user asks for (not tempfile's 0600).
+        let mut f = tempfile::Builder::new()
+            .prefix(".kmemtrace-svg")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(dir)?;
         f.write_all(text.as_bytes())?;
         f.persist(path).map_err(|e| e.error)?;
         Ok(())

@@ -49,14 +49,27 @@ impl Default for PlotOptions {
 pub fn human_bytes(n: i64) -> String {
     let a = n.unsigned_abs() as f64;
     let sign = if n < 0 { "-" } else { "" };
-    if a < 10.0 * 1024.0 && (a < 1024.0 || a % 1024.0 != 0.0) {
+    const K: f64 = 1024.0;
+    if a < 10.0 * K && (a < K || a % K != 0.0) {
         format!("{n} B")
-    } else if a < 10.0 * 1024.0 * 1024.0 {
-        format!("{sign}{:.1} KiB", a / 1024.0)
-    } else if a < 10.0 * 1024.0 * 1024.0 * 1024.0 {
-        format!("{sign}{:.1} MiB", a / 1024.0 / 1024.0)
+    } else if a < K * K {
+        format!("{sign}{:.1} KiB", a / K)
+    } else if a < K * K * K {
+        format!("{sign}{:.1} MiB", a / K / K)
     } else {
-        format!("{sign}{:.1} GiB", a / 1024.0 / 1024.0 / 1024.0)
+        format!("{sign}{:.1} GiB", a / K / K / K)
+    }
+}
+
+/// `200000` → `200k`, `1500000` → `1.5M`: tick labels.
+fn short_count(v: f64) -> String {
+    let v = v.round();
+    if v >= 1e6 {
+        format!("{}M", (v / 1e5).round() / 10.0)
+    } else if v >= 1e4 {
+        format!("{}k", (v / 1e2).round() / 10.0)
+    } else {
+        format!("{v}")
     }
 }
 
@@ -289,7 +302,7 @@ fn size_chart(r: &Report, top: f64) -> (Group, f64) {
         g = g
             .add(line(x0 - 4.0, y, WIDTH - 20.0, y).set("stroke-opacity", 0.3))
             .add(
-                text(x0 - 8.0, y + 4.0, format!("{}", v.round() as u64))
+                text(x0 - 8.0, y + 4.0, short_count(v))
                     .set("text-anchor", "end")
                     .set("class", "tick"),
             );
@@ -542,6 +555,11 @@ mod tests {
         assert_eq!(human_bytes(-20480), "-20.0 KiB");
         assert_eq!(human_bytes(64 << 20), "64.0 MiB");
         assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(9140720), "8.7 MiB");
+        assert_eq!(short_count(200000.0), "200k");
+        assert_eq!(short_count(12500.0), "12.5k");
+        assert_eq!(short_count(1500000.0), "1.5M");
+        assert_eq!(short_count(15.0), "15");
     }
 
     #[test]
