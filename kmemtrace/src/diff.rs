@@ -879,6 +879,7 @@ fn header(d: &Diff) -> String {
 fn matched_note(d: &Diff) -> &'static str {
     match d.matched_by {
         MatchBy::Function => "call sites matched by function name",
+        MatchBy::Address if d.base.symbols && d.new.symbols => "call sites matched by address",
         MatchBy::Address => "call sites matched by address (a side has no symbols)",
     }
 }
