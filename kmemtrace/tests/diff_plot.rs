@@ -165,6 +165,10 @@ fn diff_command_exit_codes_and_inputs() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("(2 runs"), "{out}");
+    // A report.json made without a filter cannot be filtered afterwards.
+    let (code, _, err) = kmemtrace(&["diff", "--callsite-filter", "fn_*", p(&rj), p(&b)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs the trace directory"), "{err}");
     // Bad input: exit 2 with the reason.
     let (code, _, err) = kmemtrace(&["diff", p(&a), p(&b), "--fail-on", "bytes:+5%"]);
     assert_eq!(code, 2);
