@@ -192,3 +192,75 @@ fn diff_command_exit_codes_and_inputs() {
     assert!(err.contains("refusing to overwrite"), "{err}");
     assert_eq!(std::fs::read(&cpu0).unwrap(), before);
 }
+
+#[test]
+fn diff_with_itself_is_clean_and_swapping_sides_negates_every_delta() {
+    let reports: Vec<kmemtrace::Report> = (1..=4).map(synth_report).collect();
+    for (i, a) in reports.iter().enumerate() {
+        let same = kmemtrace::diff(
+            "a",
+            std::slice::from_ref(a),
+            "a",
+            std::slice::from_ref(a),
+            &DiffOptions::default(),
+        )
+        .unwrap();
+        assert!(!same.changed(), "seed {} against itself", i + 1);
+        for b in &reports[i + 1..] {
+            let ab = kmemtrace::diff(
+                "a",
+                std::slice::from_ref(a),
+                "b",
+                std::slice::from_ref(b),
+                &DiffOptions::default(),
+            )
+            .unwrap();
+            let ba = kmemtrace::diff(
+                "b",
+                std::slice::from_ref(b),
+                "a",
+                std::slice::from_ref(a),
+                &DiffOptions::default(),
+            )
+            .unwrap();
+            let flat = |d: &kmemtrace::Diff| {
+                let mut v: Vec<(String, String, i64)> = d
+                    .summary
+                    .iter()
+                    .map(|f| (String::new(), f.field.clone(), f.delta.delta))
+                    .collect();
+                for r in d
+                    .callsites
+                    .iter()
+                    .chain(&d.types)
+                    .chain(&d.pages)
+                    .chain(&d.sizes)
+                {
+                    v.extend(
+                        r.fields
+                            .iter()
+                            .map(|f| (r.key.clone(), f.field.clone(), f.delta.delta)),
+                    );
+                }
+                v.sort();
+                v
+            };
+            let negated: Vec<_> = flat(&ba).into_iter().map(|(k, f, d)| (k, f, -d)).collect();
+            assert_eq!(flat(&ab), negated);
+            assert!(ab.changed());
+            let appeared = |d: &kmemtrace::Diff| {
+                d.callsites
+                    .iter()
+                    .filter(|r| r.status == Status::Appeared)
+                    .count()
+            };
+            let vanished = |d: &kmemtrace::Diff| {
+                d.callsites
+                    .iter()
+                    .filter(|r| r.status == Status::Vanished)
+                    .count()
+            };
+            assert_eq!(appeared(&ab), vanished(&ba));
+        }
+    }
+}
