@@ -1,14 +1,15 @@
 //! Analysis: per-file decoding, the merge by sequence number and the replay.
 //!
-//! Two stages. The *producer* (the calling thread) decodes every CPU file straight from its
-//! bytes, merges the streams by sequence number (serial-number arithmetic on the wrapping `i32`:
-//! each stream's numbers are unwrapped to `i64` relative to the previous record of the stream, the
-//! first one relative to the first record of the trace), accounts gaps and numbers the call sites.
-//! The *replay* keeps the open allocations and the per-call-site figures; with
-//! [`AnalyzeOptions::parallel`] (the default) it runs on [`AnalyzeOptions::replay_threads`]
-//! threads, each owning the pointers that hash to it, and their figures are added at the end.
-//! Batches of records flow through bounded channels and are reused, so memory is proportional to
-//! open allocations and call sites, never to the number of events.
+//! Two stages. The *producer* decodes every CPU file straight from its bytes, merges the streams
+//! by sequence number (serial-number arithmetic on the wrapping `i32`: each stream's numbers are
+//! unwrapped to `i64` relative to the previous record of the stream, the first one relative to the
+//! first record of the trace), accounts gaps and numbers the call sites. The *replay* keeps the
+//! open allocations and the per-call-site figures; with [`AnalyzeOptions::parallel`] (the default)
+//! it runs on [`AnalyzeOptions::replay_threads`] threads, each owning the pointers that hash to
+//! it, and their figures are added at the end. Batches of records flow from the producer (the
+//! calling thread) through bounded channels and are reused, and the mapped files' pages are
+//! released as the merge passes them, so memory is proportional to open allocations and call
+//! sites, never to the number of events.
 
 use crate::abi::{AllocType, ByteOrder, EVENT_ALLOC, TYPE_COUNT};
 use crate::error::{Error, Result};
@@ -19,19 +20,19 @@ use crate::report::*;
 use crate::scan::{self, DamageRegion, Ev, Item, Scanner};
 use crate::symbols::{plain_name, Symbols};
 use crate::table::PtrTable;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// At most this many damaged regions are listed in a report (all are counted).
 pub const MAX_DAMAGE_LISTED: usize = 100;
 /// At most this many gaps are listed.
 const MAX_GAPS_LISTED: usize = 20;
-/// Records per batch between the two stages.
+/// Records per replay batch (the replay prefetches table slots a few records ahead in a batch).
 const BATCH: usize = 2048;
-/// Batches in flight.
-const IN_FLIGHT: usize = 16;
 /// Bytes of a mapped file consumed before its pages are released.
 const RELEASE_EVERY: usize = 8 << 20;
+/// Batches in flight to each replay thread.
+const IN_FLIGHT: usize = 16;
 
 /// What to analyse and how.
 #[derive(Debug, Clone)]
@@ -53,7 +54,7 @@ pub struct AnalyzeOptions {
     /// Replay threads when `parallel` (pointers are sharded between them; the decoder and merge
     /// run on the calling thread).
     pub replay_threads: usize,
-    /// Records per batch handed from the decoder to the replay (default 2048). Any value gives the
+    /// Records per batch handed from the merge to the replay (default 2048). Any value gives the
     /// same report; tests vary it to exercise the hand-over.
     pub batch_records: Option<usize>,
     /// Keep only the first N call-site, function and allocation rows (after sorting); `None`
@@ -78,29 +79,6 @@ impl Default for AnalyzeOptions {
     }
 }
 
-/// A multiplicative hasher for `u64` keys (addresses): fast, and good enough for pointers whose
-/// low bits are zero because the high product bits are rotated down.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    #[inline(always)]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    #[inline(always)]
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
-
-pub(crate) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
-
 /// A record as it leaves the producer: what the replay needs, in 48 bytes. The call site is
 /// an index into [`Produced::sites`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,15 +100,10 @@ pub(crate) struct Rec {
 /// be replayed on different threads and the figures added up.
 #[inline(always)]
 fn shard_of(ptr: u64, shards: usize) -> usize {
-    if shards == 1 {
-        0
-    } else {
-        // Multiply-shift range reduction (no division on the hot path). The multiplier differs
-        // from the pointer table's: with the same hash, a shard would only ever use the half of
-        // its table whose top index bit matches the shard.
-        let h = ptr.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32;
-        ((h * shards as u64) >> 32) as usize
-    }
+    // Multiply-shift range reduction (no division on the hot path). The multiplier differs from
+    // the pointer table's: with the same hash, a shard would only ever use part of its table.
+    let h = ptr.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32;
+    ((h * shards as u64) >> 32) as usize
 }
 
 /// Site index of call sites the filter leaves out.
@@ -162,12 +135,14 @@ struct Produced {
 
 struct Stream<'a> {
     sc: Scanner<'a>,
+    /// The file's bytes and byte order, to decode the head.
+    data: &'a [u8],
+    order: ByteOrder,
     file: usize,
     cpu: u32,
-    /// Whether `ev`/`key` hold the next record.
+    /// Whether `offset`/`key` hold the next record.
     live: bool,
-    /// The next record and its unwrapped sequence number.
-    ev: Ev,
+    /// The next record's unwrapped sequence number.
     key: i64,
     /// Whether the head's sequence number lies outside its neighbours' in this file (corrupt):
     /// it is then merged right after the previous record and left out of the sequence accounting.
@@ -186,15 +161,32 @@ struct Stream<'a> {
 const SUSPICIOUS_STEP: u32 = 64;
 
 impl Stream<'_> {
-    /// Unwrap `ev.seq` relative to the last good record of this stream (or to `base` for the
-    /// first one) and make it the head.
+    /// The head record's fields.
+    fn head(&self) -> Ev {
+        scan::decode_at(self.data, self.offset, self.order)
+    }
+
+    /// The head record's fields, big-endian if `BIG` (the trace's byte order).
     #[inline(always)]
-    fn set_head(&mut self, ev: Ev, offset: usize, base: &mut Option<i32>) {
-        let d = ev.seq.wrapping_sub(self.good_seq);
+    fn head_as<const BIG: bool>(&self) -> Ev {
+        scan::decode_as::<BIG>(self.data, self.offset)
+    }
+
+    /// The head record's call site and pointer.
+    #[inline(always)]
+    fn site_and_ptr<const BIG: bool>(&self) -> (u64, u64) {
+        scan::site_and_ptr_as::<BIG>(self.data, self.offset)
+    }
+
+    /// Unwrap `seq` relative to the last good record of this stream (or to `base` for the
+    /// first one) and make the record at `offset` the head.
+    #[inline(always)]
+    fn set_head(&mut self, seq: i32, offset: usize, base: &mut Option<i32>) {
+        let d = seq.wrapping_sub(self.good_seq);
         if self.records == 0 {
-            let b = *base.get_or_insert(ev.seq);
-            self.good_key = ev.seq.wrapping_sub(b) as i64;
-            self.good_seq = ev.seq;
+            let b = *base.get_or_insert(seq);
+            self.good_key = seq.wrapping_sub(b) as i64;
+            self.good_seq = seq;
             self.key = self.good_key;
         } else if d as u32 > SUSPICIOUS_STEP && self.corrupt(d) {
             // Keep the record's place in its file; its number is not to be trusted.
@@ -202,12 +194,11 @@ impl Stream<'_> {
             self.bad = true;
         } else {
             self.good_key += d as i64;
-            self.good_seq = ev.seq;
+            self.good_seq = seq;
             self.key = self.good_key;
             self.bad = false;
         }
         self.records += 1;
-        self.ev = ev;
         self.offset = offset;
         self.live = true;
     }
@@ -237,7 +228,7 @@ impl Stream<'_> {
 
     /// Advance to the next known record, accounting damage and unknown records in `out`.
     #[inline(always)]
-    fn advance(
+    fn advance<const BIG: bool>(
         &mut self,
         input: &TraceInput,
         out: &mut Produced,
@@ -245,8 +236,8 @@ impl Stream<'_> {
         examples: usize,
     ) {
         let at = self.sc.pos();
-        if let Some(ev) = self.sc.next_plain() {
-            self.set_head(ev, at, base);
+        if let Some(seq) = self.sc.next_plain_seq::<BIG>() {
+            self.set_head(seq, at, base);
             if self.sc.pos() - self.released >= RELEASE_EVERY {
                 self.release(input);
             }
@@ -278,7 +269,7 @@ impl Stream<'_> {
         while let Some(item) = self.sc.next() {
             match item {
                 Item::Rec { ev, offset } => {
-                    self.set_head(ev, offset, base);
+                    self.set_head(ev.seq, offset, base);
                     break;
                 }
                 Item::Unknown {
@@ -395,16 +386,44 @@ fn example_of(ev: &Ev, cpu: u32, detail: Option<String>) -> Example {
     }
 }
 
-/// Producer: decode, merge, account sequence numbers, filter; hand batches to `sink`.
+/// Decode every file, merge by sequence number, account sequence numbers and call sites. With a
+/// `replay`, replay every record into it here, a batch at a time; else hand batches of each of
+/// the `shards` shards' records to `send` (which returns an emptied batch to reuse, or `None` to
+/// stop).
+#[allow(clippy::too_many_arguments)]
 fn produce(
     input: &TraceInput,
     order: ByteOrder,
-    filter: Option<Filter<'_>>,
+    filter: Option<&Filter<'_>>,
     examples: usize,
     shards: usize,
     batch_len: usize,
-    mut sink: impl FnMut(usize, Vec<Rec>) -> Option<Vec<Rec>>,
+    replay: Option<&mut Replay>,
+    send: impl FnMut(usize, Vec<Rec>) -> Option<Vec<Rec>>,
 ) -> Produced {
+    match order {
+        ByteOrder::Little => produce_as::<false>(
+            input, order, filter, examples, shards, batch_len, replay, send,
+        ),
+        ByteOrder::Big => produce_as::<true>(
+            input, order, filter, examples, shards, batch_len, replay, send,
+        ),
+    }
+}
+
+/// [`produce`] for the byte order `BIG`.
+#[allow(clippy::too_many_arguments)]
+fn produce_as<const BIG: bool>(
+    input: &TraceInput,
+    order: ByteOrder,
+    filter: Option<&Filter<'_>>,
+    examples: usize,
+    shards: usize,
+    batch_len: usize,
+    mut replay: Option<&mut Replay>,
+    mut send: impl FnMut(usize, Vec<Rec>) -> Option<Vec<Rec>>,
+) -> Produced {
+    let shards = if replay.is_some() { 0 } else { shards.max(1) };
     let mut out = Produced::default();
     let mut streams: Vec<Stream<'_>> = input
         .files
@@ -412,10 +431,11 @@ fn produce(
         .enumerate()
         .map(|(i, f)| Stream {
             sc: Scanner::new(f.bytes(), order),
+            data: f.bytes(),
+            order,
             file: i,
             cpu: f.cpu,
             live: false,
-            ev: Ev::default(),
             key: 0,
             bad: false,
             offset: 0,
@@ -428,18 +448,26 @@ fn produce(
     let mut base: Option<i32> = None;
     for s in &mut streams {
         input.files[s.file].prefault(0, RELEASE_EVERY);
-        s.advance(input, &mut out, &mut base, examples);
+        s.advance::<BIG>(input, &mut out, &mut base, examples);
     }
 
-    let mut site_ix: AddrMap<u32> = AddrMap::default();
-    let mut batches: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(batch_len)).collect();
+    let mut sites = SiteIndex::default();
+    // A fixed buffer filled by index: `Vec::push` would keep a reallocation path (and the
+    // register spills around it) in the loop.
+    let mut batch: Vec<Rec> = vec![Rec::default(); if shards == 0 { batch_len } else { 0 }];
+    let mut batched = 0;
+    // Batches for the shards' threads.
+    let mut outgoing: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(batch_len)).collect();
     let mut last: Option<(i64, i32)> = None;
     // Few streams: pick the smallest head for every record, without data-dependent branches
     // (CPUs interleave finely and a branch on "same stream again?" mispredicts). Many streams:
     // emit runs from the smallest head while it stays at or below the runner-up.
     let few = streams.len() <= 8;
     loop {
-        let (i, second) = if few {
+        let (i, second) = if let [a, b] = &streams[..] {
+            // The usual two CPUs; ties go to the first, as below.
+            ((b.key < a.key) as usize, i64::MIN)
+        } else if few {
             let (mut bi, mut bk) = (0, i64::MAX);
             for (j, s) in streams.iter().enumerate() {
                 let lt = s.key < bk;
@@ -470,8 +498,7 @@ fn produce(
         };
         // Emit the head (the smallest key), then more while at or below the runner-up.
         loop {
-            let (key, cpu) = (s.key, s.cpu);
-            let ev = &s.ev;
+            let key = s.key;
             out.records += 1;
             if s.bad {
                 note_bad_seq(&mut out, input, s, examples);
@@ -479,80 +506,138 @@ fn produce(
                 if let Some((lk, lseq)) = last {
                     let d = key - lk;
                     if d != 1 {
-                        account_seq(&mut out, d, lseq, ev, cpu, examples);
+                        account_seq(&mut out, d, lseq, s, examples);
                     }
                 }
-                last = Some((key, ev.seq));
+                // A good head's sequence number is the stream's last good one.
+                last = Some((key, s.good_seq));
             }
-            let site = match site_ix.get(&ev.call_site) {
-                Some(i) => *i,
-                None => {
-                    let i = if filter.as_ref().is_none_or(|f| f.pass(ev.call_site)) {
-                        out.sites.push(ev.call_site);
-                        (out.sites.len() - 1) as u32
-                    } else {
-                        FILTERED
-                    };
-                    site_ix.insert(ev.call_site, i);
-                    i
-                }
-            };
-            if site != FILTERED {
-                let shard = shard_of(ev.ptr, shards);
-                let batch = &mut batches[shard];
-                batch.push(Rec {
+            let (call_site, ptr) = s.site_and_ptr::<BIG>();
+            let site = sites.get(call_site, &mut out.sites, filter);
+            if site == FILTERED {
+                out.filtered_out += 1;
+            } else {
+                let ev = s.head_as::<BIG>();
+                let rec = Rec {
                     ptr: ev.ptr,
                     bytes_req: ev.bytes_req,
                     bytes_alloc: ev.bytes_alloc,
                     seq: ev.seq,
                     site,
-                    cpu,
+                    cpu: s.cpu,
                     node: ev.node,
                     pos: out.records as u32,
                     event_id: ev.event_id,
                     type_id: ev.type_id,
-                });
-                if batch.len() >= batch_len {
-                    match sink(shard, std::mem::take(batch)) {
-                        Some(mut b) => {
-                            b.clear();
-                            *batch = b;
+                };
+                match shards {
+                    0 => {
+                        batch[batched] = rec;
+                        batched += 1;
+                        if batched == batch.len() {
+                            if let Some(r) = replay.as_deref_mut() {
+                                r.batch(&batch);
+                            }
+                            batched = 0;
                         }
-                        None => return out,
                     }
-                    if batch.capacity() < batch_len {
-                        batch.reserve(batch_len);
+                    n => {
+                        let k = shard_of(ptr, n);
+                        let b = &mut outgoing[k];
+                        b.push(rec);
+                        if b.len() >= batch_len {
+                            match send(k, std::mem::take(b)) {
+                                Some(mut e) => {
+                                    e.clear();
+                                    e.reserve(batch_len);
+                                    *b = e;
+                                }
+                                None => return out,
+                            }
+                        }
                     }
                 }
-            } else {
-                out.filtered_out += 1;
             }
-            s.advance(input, &mut out, &mut base, examples);
+            s.advance::<BIG>(input, &mut out, &mut base, examples);
             if !(s.live && s.key <= second) {
                 break;
             }
         }
     }
-    for (shard, batch) in batches.into_iter().enumerate() {
-        if !batch.is_empty() {
-            sink(shard, batch);
+    if let Some(r) = replay {
+        r.batch(&batch[..batched]);
+    }
+    for (k, b) in outgoing.into_iter().enumerate() {
+        if !b.is_empty() {
+            send(k, b);
         }
     }
     out.records_per_file = streams.iter().map(|s| s.records).collect();
     out
 }
 
+/// Call-site addresses to site indices, numbered in order of first appearance; the filter's
+/// verdict is cached as [`FILTERED`]. A small flat table: it is looked up once per record.
+struct SiteIndex {
+    table: PtrTable<u32>,
+    /// The index of call site 0, which the table cannot hold.
+    zero: Option<u32>,
+}
+
+impl Default for SiteIndex {
+    fn default() -> Self {
+        SiteIndex {
+            table: PtrTable::with_bits(9),
+            zero: None,
+        }
+    }
+}
+
+impl SiteIndex {
+    #[inline(always)]
+    fn get(&mut self, call_site: u64, sites: &mut Vec<u64>, filter: Option<&Filter<'_>>) -> u32 {
+        match self.table.get(call_site) {
+            Some(i) => *i,
+            None => self.add(call_site, sites, filter),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add(&mut self, call_site: u64, sites: &mut Vec<u64>, filter: Option<&Filter<'_>>) -> u32 {
+        if call_site == 0 {
+            if let Some(i) = self.zero {
+                return i;
+            }
+        }
+        let i = if filter.is_none_or(|f| f.pass(call_site)) {
+            sites.push(call_site);
+            (sites.len() - 1) as u32
+        } else {
+            FILTERED
+        };
+        if call_site == 0 {
+            self.zero = Some(i);
+        } else {
+            self.table.insert(call_site, i);
+        }
+        i
+    }
+}
+
 /// A record whose sequence number is outside its file neighbours'.
 #[cold]
+#[inline(never)]
 fn note_bad_seq(out: &mut Produced, input: &TraceInput, s: &Stream<'_>, examples: usize) {
     out.bad_seq += 1;
     if out.bad_seq_examples.len() < examples {
-        let mut e = example_of(&s.ev, s.cpu, None);
+        let ev = s.head();
+        let mut e = example_of(&ev, s.cpu, None);
         e.file = Some(input.files[s.file].name.clone());
         e.offset = Some(s.offset as u64);
         e.detail = Some(format!(
             "seq {} after seq {} and before seq {} in its file",
-            s.ev.seq,
+            ev.seq,
             s.good_seq,
             s.next_seq()
                 .map_or_else(|| "none".to_string(), |x| x.to_string())
@@ -561,9 +646,12 @@ fn note_bad_seq(out: &mut Produced, input: &TraceInput, s: &Stream<'_>, examples
     }
 }
 
-/// A step in the merged sequence other than +1: a gap, a duplicate or a step back.
+/// A step in the merged sequence other than +1 to the head of `s`: a gap, a duplicate or a step
+/// back.
 #[cold]
-fn account_seq(out: &mut Produced, d: i64, lseq: i32, ev: &Ev, cpu: u32, examples: usize) {
+#[inline(never)]
+fn account_seq(out: &mut Produced, d: i64, lseq: i32, s: &Stream<'_>, examples: usize) {
+    let (ev, cpu) = (&s.head(), s.cpu);
     if d > 1 {
         out.lost += (d - 1) as u64;
         out.gap_count += 1;
@@ -716,12 +804,14 @@ impl Replay {
         }
     }
 
+    /// Count a finding; `detail` is only formatted for the examples kept (findings such as lost
+    /// frees can number in the hundreds of thousands).
     #[cold]
-    fn note(&mut self, kind: FindingKind, r: &Rec, detail: Option<String>) {
+    fn note(&mut self, kind: FindingKind, r: &Rec, detail: impl FnOnce() -> Option<String>) {
         let f = self.found.entry(kind).or_default();
         f.count += 1;
         if f.examples.len() < self.examples {
-            f.examples.push((*r, detail));
+            f.examples.push((*r, detail()));
         }
     }
 
@@ -777,12 +867,17 @@ impl Replay {
             }
             if r.bytes_req == 0 {
                 self.s.zero_byte_requests += 1;
-                self.note(FindingKind::ZeroByteRequest, r, None);
+                self.note(FindingKind::ZeroByteRequest, r, || None);
             }
             if r.bytes_alloc < r.bytes_req {
                 self.s.short_allocs += 1;
-                let d = format!("bytes_req {} bytes_alloc {}", r.bytes_req, r.bytes_alloc);
-                self.note(FindingKind::ShortAlloc, r, Some(d));
+                let d = || {
+                    Some(format!(
+                        "bytes_req {} bytes_alloc {}",
+                        r.bytes_req, r.bytes_alloc
+                    ))
+                };
+                self.note(FindingKind::ShortAlloc, r, d);
             }
             if t == AllocType::Pages as usize {
                 let o = self.page_order(r.bytes_alloc);
@@ -811,8 +906,13 @@ impl Replay {
             };
             if let Some(old) = self.table_mut(t).insert(r.ptr, new) {
                 self.s.lost_frees += 1;
-                let d = format!("still open from seq {} on cpu {}", old.seq, old.cpu);
-                self.note(FindingKind::LostFree, r, Some(d));
+                let d = || {
+                    Some(format!(
+                        "still open from seq {} on cpu {}",
+                        old.seq, old.cpu
+                    ))
+                };
+                self.note(FindingKind::LostFree, r, d);
             }
         } else {
             self.sites[si as usize].types[t].frees += 1;
@@ -822,7 +922,7 @@ impl Replay {
             }
             let Some(o) = self.table_mut(t).remove(r.ptr) else {
                 self.s.unknown_frees += 1;
-                self.note(FindingKind::UnknownFree, r, None);
+                self.note(FindingKind::UnknownFree, r, || None);
                 return;
             };
             self.s.bytes_freed = self.s.bytes_freed.saturating_add(o.bytes_alloc);
@@ -849,14 +949,16 @@ impl Replay {
             if mismatched {
                 self.sites[o.site as usize].mismatched += 1;
                 self.s.mismatched_frees += 1;
-                let d = format!(
-                    "{} allocation (seq {} on cpu {}) freed as {}",
-                    AllocType::ALL[o.type_id as usize].name(),
-                    o.seq,
-                    o.cpu,
-                    AllocType::ALL[t].name()
-                );
-                self.note(FindingKind::MismatchedFree, r, Some(d));
+                let d = || {
+                    Some(format!(
+                        "{} allocation (seq {} on cpu {}) freed as {}",
+                        AllocType::ALL[o.type_id as usize].name(),
+                        o.seq,
+                        o.cpu,
+                        AllocType::ALL[t].name()
+                    ))
+                };
+                self.note(FindingKind::MismatchedFree, r, d);
             }
         }
     }
@@ -905,7 +1007,7 @@ impl Replay {
 impl ReplayOut {
     /// Add another shard's figures (disjoint pointers) to this one's.
     fn merge(mut self, b: ReplayOut) -> ReplayOut {
-        let (a, r) = (&mut self.r, b.r);
+        let (a, mut r) = (&mut self.r, b.r);
         if a.sites.len() < r.sites.len() {
             a.sites.resize(r.sites.len(), SiteAcc::default());
         }
@@ -951,7 +1053,14 @@ impl ReplayOut {
             g.examples.sort_by_key(|e| e.0.pos);
             g.examples.truncate(a.examples);
         }
-        if let (Some(pa), Some(pb)) = (&mut a.ptrs, &r.ptrs) {
+        if let (Some(pa), Some(pb)) = (&mut a.ptrs, &mut r.ptrs) {
+            // The shards' addresses are disjoint. Insert the smaller table into the larger one,
+            // made big enough first: a table walks its keys in hash order, and inserting many of
+            // them into a smaller table piles them into one ever-growing probe run.
+            if pa.len() < pb.len() {
+                std::mem::swap(pa, pb);
+            }
+            pa.reserve(pb.len());
             for (k, v) in pb.iter() {
                 *pa.entry(k) = *v;
             }
@@ -1119,17 +1228,14 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             let produced = produce(
                 input,
                 order,
-                filter,
+                filter.as_ref(),
                 opts.examples,
                 shards,
                 batch_len,
-                |shard, b| {
-                    txs[shard].send(b).ok()?;
-                    Some(
-                        backs[shard]
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(batch_len)),
-                    )
+                None,
+                |k, b| {
+                    txs[k].send(b).ok()?;
+                    Some(backs[k].try_recv().unwrap_or_default())
                 },
             );
             drop(txs);
@@ -1141,10 +1247,16 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         })
     } else {
         let mut replay = new_replay();
-        let produced = produce(input, order, filter, opts.examples, 1, batch_len, |_, b| {
-            replay.batch(&b);
-            Some(b)
-        });
+        let produced = produce(
+            input,
+            order,
+            filter.as_ref(),
+            opts.examples,
+            0,
+            batch_len,
+            Some(&mut replay),
+            |_, _| None,
+        );
         (produced, vec![replay])
     };
 
@@ -1262,21 +1374,34 @@ fn build_report(
     }
 
     let allocations = r.ptrs.as_ref().map(|ptrs| {
-        // Order by bytes, hits, address; only the rows kept get materialised.
-        let mut v: Vec<(u64, &PtrAcc)> = ptrs.iter().filter(|(_, a)| a.hits > 0).collect();
-        let cmp = |a: &(u64, &PtrAcc), b: &(u64, &PtrAcc)| {
-            b.1.alloc
-                .cmp(&a.1.alloc)
-                .then(b.1.hits.cmp(&a.1.hits))
-                .then(a.0.cmp(&b.0))
-        };
-        if let Some(n) = opts.max_rows.filter(|n| *n < v.len()) {
-            if n > 0 {
-                v.select_nth_unstable_by(n - 1, cmp);
+        // Order by bytes, hits, address; only the rows kept get materialised. With a row limit
+        // the best rows are picked in one pass, keeping the worst of them on top of a heap.
+        let rank = |(ptr, a): (u64, &PtrAcc)| (Reverse(a.alloc), Reverse(a.hits), ptr);
+        let used = ptrs.iter().filter(|(_, a)| a.hits > 0);
+        let v: Vec<(u64, &PtrAcc)> = match opts.max_rows {
+            Some(n) => {
+                let mut best = BinaryHeap::with_capacity(n.saturating_add(1).min(1 << 16));
+                for e in used {
+                    let key = rank(e);
+                    if best.len() < n {
+                        best.push(key);
+                    } else if let Some(mut worst) = best.peek_mut() {
+                        if key < *worst {
+                            *worst = key;
+                        }
+                    }
+                }
+                best.into_sorted_vec()
+                    .into_iter()
+                    .filter_map(|(_, _, ptr)| Some((ptr, ptrs.get(ptr)?)))
+                    .collect()
             }
-            v.truncate(n);
-        }
-        v.sort_unstable_by(cmp);
+            None => {
+                let mut v: Vec<(u64, &PtrAcc)> = used.collect();
+                v.sort_unstable_by_key(|e| rank(*e));
+                v
+            }
+        };
         v.into_iter()
             .map(|(ptr, a)| {
                 let addr = p.sites[a.site as usize];

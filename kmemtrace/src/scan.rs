@@ -227,75 +227,120 @@ impl<'a> Scanner<'a> {
 }
 
 impl Scanner<'_> {
-    /// The common case in one step: a known record of exactly the ABI size. `None` means "ask
-    /// [`Iterator::next`]" (end, damage, unknown records, features), not "end".
+    /// The common case in one step: a known record of exactly the ABI size, of which only the
+    /// sequence number is returned; `BIG` must match the scanner's byte order. `None` means "ask
+    /// [`Iterator::next`]" (end, damage, unknown records, features), not "end". The merge decodes
+    /// a record with [`decode_as`] when it emits it, from the mapped bytes, so nothing is copied
+    /// for the records waiting at the heads of the other streams.
     #[inline(always)]
-    pub fn next_plain(&mut self) -> Option<Ev> {
-        match self.order {
-            ByteOrder::Little => self.plain::<false>(),
-            ByteOrder::Big => self.plain::<true>(),
-        }
-    }
-
-    /// [`Scanner::next_plain`] monomorphised on the byte order.
-    #[inline(always)]
-    fn plain<const BIG: bool>(&mut self) -> Option<Ev> {
-        #[inline(always)]
-        fn u16_<const BIG: bool>(r: &[u8], at: usize) -> u16 {
-            let a = abi::arr(r, at);
-            if BIG {
-                u16::from_be_bytes(a)
-            } else {
-                u16::from_le_bytes(a)
-            }
-        }
-        #[inline(always)]
-        fn u32_<const BIG: bool>(r: &[u8], at: usize) -> u32 {
-            let a = abi::arr(r, at);
-            if BIG {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            }
-        }
-        #[inline(always)]
-        fn u64_<const BIG: bool>(r: &[u8], at: usize) -> u64 {
-            let a = abi::arr(r, at);
-            if BIG {
-                u64::from_be_bytes(a)
-            } else {
-                u64::from_le_bytes(a)
-            }
-        }
+    pub fn next_plain_seq<const BIG: bool>(&mut self) -> Option<i32> {
+        debug_assert_eq!(BIG, self.order == ByteOrder::Big);
         let at = self.pos;
-        let b = self.b;
-        // Read a full allocation's worth of bytes and select with masks rather than branches:
-        // alloc/free is close to a coin toss in real traces, a branch on it mispredicts.
-        let r: &[u8; abi::ALLOC_SIZE] = b
-            .get(at..at.checked_add(abi::ALLOC_SIZE)?)?
-            .try_into()
-            .ok()?;
+        let rest = self.b.get(at..)?;
+        let r: &[u8; 8] = rest.first_chunk()?;
         let (event_id, type_id) = (r[0], r[1]);
-        let size = u16_::<BIG>(r, 2) as usize;
-        let is_alloc = event_id == abi::EVENT_ALLOC;
-        let want = if is_alloc { abi::ALLOC_SIZE } else { FREE_SIZE };
-        if event_id > abi::EVENT_FREE || (type_id as usize) >= TYPE_COUNT || size != want {
+        let a = [r[2], r[3]];
+        let size = if BIG {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        } as usize;
+        let want = if event_id == abi::EVENT_ALLOC {
+            abi::ALLOC_SIZE
+        } else {
+            FREE_SIZE
+        };
+        if event_id > abi::EVENT_FREE
+            || (type_id as usize) >= TYPE_COUNT
+            || size != want
+            || rest.len() < size
+        {
             return None;
         }
-        let m64 = (is_alloc as u64).wrapping_neg();
-        let m32 = (is_alloc as u32).wrapping_neg();
         self.pos = at + size;
-        Some(Ev {
-            event_id,
-            type_id,
+        let s = [r[4], r[5], r[6], r[7]];
+        Some(if BIG {
+            i32::from_be_bytes(s)
+        } else {
+            i32::from_le_bytes(s)
+        })
+    }
+}
+
+/// The fields of the known record at `at` of `b` (one the scanner returned): the same as the
+/// scanner's [`Ev`] for it.
+#[inline(always)]
+pub(crate) fn decode_at(b: &[u8], at: usize, order: ByteOrder) -> Ev {
+    match order {
+        ByteOrder::Little => decode_as::<false>(b, at),
+        ByteOrder::Big => decode_as::<true>(b, at),
+    }
+}
+
+/// The call site and pointer of the known record at `at` of `b`, big-endian if `BIG`.
+#[inline(always)]
+pub(crate) fn site_and_ptr_as<const BIG: bool>(b: &[u8], at: usize) -> (u64, u64) {
+    let r: &[u8; 24] = b[at..at + FREE_SIZE].try_into().expect("a known record");
+    let (c, p) = (abi::arr(r, 8), abi::arr(r, 16));
+    if BIG {
+        (u64::from_be_bytes(c), u64::from_be_bytes(p))
+    } else {
+        (u64::from_le_bytes(c), u64::from_le_bytes(p))
+    }
+}
+
+/// [`decode_at`], big-endian if `BIG`.
+#[inline(always)]
+pub(crate) fn decode_as<const BIG: bool>(b: &[u8], at: usize) -> Ev {
+    #[inline(always)]
+    fn u32_<const BIG: bool>(r: &[u8], at: usize) -> u32 {
+        let a = abi::arr(r, at);
+        if BIG {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
+    }
+    #[inline(always)]
+    fn u64_<const BIG: bool>(r: &[u8], at: usize) -> u64 {
+        let a = abi::arr(r, at);
+        if BIG {
+            u64::from_be_bytes(a)
+        } else {
+            u64::from_le_bytes(a)
+        }
+    }
+    let Some(r) = b
+        .get(at..at.saturating_add(abi::ALLOC_SIZE))
+        .and_then(|r| <&[u8; abi::ALLOC_SIZE]>::try_from(r).ok())
+    else {
+        // Only a free fits in what is left: its allocation fields are absent.
+        let r = &b[at..at + FREE_SIZE];
+        return Ev {
+            event_id: r[0],
+            type_id: r[1],
             seq: u32_::<BIG>(r, 4) as i32,
             call_site: u64_::<BIG>(r, 8),
             ptr: u64_::<BIG>(r, 16),
-            bytes_req: u64_::<BIG>(r, 24) & m64,
-            bytes_alloc: u64_::<BIG>(r, 32) & m64,
-            gfp: u32_::<BIG>(r, 40) & m32,
-            node: ((u32_::<BIG>(r, 44) & m32) | !m32) as i32,
-        })
+            bytes_req: 0,
+            bytes_alloc: 0,
+            gfp: 0,
+            node: -1,
+        };
+    };
+    // Select without branches: alloc/free is close to a coin toss, a branch on it mispredicts.
+    let is_alloc = r[0] == abi::EVENT_ALLOC;
+    let pick = |v: u64, free: u64| std::hint::select_unpredictable(is_alloc, v, free);
+    Ev {
+        event_id: r[0],
+        type_id: r[1],
+        seq: u32_::<BIG>(r, 4) as i32,
+        call_site: u64_::<BIG>(r, 8),
+        ptr: u64_::<BIG>(r, 16),
+        bytes_req: pick(u64_::<BIG>(r, 24), 0),
+        bytes_alloc: pick(u64_::<BIG>(r, 32), 0),
+        gfp: pick(u32_::<BIG>(r, 40) as u64, 0) as u32,
+        node: pick(u32_::<BIG>(r, 44) as u64, u32::MAX as u64) as u32 as i32,
     }
 }
 
