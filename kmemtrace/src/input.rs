@@ -91,8 +91,9 @@ impl CpuFile {
             let start = from.div_ceil(page) * page;
             let end = upto / page * page;
             if end > start {
-                // SAFETY: the mapping is private and read-only: dropping its pages only makes a
-                // later read fetch them again from the page cache; nothing holds a reference
+                // SAFETY: the mapping is a read-only shared mapping of a file (never written
+                // through): MADV_DONTNEED only drops our page-table entries, and a later read
+                // fetches the same bytes again from the page cache; nothing holds a reference
                 // into the released range (the scanner is past it and records are copied).
                 let _ = unsafe {
                     m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
