@@ -79,7 +79,7 @@ fn nice_max(v: f64) -> f64 {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
         .map(|m| m * p)
         .find(|m| *m >= v)
@@ -426,8 +426,15 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
         + 12.0;
     let value_w = 170.0;
     let x0 = 10.0 + label_w;
-    let plot_w = WIDTH - 20.0 - label_w - value_w * 2.0;
-    let mid = x0 + value_w + plot_w / 2.0;
+    let total_w = WIDTH - 20.0 - label_w;
+    // Zero in the middle when call sites moved both ways, else at the side the bars start from.
+    let more = rows.iter().any(|(_, a)| a.delta > 0);
+    let less = rows.iter().any(|(_, a)| a.delta < 0);
+    let (mid, half) = match (more, less) {
+        (true, true) => (x0 + total_w / 2.0, total_w / 2.0 - value_w),
+        (true, false) => (x0 + 10.0, total_w - 10.0 - value_w),
+        _ => (x0 + total_w - 10.0, total_w - 10.0 - value_w),
+    };
     let max = nice_bytes_max(
         rows.iter()
             .map(|(_, a)| a.delta.unsigned_abs())
@@ -467,7 +474,7 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
     }
     let top = y;
     for (r, a) in &rows {
-        let w = a.delta.unsigned_abs() as f64 / max * (plot_w / 2.0);
+        let w = a.delta.unsigned_abs() as f64 / max * half;
         let (x, color, class) = if a.delta > 0 {
             (mid, RED, "bar more")
         } else {
@@ -511,23 +518,23 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
     }
     g = g
         .add(line(mid, top - 2.0, mid, y + 2.0))
-        .add(text(mid, y + 16.0, "0").set("text-anchor", "middle"))
-        .add(
-            text(
-                mid + plot_w / 2.0,
-                y + 16.0,
-                format!("+{}", human_bytes(max as i64)),
-            )
-            .set("text-anchor", "middle"),
-        )
-        .add(
-            text(
-                mid - plot_w / 2.0,
-                y + 16.0,
-                format!("-{}", human_bytes(max as i64)),
-            )
-            .set("text-anchor", "middle"),
+        .add(text(mid, y + 16.0, "0").set("text-anchor", "middle"));
+    if more {
+        let t = text(
+            mid + half,
+            y + 16.0,
+            format!("+{}", human_bytes(max as i64)),
         );
+        g = g.add(t.set("text-anchor", "middle"));
+    }
+    if less {
+        let t = text(
+            mid - half,
+            y + 16.0,
+            format!("-{}", human_bytes(max as i64)),
+        );
+        g = g.add(t.set("text-anchor", "middle"));
+    }
     y += 30.0;
     document(y, &title).add(g).to_string() + "\n"
 }
@@ -542,6 +549,7 @@ mod tests {
         assert_eq!(nice_max(7.0), 10.0);
         assert_eq!(nice_max(73464.0), 100000.0);
         assert_eq!(nice_max(150.0), 200.0);
+        assert_eq!(nice_max(20.08), 25.0);
         assert_eq!(nice_max(500.0), 500.0);
         assert_eq!(nice_bytes_max(73464.0), 100.0 * 1024.0);
         assert_eq!(nice_bytes_max(64.0), 100.0);
