@@ -13,6 +13,9 @@
 //!   fails (`snapshots/regression_<arch>.snap` holds the markdown diff).
 //! - `e2e::<arch>::no_false_alarm`: `kmt compare` of the selftest with itself, twice per side:
 //!   no change, and gates with a zero threshold pass.
+//! - `e2e::x86_64::config_regression`: `kmt compare` of the default kernel against the kernel
+//!   built with `kernel/config/extra/slub-debug.config` (a Kconfig change that grows every slab
+//!   object): bytes requested stay, bytes allocated grow at every selftest allocation site.
 //! - `e2e::cross_arch::selftest`: the arch-independent figures of the three selftest reports are
 //!   identical, and every trace re-encoded in the other byte order gives the same report.
 //!
@@ -79,6 +82,11 @@ fn main() {
             .with_ignored_flag(skip),
         );
     }
+    // One architecture: this mode costs a second kernel build on a cold cache.
+    trials.push(
+        Trial::test("e2e::x86_64::config_regression", config_regression_trial)
+            .with_ignored_flag(skip),
+    );
     trials.push(Trial::test("e2e::cross_arch::selftest", cross_arch_trial).with_ignored_flag(skip));
     // Pure: runs even with KMT_SKIP_E2E=1.
     trials.push(Trial::test(
@@ -415,7 +423,7 @@ const GROWN: &str = "kmemtrace_selftest_remote_alloc";
 fn kmt_compare(
     arch: &'static Arch,
     name: &str,
-    new_append: &[&str],
+    new: kmt::compare::Side,
     repeat: u32,
     fail_on: &[&str],
 ) -> Result<kmt::compare::CompareResult, Failed> {
@@ -428,10 +436,7 @@ fn kmt_compare(
         arches: vec![arch],
         repo: repo(),
         base: kmt::compare::Side::default(),
-        new: kmt::compare::Side {
-            append: new_append.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        },
+        new,
         workload: "selftest".into(),
         param: None,
         repeat,
@@ -458,12 +463,96 @@ fn kmt_compare(
     Ok(res)
 }
 
+fn appending(arg: &str) -> kmt::compare::Side {
+    kmt::compare::Side {
+        append: vec![arg.to_string()],
+        ..Default::default()
+    }
+}
+
+fn config_regression_trial() -> Result<(), Failed> {
+    let arch = ARCHES
+        .iter()
+        .find(|a| a.name == "x86_64")
+        .ok_or("no x86_64 in the arch table")?;
+    let fragment = repo().join("kernel/config/extra/slub-debug.config");
+    let res = kmt_compare(
+        arch,
+        "x86_64-config-regression",
+        kmt::compare::Side {
+            configs: vec![fragment],
+            ..Default::default()
+        },
+        1,
+        &["callsite:kmemtrace_selftest_kmalloc:bytes_allocated:+50%"],
+    )?;
+    let a = &res.arches[0];
+    let d = a
+        .diff
+        .as_ref()
+        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?;
+    let field = |name: &str| {
+        d.summary
+            .iter()
+            .find(|f| f.field == name)
+            .map(|f| f.delta.clone())
+    };
+    let mut problems = Vec::new();
+    if res.outcome != Outcome::ThresholdCrossed {
+        problems.push(format!(
+            "outcome {} instead of threshold_crossed",
+            res.outcome
+        ));
+    }
+    for unchanged in [
+        "allocs",
+        "frees",
+        "bytes_requested",
+        "mismatched_frees",
+        "cross_cpu_frees",
+    ] {
+        if field(unchanged).is_some_and(|f| f.delta != 0) {
+            problems.push(format!("{unchanged} changed: {:?}", field(unchanged)));
+        }
+    }
+    if field("bytes_allocated").is_none_or(|f| f.delta <= 0) {
+        problems.push("bytes_allocated did not grow".to_string());
+    }
+    let grown: Vec<&str> = d
+        .callsites
+        .iter()
+        .filter(|r| r.field("bytes_allocated").is_some_and(|f| f.delta > 0))
+        .map(|r| r.key.as_str())
+        .collect();
+    // Every selftest site that allocates slab objects (pages are not slab objects).
+    for site in [
+        "kmemtrace_selftest_kmalloc",
+        "kmemtrace_selftest_cache_objs",
+        "kmemtrace_selftest_leak",
+        "kmemtrace_selftest_remote_alloc",
+        "kmemtrace_selftest_mismatch",
+    ] {
+        if !grown.contains(&site) {
+            problems.push(format!("{site} did not allocate more (grown: {grown:?})"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "x86_64 config regression:\n  {}\nsee {}",
+            problems.join("\n  "),
+            res.out.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn regression_trial(arch: &'static Arch) -> Result<(), Failed> {
     let gate = format!("callsite:{GROWN}:bytes_allocated:+10%");
     let res = kmt_compare(
         arch,
         &format!("{}-regression", arch.name),
-        &["kmemtrace.selftest_grow=1"],
+        appending("kmemtrace.selftest_grow=1"),
         1,
         &[&gate, "bytes_allocated:+1%"],
     )?;
@@ -547,7 +636,7 @@ fn no_false_alarm_trial(arch: &'static Arch) -> Result<(), Failed> {
     let res = kmt_compare(
         arch,
         &format!("{}-no-false-alarm", arch.name),
-        &[],
+        kmt::compare::Side::default(),
         2,
         &[
             "bytes_allocated:0",

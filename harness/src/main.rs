@@ -463,12 +463,26 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Prune => {
             let mut keep = Vec::new();
-            for arch in arch::ARCHES {
+            // The repository's example fragments (kernel/config/extra) count as current too:
+            // the e2e trial `config_regression` builds x86_64 with one of them.
+            let mut extras: Vec<Vec<PathBuf>> = vec![Vec::new()];
+            if let Ok(dir) = std::fs::read_dir(repo.join("kernel/config/extra")) {
+                let mut found: Vec<PathBuf> = dir
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "config"))
+                    .collect();
+                found.sort();
+                extras.extend(found.into_iter().map(|p| vec![p]));
+            }
+            for (arch, extra_fragments) in arch::ARCHES
+                .iter()
+                .flat_map(|a| extras.iter().map(move |e| (a, e.clone())))
+            {
                 let req = KernelRequest {
                     arch,
                     repo: repo.clone(),
                     kernel_src: None,
-                    extra_fragments: Vec::new(),
+                    extra_fragments,
                 };
                 // Without its compiler an arch's current key is unknown: remove nothing.
                 let e = kernel::current_entries(&req).map_err(|e| {
