@@ -525,11 +525,13 @@ mod tests {
     fn the_kernel_key_does_not_depend_on_where_the_repository_is() {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let copy = tempfile::tempdir().unwrap();
-        for d in ["kernel/patches", "kernel/config"] {
+        for d in ["kernel/patches", "kernel/config", "kernel/config/extra"] {
             fs::create_dir_all(copy.path().join(d)).unwrap();
             for e in fs::read_dir(here.join(d)).unwrap() {
                 let e = e.unwrap();
-                fs::copy(e.path(), copy.path().join(d).join(e.file_name())).unwrap();
+                if e.file_type().unwrap().is_file() {
+                    fs::copy(e.path(), copy.path().join(d).join(e.file_name())).unwrap();
+                }
             }
         }
         let req = |repo: &Path| KernelRequest {
