@@ -3,8 +3,8 @@
 //! then `kmemtrace diff` of the two sets of runs per architecture.
 //!
 //! A change counts only when it is outside the spread of the repeats: each figure's values over
-//! the base runs and over the new runs are two ranges, and only disjoint ranges are a change
-//! (see [`kmemtrace::diff`]). The runs alternate base, new, base, new… so that a slow drift of
+//! the base runs and over the new runs are two ranges, and only disjoint ranges whose medians
+//! differ by more than the wider range are a change (see [`kmemtrace::diff`]). The runs alternate base, new, base, new… so that a slow drift of
 //! the machine falls on both sides.
 //!
 //! Everything lands in one directory:

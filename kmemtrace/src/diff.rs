@@ -7,8 +7,10 @@
 //! # What counts as a change
 //! Each figure is compared as two ranges: the values of the base runs and the values of the new
 //! runs. A change is *significant* only when the ranges do not overlap (every new run is above
-//! every base run, or below), so with `--repeat N` a figure that moves within the spread of the
-//! repeats is never reported as a change; with one run per side any difference is significant.
+//! every base run, or below) *and* the difference of the medians is larger than the wider of the
+//! two ranges (the spread of the repeats). So with `--repeat N` a figure that moves within the
+//! noise of the repeats is never reported as a change, even when two small samples happen not
+//! to overlap; with one run per side the spreads are 0 and any difference is significant.
 //! The value shown for a side is its median (the lower middle value for an even count), the delta
 //! is the difference of the medians, and the relative delta is the delta over the base median
 //! (absent when that is 0).
@@ -45,7 +47,8 @@ pub struct Delta {
     pub base_range: [i64; 2],
     /// Smallest and largest value over the new runs.
     pub new_range: [i64; 2],
-    /// Whether the two ranges are disjoint: a change beyond the spread of the repeats.
+    /// Whether the ranges are disjoint and `|delta|` exceeds the wider range: a change beyond
+    /// the spread of the repeats.
     pub significant: bool,
 }
 
@@ -62,7 +65,8 @@ impl Delta {
             relative: (bm != 0).then(|| delta as f64 / (bm as f64).abs()),
             base_range: [blo, bhi],
             new_range: [nlo, nhi],
-            significant: nlo > bhi || nhi < blo,
+            significant: (nlo > bhi || nhi < blo)
+                && delta.unsigned_abs() > bhi.abs_diff(blo).max(nhi.abs_diff(nlo)),
         }
     }
 }
@@ -887,7 +891,8 @@ fn matched_note(d: &Diff) -> &'static str {
 fn spread_note(d: &Diff) -> Option<String> {
     (d.base.runs > 1 || d.new.runs > 1).then(|| {
         "values are medians of the runs; a change counts only when the ranges of the two sides \
-         do not overlap (~ marks a change within the spread)"
+         do not overlap and the medians differ by more than the wider range (~ marks a change \
+         within the spread)"
             .to_string()
     })
 }
@@ -1265,12 +1270,22 @@ mod tests {
         assert_eq!((f.delta.base, f.delta.new), (110, 118));
         assert!(!f.delta.significant);
         assert!(!d.changed() && !d.gate_failed());
-        // Beyond it: significant.
+        // Disjoint, but the medians differ by less than the base spread (15 < 20): noise.
         let d = diff(
             "a",
             &runs(&[100, 120, 110]),
             "b",
             &runs(&[121, 130, 125]),
+            &gates(&["bytes_allocated:+1%"]),
+        )
+        .unwrap();
+        assert!(!d.changed() && !d.gate_failed());
+        // Beyond the spread: significant.
+        let d = diff(
+            "a",
+            &runs(&[100, 120, 110]),
+            "b",
+            &runs(&[135, 140, 138]),
             &gates(&["bytes_allocated:+1%"]),
         )
         .unwrap();
