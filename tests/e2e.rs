@@ -56,31 +56,21 @@ fn main() {
     }
     let skip = std::env::var("KMT_SKIP_E2E").is_ok_and(|v| v == "1");
     let mut trials = Vec::new();
+    // Every architecture runs the same trials.
+    type ArchTrial = fn(&'static Arch) -> Result<(), Failed>;
+    const PER_ARCH: &[(&str, ArchTrial)] = &[
+        ("selftest", selftest_trial),
+        ("boot", boot_trial),
+        ("regression", regression_trial),
+        ("no_false_alarm", no_false_alarm_trial),
+    ];
     for arch in ARCHES {
-        trials.push(
-            Trial::test(format!("e2e::{}::selftest", arch.name), move || {
-                selftest_trial(arch)
-            })
-            .with_ignored_flag(skip),
-        );
-        trials.push(
-            Trial::test(format!("e2e::{}::boot", arch.name), move || {
-                boot_trial(arch)
-            })
-            .with_ignored_flag(skip),
-        );
-        trials.push(
-            Trial::test(format!("e2e::{}::regression", arch.name), move || {
-                regression_trial(arch)
-            })
-            .with_ignored_flag(skip),
-        );
-        trials.push(
-            Trial::test(format!("e2e::{}::no_false_alarm", arch.name), move || {
-                no_false_alarm_trial(arch)
-            })
-            .with_ignored_flag(skip),
-        );
+        for &(name, trial) in PER_ARCH {
+            trials.push(
+                Trial::test(format!("e2e::{}::{name}", arch.name), move || trial(arch))
+                    .with_ignored_flag(skip),
+            );
+        }
     }
     // One architecture: this mode costs a second kernel build on a cold cache.
     trials.push(
@@ -584,14 +574,7 @@ fn regression_trial(arch: &'static Arch) -> Result<(), Failed> {
             ));
         }
     }
-    let mut changed: Vec<&str> = d
-        .summary
-        .iter()
-        .filter(|f| {
-            f.delta.significant && !kmemtrace::diff::INPUT_FIELDS.contains(&f.field.as_str())
-        })
-        .map(|f| f.field.as_str())
-        .collect();
+    let mut changed: Vec<&str> = d.changed_summary().map(|f| f.field.as_str()).collect();
     changed.sort_unstable();
     let want = [
         "bytes_allocated",

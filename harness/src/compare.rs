@@ -156,6 +156,41 @@ pub struct ArchResult {
     pub diff: Option<kmemtrace::Diff>,
 }
 
+impl ArchResult {
+    /// An architecture whose runs or analysis failed: no diff.
+    fn failed(arch: &'static str, outcome: Outcome, message: String) -> Self {
+        ArchResult {
+            arch,
+            outcome,
+            message,
+            changed: false,
+            thresholds_crossed: 0,
+            diff: None,
+        }
+    }
+
+    /// An architecture whose runs were diffed: ok, or threshold_crossed.
+    fn of_diff(arch: &'static str, d: kmemtrace::Diff) -> Self {
+        let crossed = d.gates.iter().filter(|g| g.crossed).count();
+        ArchResult {
+            arch,
+            outcome: if crossed > 0 {
+                Outcome::ThresholdCrossed
+            } else {
+                Outcome::Ok
+            },
+            message: match (crossed, d.changed()) {
+                (0, false) => "no significant change".to_string(),
+                (0, true) => "changes found, no threshold crossed".to_string(),
+                (n, _) => format!("{n} threshold(s) crossed"),
+            },
+            changed: d.changed(),
+            thresholds_crossed: crossed,
+            diff: Some(d),
+        }
+    }
+}
+
 /// `compare.json`.
 #[derive(Debug, Clone, Serialize)]
 struct CompareManifest<'a> {
@@ -290,44 +325,13 @@ pub fn compare(
                 break;
             }
         }
-        let r = match failed {
-            Some((outcome, message)) => ArchResult {
-                arch: arch.name,
-                outcome,
-                message,
-                changed: false,
-                thresholds_crossed: 0,
-                diff: None,
-            },
-            None => match diff_arch(req, arch, &thresholds) {
-                Ok(d) => {
-                    let crossed = d.gates.iter().filter(|g| g.crossed).count();
-                    ArchResult {
-                        arch: arch.name,
-                        outcome: if crossed > 0 {
-                            Outcome::ThresholdCrossed
-                        } else {
-                            Outcome::Ok
-                        },
-                        message: match (crossed, d.changed()) {
-                            (0, false) => "no significant change".to_string(),
-                            (0, true) => "changes found, no threshold crossed".to_string(),
-                            (n, _) => format!("{n} threshold(s) crossed"),
-                        },
-                        changed: d.changed(),
-                        thresholds_crossed: crossed,
-                        diff: Some(d),
-                    }
-                }
-                Err(e) => ArchResult {
-                    arch: arch.name,
-                    outcome: Outcome::AnalysisFailed,
-                    message: e,
-                    changed: false,
-                    thresholds_crossed: 0,
-                    diff: None,
-                },
-            },
+        let diffed = match failed {
+            Some(f) => Err(f),
+            None => diff_arch(req, arch, &thresholds).map_err(|e| (Outcome::AnalysisFailed, e)),
+        };
+        let r = match diffed {
+            Ok(d) => ArchResult::of_diff(arch.name, d),
+            Err((outcome, message)) => ArchResult::failed(arch.name, outcome, message),
         };
         // A failed run outranks a crossed threshold: the comparison is incomplete.
         let rank = |o: Outcome| match o {

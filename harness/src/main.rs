@@ -94,12 +94,22 @@ struct RunArgs {
     /// The workload's size parameter (fork: rounds, files: files).
     #[arg(long)]
     param: Option<u64>,
+    /// Extra kernel command-line arguments (repeatable).
+    #[arg(long)]
+    append: Vec<String>,
+    #[command(flatten)]
+    guest: GuestArgs,
+}
+
+/// How guests run and where their output goes: shared by `run` and `compare`.
+#[derive(clap::Args)]
+struct GuestArgs {
     /// Output directory (must not exist or be empty; default: a new one under ./kmt-runs/).
     #[arg(long)]
     out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelChoice,
-    /// Hard timeout for the guest, in seconds (default: scaled by accelerator and arch).
+    /// Hard timeout per guest, in seconds (default: scaled by accelerator and arch).
     #[arg(long)]
     timeout: Option<u64>,
     /// vCPUs.
@@ -108,9 +118,6 @@ struct RunArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: u32,
-    /// Extra kernel command-line arguments (repeatable).
-    #[arg(long)]
-    append: Vec<String>,
     /// Do not install missing Debian packages even when running as root.
     #[arg(long)]
     no_install: bool,
@@ -175,23 +182,8 @@ struct CompareArgs {
     /// Call-site rows in the diffs.
     #[arg(long, default_value_t = 20)]
     lines: usize,
-    /// Output directory (must not exist or be empty; default: a new one under ./kmt-runs/).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "auto")]
-    accel: AccelChoice,
-    /// Hard timeout per guest, in seconds.
-    #[arg(long)]
-    timeout: Option<u64>,
-    /// vCPUs.
-    #[arg(long, default_value_t = 2)]
-    smp: u32,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    memory: u32,
-    /// Do not install missing Debian packages even when running as root.
-    #[arg(long)]
-    no_install: bool,
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 fn resolve_arch(a: Option<ArchArg>) -> anyhow::Result<&'static Arch> {
@@ -338,13 +330,13 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 kernel: kernel_request(&repo, &r.kernel)?,
                 workload: r.workload,
                 param: r.param,
-                out: r.out,
-                accel: r.accel,
-                timeout: r.timeout.map(Duration::from_secs),
-                smp: r.smp,
-                memory_mib: r.memory,
+                out: r.guest.out,
+                accel: r.guest.accel,
+                timeout: r.guest.timeout.map(Duration::from_secs),
+                smp: r.guest.smp,
+                memory_mib: r.guest.memory,
                 append: r.append,
-                install_missing: !r.no_install,
+                install_missing: !r.guest.no_install,
             };
             let res = run::run(&req, &cache);
             if let Some(t) = &res.report_text {
@@ -391,6 +383,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
             }
             let req = compare::CompareRequest {
                 out: c
+                    .guest
                     .out
                     .unwrap_or_else(|| run::default_out_dir(arches[0], "compare")),
                 arches,
@@ -407,17 +400,14 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 workload: c.workload,
                 param: c.param,
                 repeat: c.repeat.max(1),
-                accel: c.accel,
-                timeout: c.timeout.map(Duration::from_secs),
-                smp: c.smp,
-                memory_mib: c.memory,
-                install_missing: !c.no_install,
+                accel: c.guest.accel,
+                timeout: c.guest.timeout.map(Duration::from_secs),
+                smp: c.guest.smp,
+                memory_mib: c.guest.memory,
+                install_missing: !c.guest.no_install,
                 fail_on: c.fail_on,
                 lines: c.lines,
             };
-            if let Err(e) = compare::thresholds(&req) {
-                anyhow::bail!("{e}");
-            }
             let res = compare::compare(&req, &cache, |p, r| {
                 eprintln!(
                     "kmt: {} {} run {}: {} ({:.1} s)",

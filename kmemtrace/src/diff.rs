@@ -215,11 +215,17 @@ pub struct Diff {
 pub const INPUT_FIELDS: &[&str] = &["records", "filtered_out"];
 
 impl Diff {
-    /// Whether any figure of the allocation behaviour changed significantly.
-    pub fn changed(&self) -> bool {
+    /// The summary fields of the allocation behaviour (not [`INPUT_FIELDS`]) that changed
+    /// significantly.
+    pub fn changed_summary(&self) -> impl Iterator<Item = &FieldDelta> {
         self.summary
             .iter()
-            .any(|f| f.delta.significant && !INPUT_FIELDS.contains(&f.field.as_str()))
+            .filter(|f| f.delta.significant && !INPUT_FIELDS.contains(&f.field.as_str()))
+    }
+
+    /// Whether any figure of the allocation behaviour changed significantly.
+    pub fn changed(&self) -> bool {
+        self.changed_summary().next().is_some()
             || [&self.types, &self.pages, &self.sizes, &self.callsites]
                 .iter()
                 .any(|s| s.iter().any(|r| r.status != Status::Same))
@@ -848,6 +854,20 @@ fn range(r: [i64; 2]) -> String {
     }
 }
 
+/// The call-site columns of text and markdown: (field, title, text width, shown in markdown).
+const SITE_COLUMNS: &[(&str, &str, usize, bool)] = &[
+    ("hits", "hits", 12, true),
+    ("bytes_requested", "requested", 20, true),
+    ("bytes_allocated", "allocated", 20, true),
+    ("fragmentation_bytes", "fragmentation", 20, true),
+    ("cross_cpu_frees", "x-cpu frees", 12, true),
+    ("frees", "frees", 12, false),
+];
+
+fn site_cell(r: &RowDelta, field: &str) -> String {
+    r.field(field).map(cell).unwrap_or_default()
+}
+
 /// What to print.
 #[derive(Debug, Clone)]
 pub struct DiffTextOptions {
@@ -940,32 +960,17 @@ pub fn render_diff_text(d: &Diff, o: &DiffTextOptions) -> String {
         d.callsites_unchanged
     );
     if !d.callsites.is_empty() {
-        let _ = writeln!(
-            out,
-            " {:<40} {:<9} {:>12} {:>20} {:>20} {:>20} {:>12} {:>12}",
-            "call site",
-            "status",
-            "hits",
-            "requested",
-            "allocated",
-            "fragmentation",
-            "x-cpu frees",
-            "frees"
-        );
+        let _ = write!(out, " {:<40} {:<9}", "call site", "status");
+        for (_, title, w, _) in SITE_COLUMNS {
+            let _ = write!(out, " {title:>w$}");
+        }
+        out.push('\n');
         for r in d.callsites.iter().take(o.lines) {
-            let c = |f: &str| r.field(f).map(cell).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                " {:<40} {:<9} {:>12} {:>20} {:>20} {:>20} {:>12} {:>12}",
-                r.key,
-                r.status.name(),
-                c("hits"),
-                c("bytes_requested"),
-                c("bytes_allocated"),
-                c("fragmentation_bytes"),
-                c("cross_cpu_frees"),
-                c("frees")
-            );
+            let _ = write!(out, " {:<40} {:<9}", r.key, r.status.name());
+            for (field, _, w, _) in SITE_COLUMNS {
+                let _ = write!(out, " {:>w$}", site_cell(r, field));
+            }
+            out.push('\n');
         }
         if d.callsites.len() > o.lines {
             let _ = writeln!(out, " … {} more", d.callsites.len() - o.lines);
@@ -1070,11 +1075,7 @@ pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
         }
         out.push('\n');
     }
-    let changed: Vec<&FieldDelta> = d
-        .summary
-        .iter()
-        .filter(|f| f.delta.significant && !INPUT_FIELDS.contains(&f.field.as_str()))
-        .collect();
+    let changed: Vec<&FieldDelta> = d.changed_summary().collect();
     if changed.is_empty() {
         let _ = writeln!(out, "Summary: no significant change.\n");
     } else {
@@ -1093,24 +1094,16 @@ pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
         out.push('\n');
     }
     if !d.callsites.is_empty() {
-        let _ = writeln!(
-            out,
-            "| call site | status | hits | requested | allocated | fragmentation | x-cpu frees |"
-        );
-        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+        let columns = || SITE_COLUMNS.iter().filter(|c| c.3);
+        let _ = write!(out, "| call site | status |");
+        columns().for_each(|c| out.push_str(&format!(" {} |", c.1)));
+        let _ = write!(out, "\n| --- | --- |");
+        columns().for_each(|_| out.push_str(" ---: |"));
+        out.push('\n');
         for r in d.callsites.iter().take(o.lines) {
-            let c = |f: &str| r.field(f).map(cell).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
-                r.key,
-                r.status.name(),
-                c("hits"),
-                c("bytes_requested"),
-                c("bytes_allocated"),
-                c("fragmentation_bytes"),
-                c("cross_cpu_frees")
-            );
+            let _ = write!(out, "| `{}` | {} |", r.key, r.status.name());
+            columns().for_each(|c| out.push_str(&format!(" {} |", site_cell(r, c.0))));
+            out.push('\n');
         }
         if d.callsites.len() > o.lines {
             let _ = writeln!(
