@@ -773,7 +773,7 @@ impl Replay {
             open: PtrTable::new(),
             open_pages: PtrTable::new(),
             sites: Vec::new(),
-            ptrs: alloc_rows.then(PtrTable::new),
+            ptrs: alloc_rows.then(PtrTable::dense),
             nodes,
             page_shift: page_size.max(1).ilog2(),
             pages: BTreeMap::new(),

@@ -282,8 +282,14 @@ fn write_svg(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 struct WriteError(String, #[source] std::io::Error);
 
 fn out(s: &str) -> anyhow::Result<()> {
-    let mut o = std::io::stdout().lock();
-    match o.write_all(s.as_bytes()).and_then(|_| o.flush()) {
+    out_with(|mut o| o.write_all(s.as_bytes()).and_then(|_| o.flush()))
+}
+
+/// Write to stdout with `write`; a closed pipe (`| head`) is not an error.
+fn out_with(
+    write: impl FnOnce(std::io::StdoutLock<'_>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    match write(std::io::stdout().lock()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(OutputError(e).into()),
         Ok(()) => Ok(()),
@@ -361,7 +367,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     if let Some(n) = lines {
                         report.truncate_rows(n);
                     }
-                    out(&report.to_json())?;
+                    out_with(|w| report.write_json(std::io::BufWriter::with_capacity(1 << 16, w)))?;
                 }
                 Format::Text => {
                     let t = kmemtrace::TextOptions {

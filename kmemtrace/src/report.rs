@@ -114,6 +114,14 @@ impl Report {
         s.push('\n');
         s
     }
+
+    /// [`Report::to_json`] written to `w` as it is produced: with `--alloc` on a big trace the
+    /// text is hundreds of megabytes, which need not all be held at once.
+    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut w, self)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
 }
 
 /// Provenance of the analysed records.

@@ -67,6 +67,14 @@ fn report_json_round_trips_through_serde() {
 }
 
 #[test]
+fn streamed_json_is_the_same_text() {
+    let r = synth_report(ByteOrder::Little, true);
+    let mut streamed = Vec::new();
+    r.write_json(&mut streamed).unwrap();
+    assert_eq!(String::from_utf8(streamed).unwrap(), r.to_json());
+}
+
+#[test]
 fn summary_has_the_contract_fields() {
     let r = synth_report(ByteOrder::Little, false);
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
