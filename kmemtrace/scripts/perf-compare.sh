@@ -10,6 +10,9 @@
 #    one kmemtrace record each);
 # 3. both tools analyse their copy: `perf kmem stat --caller --alloc` and
 #    `kmemtrace report --caller --alloc`; the best wall time of each gives events/s.
+# 4. two floors, to show how much of kmemtrace's time any analysis must spend: reading the
+#    trace's bytes from the page cache (`cat`), and `kmemtrace check`, which decodes and
+#    validates every record but keeps no tables.
 # Needs linux-perf and python3 (for microsecond timing).
 set -euo pipefail
 LS_RUNS=${1:-200}
@@ -44,7 +47,13 @@ PY
 }
 read -r PW PC < <(best perf kmem -i "$T/perf.data" stat --caller --alloc)
 read -r KW KC < <(best "$B" report --caller --alloc "$T/trace")
-awk -v n="$N" -v pw="$PW" -v pc="$PC" -v kw="$KW" -v kc="$KC" 'BEGIN {
+read -r RW RC < <(best sh -c "cat '$T'/trace/cpu*.out >/dev/null")
+# check exits 1 when it finds problems (lost events, say): a finding, not a failure.
+read -r CW CC < <(best sh -c "'$B' check '$T/trace' >/dev/null; [ \$? -le 1 ]")
+awk -v n="$N" -v pw="$PW" -v pc="$PC" -v kw="$KW" -v kc="$KC" -v rw="$RW" -v rc="$RC" \
+    -v cw="$CW" -v cc="$CC" 'BEGIN {
     printf "perf kmem stat --caller --alloc:   wall %.4f s (%.2f M events/s), CPU %.4f s\n", pw, n / pw / 1e6, pc
     printf "kmemtrace report --caller --alloc: wall %.4f s (%.2f M events/s), CPU %.4f s\n", kw, n / kw / 1e6, kc
-    printf "ratio: %.1fx wall, %.1fx CPU time\n", pw / kw, pc / kc }'
+    printf "ratio: %.1fx wall, %.1fx CPU time\n", pw / kw, pc / kc
+    printf "floors: reading the trace (cat) wall %.4f s, CPU %.4f s; kmemtrace check wall %.4f s, CPU %.4f s\n", rw, rc, cw, cc
+    printf "20x perf would be a wall time of %.4f s\n", pw / 20 }'
