@@ -8,8 +8,10 @@
  *
  *   /mnt/kmt/job            lines key=value, '#' starts a comment; then
  *   /proc/cmdline           kmt.KEY=VALUE tokens, which win
- *   keys: workload  selftest (default) | boot | fork | files
+ *   keys: workload  selftest (default) | boot | fork | files | exec
  *         param     the workload's size parameter, decimal (default per workload, below)
+ *         arg       an argument for the exec workload's program (repeatable, at most 16 of at
+ *                   most 200 bytes each, in order)
  *         out       trace directory name under /mnt/kmt (default trace)
  *         timeout   seconds before the whole job is declared failed (default 600)
  *
@@ -21,6 +23,9 @@
  *   fork      PARAM rounds (default 100) of fork + execve /bin/kmt-true + waitpid
  *   files     PARAM rounds (default 1000) of create, write 512..8192 bytes, close, unlink of a
  *             file in /tmp/kmt-files (tmpfs)
+ *   exec      /mnt/kmt/program, copied to /tmp/kmt-program before tracing starts, run PARAM
+ *             times (default 1) with the arg lines as its arguments, stdout and stderr to
+ *             /mnt/kmt/guest.log; every run must exit 0
  *
  * Sequence: mount proc, sysfs, devtmpfs (/dev), debugfs, tmpfs (/tmp); mount the 9p share with
  * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); if the guest clock is before
@@ -65,6 +70,10 @@
 #define KMT_DIR DEBUGFS "/kmemtrace"
 #define COLLECTOR "/bin/kmemtraced"
 #define HELPER "/bin/kmt-true"
+#define PROGRAM SHARE "/program"
+#define PROGRAM_COPY "/tmp/kmt-program"
+#define MAX_ARGS 16
+#define MAX_ARG_LEN 200
 
 #define DEFAULT_TIMEOUT_S 600
 #define SHARE_MOUNT_TRIES 50		/* 100 ms apart: virtio may still be probing */
@@ -88,7 +97,12 @@ struct job {
 	long param;
 	int have_param;
 	long timeout;
+	char args[MAX_ARGS][MAX_ARG_LEN + 1];
+	int nargs;
 };
+
+/* The job: the exec workload takes its program's arguments from it. */
+static struct job job;
 
 struct workload {
 	const char *name;
@@ -469,6 +483,11 @@ static void job_set(struct job *j, const char *key, const char *val, const char 
 			fail("job (%s): out must be one directory name of [A-Za-z0-9._-]: %s", from,
 			     val);
 		strcpy(j->out, val);
+	} else if (!strcmp(key, "arg")) {
+		if (j->nargs >= MAX_ARGS || strlen(val) > MAX_ARG_LEN)
+			fail("job (%s): at most %d arg lines of at most %d bytes: %s", from, MAX_ARGS,
+			     MAX_ARG_LEN, val);
+		strcpy(j->args[j->nargs++], val);
 	} else if (!strcmp(key, "timeout")) {
 		if (parse_ulong(val, 86400, &j->timeout) || j->timeout == 0)
 			fail("job (%s): timeout must be 1..86400 seconds: %s", from, val);
@@ -608,11 +627,95 @@ static int run_files(long n, char *why, size_t size)
 	return 0;
 }
 
+/* Copy the exec workload's program off the share (before tracing: not part of the trace). */
+static int copy_program(char *why, size_t size)
+{
+	static char buf[65536];
+	int in = open(PROGRAM, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n = 0;
+
+	if (in < 0) {
+		snprintf(why, size, "exec: open %s: %s (no program on the share?)", PROGRAM,
+			 strerror(errno));
+		return -1;
+	}
+	out = open(PROGRAM_COPY, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (out < 0) {
+		snprintf(why, size, "exec: create %s: %s", PROGRAM_COPY, strerror(errno));
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		for (ssize_t done = 0, w; done < n; done += w) {
+			w = write(out, buf + done, n - done);
+			if (w < 0) {
+				n = -1;
+				break;
+			}
+		}
+		if (n < 0)
+			break;
+	}
+	if (n < 0) {
+		snprintf(why, size, "exec: copy %s to %s: %s", PROGRAM, PROGRAM_COPY,
+			 strerror(errno));
+		close(in);
+		close(out);
+		return -1;
+	}
+	close(in);
+	if (close(out)) {
+		snprintf(why, size, "exec: close %s: %s", PROGRAM_COPY, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int run_exec(long n, char *why, size_t size)
+{
+	char *argv[MAX_ARGS + 2];
+	char *envp[] = { "PATH=/bin", NULL };
+
+	argv[0] = PROGRAM_COPY;
+	for (int i = 0; i < job.nargs; i++)
+		argv[i + 1] = job.args[i];
+	argv[job.nargs + 1] = NULL;
+	for (long i = 0; i < n; i++) {
+		int status;
+		pid_t pid = fork(), r;
+
+		if (pid < 0) {
+			snprintf(why, size, "exec: run %ld: fork: %s", i, strerror(errno));
+			return -1;
+		}
+		if (pid == 0) {
+			if (log_fd >= 0) {
+				dup2(log_fd, STDOUT_FILENO);
+				dup2(log_fd, STDERR_FILENO);
+			}
+			execve(PROGRAM_COPY, argv, envp);
+			_exit(127);
+		}
+		while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+			;
+		if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+			snprintf(why, size, "exec: run %ld: the program ended with status %#x%s; see %s",
+				 i, r < 0 ? -1 : status,
+				 r >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
+				 " (127: execve failed, or the program's own 127)" : "",
+				 SHARE "/guest.log");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static const struct workload workloads[] = {
 	{ "selftest", 1, 0, run_selftest },
 	{ "boot", 0, 1, run_boot },
 	{ "fork", 100, 0, run_fork },
 	{ "files", 1000, 0, run_files },
+	{ "exec", 1, 0, run_exec },
 };
 
 /* --- the collector --- */
@@ -724,7 +827,6 @@ int main(void)
 	char outdir[PATH_MAX], why[400] = "", enabled[8] = "";
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_NODEFER };
 	long t0 = mono_ms();
-	struct job job;
 	int fd;
 	pid_t collector;
 
@@ -759,7 +861,7 @@ int main(void)
 		if (!strcmp(workloads[i].name, job.workload))
 			w = &workloads[i];
 	if (!w)
-		fail("job: unknown workload %s (selftest, boot, fork, files)", job.workload);
+		fail("job: unknown workload %s (selftest, boot, fork, files, exec)", job.workload);
 	if (!job.have_param)
 		job.param = w->default_param;
 	timeout_s = job.timeout;
@@ -779,6 +881,9 @@ int main(void)
 			fail("boot: tracing is not on (boot with kmemtrace.enable=yes)");
 		close(fd);
 	}
+
+	if (w->run == run_exec && copy_program(why, sizeof(why)))
+		fail("%s", why);
 
 	/* First: the kernel creates kmemtrace/cpu<N> when tracing is first switched on. */
 	stage = "switching tracing on";

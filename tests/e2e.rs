@@ -13,6 +13,9 @@
 //!   fails (`snapshots/regression_<arch>.snap` holds the markdown diff).
 //! - `e2e::<arch>::no_false_alarm`: `kmt compare` of the selftest with itself, twice per side:
 //!   no change, and gates with a zero threshold pass.
+//! - `e2e::<arch>::exec`: `kmt run --exec` with `guest-tools/examples/pipes.c`, built static by
+//!   the arch's compiler: it runs twice in the guest (its output in guest.log), and every
+//!   allocation call site in `alloc_pipe_info` counts its 2 × 100 pipes.
 //! - `e2e::x86_64::config_regression`: `kmt compare` of the default kernel against the kernel
 //!   built with `kernel/config/extra/slub-debug.config` (a Kconfig change that grows every slab
 //!   object): bytes requested stay, bytes allocated grow at every selftest allocation site.
@@ -63,6 +66,7 @@ fn main() {
         ("boot", boot_trial),
         ("regression", regression_trial),
         ("no_false_alarm", no_false_alarm_trial),
+        ("exec", exec_trial),
     ];
     for arch in ARCHES {
         for &(name, trial) in PER_ARCH {
@@ -88,6 +92,17 @@ fn main() {
 
 /// Runs `workload` on `arch` into `target/kmt-e2e/<name>` (replaced on each run: it is ours).
 fn run(arch: &'static Arch, workload: &str, name: &str) -> Result<PathBuf, Failed> {
+    run_with(arch, workload, name, None, None)
+}
+
+/// [`run`] with a parameter and, for the exec workload, a program.
+fn run_with(
+    arch: &'static Arch,
+    workload: &str,
+    name: &str,
+    param: Option<u64>,
+    exec: Option<kmt::program::Exec>,
+) -> Result<PathBuf, Failed> {
     let out = repo().join("target/kmt-e2e").join(name);
     if out.exists() {
         std::fs::remove_dir_all(&out)
@@ -101,7 +116,8 @@ fn run(arch: &'static Arch, workload: &str, name: &str) -> Result<PathBuf, Faile
             extra_fragments: Vec::new(),
         },
         workload: workload.into(),
-        param: None,
+        param,
+        exec,
         out: Some(out.clone()),
         accel: AccelChoice::Auto,
         timeout: None,
@@ -313,6 +329,56 @@ fn selftest_trial(arch: &'static Arch) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Pipes the exec trial's program creates per run, and its runs.
+const PIPES: u64 = 100;
+const PIPE_RUNS: u64 = 2;
+
+/// `kmt run --exec`: guest-tools/examples/pipes.c, built static with the arch's compiler, runs
+/// twice in the guest; its output reaches guest.log and its pipes the trace.
+fn exec_trial(arch: &'static Arch) -> Result<(), Failed> {
+    let dir = repo().join("target/kmt-e2e");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let program = dir.join(format!("{}-pipes", arch.name));
+    let log = dir.join(format!("{}-pipes.build.log", arch.name));
+    let _ = std::fs::remove_file(&log);
+    kmt::proc::Cmd::new(&arch.cc())
+        .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&program)
+        .arg(repo().join("guest-tools/examples/pipes.c"))
+        .run_logged("build the example program", &log)
+        .map_err(|e| e.to_string())?;
+    let exec = kmt::program::Exec {
+        program: program.clone(),
+        args: vec![PIPES.to_string()],
+    };
+    let name = format!("{}-exec", arch.name);
+    let out = run_with(arch, "exec", &name, Some(PIPE_RUNS), Some(exec))?;
+    let guest_log = std::fs::read_to_string(out.join("guest.log")).map_err(|e| e.to_string())?;
+    let said = format!("pipes: created and closed {PIPES} pipes");
+    let runs = guest_log.lines().filter(|l| l.contains(&said)).count() as u64;
+    let report = analyze(&out.join("trace"), &["alloc_pipe_info"])?;
+    // Every allocation call site in alloc_pipe_info (x86_64 inlines the buffer array's kcalloc
+    // into it, arm64 and ppc64 call kmalloc_array out of line) counts each of the program's
+    // pipes, plus the one or two that init and the collector open while tracing.
+    let want = PIPES * PIPE_RUNS;
+    let hits: Vec<u64> = report
+        .callsites
+        .iter()
+        .map(|c| c.stats.hits)
+        .filter(|&h| h > 0)
+        .collect();
+    if runs != PIPE_RUNS || hits.is_empty() || hits.iter().any(|h| !(want..=want + 4).contains(h)) {
+        return Err(format!(
+            "{}: the program said {said:?} {runs} times (want {PIPE_RUNS}); allocations per call site in alloc_pipe_info: {hits:?} (want {want}..={} each); see {}",
+            arch.name,
+            want + 4,
+            out.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// The shape of a report: its sections and summary fields, the allocator types seen, whether
 /// call sites have symbols, and the findings that would mean a damaged trace; no counts.
 fn shape(report: &Report) -> Value {
@@ -429,6 +495,7 @@ fn kmt_compare(
         new,
         workload: "selftest".into(),
         param: None,
+        exec: None,
         repeat,
         out: out.clone(),
         accel: AccelChoice::Auto,

@@ -46,6 +46,8 @@ pub struct Arch {
     pub uname_machine: &'static str,
     /// The byte order the guest logs in.
     pub big_endian: bool,
+    /// `e_machine` of the guest's 64-bit ELF programs (`kmt run --exec` checks it).
+    pub elf_machine: u16,
     /// How much slower than the default a guest of this arch is under TCG (timeouts scale by it).
     pub tcg_slowness: u32,
 }
@@ -69,6 +71,7 @@ pub static ARCHES: &[Arch] = &[
         ninep: NinePForm::Virtfs,
         uname_machine: "x86_64",
         big_endian: false,
+        elf_machine: object::elf::EM_X86_64,
         tcg_slowness: 1,
     },
     Arch {
@@ -89,6 +92,7 @@ pub static ARCHES: &[Arch] = &[
         ninep: NinePForm::FsdevPci,
         uname_machine: "aarch64",
         big_endian: false,
+        elf_machine: object::elf::EM_AARCH64,
         tcg_slowness: 1,
     },
     Arch {
@@ -110,6 +114,7 @@ pub static ARCHES: &[Arch] = &[
         ninep: NinePForm::FsdevPci,
         uname_machine: "ppc64",
         big_endian: true,
+        elf_machine: object::elf::EM_PPC64,
         // SLOF firmware and the slower TCG backend: boots took ~2x as long as arm64 here.
         tcg_slowness: 2,
     },

@@ -66,6 +66,8 @@ pub struct CompareRequest {
     pub new: Side,
     pub workload: String,
     pub param: Option<u64>,
+    /// The `exec` workload's program (the same on both sides).
+    pub exec: Option<crate::program::Exec>,
     /// Runs per side and architecture (at least 1).
     pub repeat: u32,
     pub out: PathBuf,
@@ -126,6 +128,7 @@ pub fn plan(req: &CompareRequest) -> Vec<PlannedRun> {
                         },
                         workload: req.workload.clone(),
                         param: req.param,
+                        exec: req.exec.clone(),
                         out: Some(side_dir(&req.out, arch, side).join(format!("run-{index}"))),
                         accel: req.accel,
                         timeout: req.timeout,
@@ -409,6 +412,7 @@ mod tests {
             },
             workload: "selftest".into(),
             param: None,
+            exec: None,
             repeat,
             out: PathBuf::from("/out"),
             accel: AccelChoice::Tcg,

@@ -14,6 +14,7 @@ pub mod image;
 pub mod kernel;
 pub mod outcome;
 pub mod proc;
+pub mod program;
 pub mod qemu;
 pub mod run;
 pub mod vm;

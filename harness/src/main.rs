@@ -10,6 +10,7 @@ use kmt::arch::{self, Arch, ArchArg};
 use kmt::cache::Cache;
 use kmt::kernel::KernelRequest;
 use kmt::outcome::Outcome;
+use kmt::program::Exec;
 use kmt::run::{self, AccelChoice, RunRequest};
 use kmt::{compare, doctor, image, kernel};
 
@@ -88,17 +89,55 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     kernel: KernelArgs,
-    /// selftest, boot, fork or files.
-    #[arg(long, default_value = "selftest")]
-    workload: String,
-    /// The workload's size parameter (fork: rounds, files: files).
-    #[arg(long)]
-    param: Option<u64>,
+    #[command(flatten)]
+    work: WorkloadArgs,
     /// Extra kernel command-line arguments (repeatable).
     #[arg(long)]
     append: Vec<String>,
     #[command(flatten)]
     guest: GuestArgs,
+}
+
+/// What the guest runs while tracing: shared by `run` and `compare`.
+#[derive(clap::Args)]
+struct WorkloadArgs {
+    /// selftest, boot, fork, files or exec (default: exec with --exec, else selftest).
+    #[arg(long)]
+    workload: Option<String>,
+    /// The workload's size parameter (fork: rounds, files: files, exec: runs of the program).
+    #[arg(long)]
+    param: Option<u64>,
+    /// Your program as the workload: a static executable for the guest's architecture, run
+    /// --param times (default 1) while tracing; it must exit 0.
+    #[arg(long, value_name = "PROGRAM")]
+    exec: Option<PathBuf>,
+    /// An argument for the --exec program (repeatable).
+    #[arg(
+        long = "exec-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "exec"
+    )]
+    exec_args: Vec<String>,
+}
+
+impl WorkloadArgs {
+    /// The workload, its parameter and its program.
+    fn resolve(self) -> anyhow::Result<(String, Option<u64>, Option<Exec>)> {
+        let workload = match (self.workload, &self.exec) {
+            (None, Some(_)) => "exec".to_string(),
+            (None, None) => "selftest".to_string(),
+            (Some(w), Some(_)) if w != "exec" => {
+                anyhow::bail!("--exec runs the exec workload; drop --workload {w}")
+            }
+            (Some(w), _) => w,
+        };
+        let exec = self.exec.map(|program| Exec {
+            program,
+            args: self.exec_args,
+        });
+        Ok((workload, self.param, exec))
+    }
 }
 
 /// How guests run and where their output goes: shared by `run` and `compare`.
@@ -156,12 +195,8 @@ struct CompareArgs {
     /// Both sides: extra kernel command-line arguments (repeatable).
     #[arg(long)]
     append: Vec<String>,
-    /// selftest, boot, fork or files.
-    #[arg(long, default_value = "selftest")]
-    workload: String,
-    /// The workload's size parameter.
-    #[arg(long)]
-    param: Option<u64>,
+    #[command(flatten)]
+    work: WorkloadArgs,
     /// Runs per side and architecture; a change counts only outside the spread of the repeats.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
@@ -326,10 +361,12 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
             }
         }
         Command::Run(r) => {
+            let (workload, param, exec) = r.work.resolve()?;
             let req = RunRequest {
                 kernel: kernel_request(&repo, &r.kernel)?,
-                workload: r.workload,
-                param: r.param,
+                workload,
+                param,
+                exec,
                 out: r.guest.out,
                 accel: r.guest.accel,
                 timeout: r.guest.timeout.map(Duration::from_secs),
@@ -352,6 +389,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Compare(c) => {
             let c = *c;
+            let (workload, param, exec) = c.work.resolve()?;
             let arches: Vec<&'static Arch> = if c.arch.is_empty() {
                 vec![resolve_arch(None)?]
             } else {
@@ -393,12 +431,13 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 callsite_filter: if c.all_callsites {
                     Vec::new()
                 } else if c.callsite_filter.is_empty() {
-                    compare::default_callsite_filter(&c.workload)
+                    compare::default_callsite_filter(&workload)
                 } else {
                     c.callsite_filter
                 },
-                workload: c.workload,
-                param: c.param,
+                workload,
+                param,
+                exec,
                 repeat: c.repeat.max(1),
                 accel: c.guest.accel,
                 timeout: c.guest.timeout.map(Duration::from_secs),
@@ -522,6 +561,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                         },
                         workload: w.clone(),
                         param: None,
+                        exec: None,
                         out: Some(root.join(format!("{}-{w}", arch.name))),
                         accel,
                         timeout: None,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
 use crate::cache::Cache;
@@ -14,6 +15,7 @@ use crate::image::{self, ImageBuild};
 use crate::kernel::{self, KernelBuild, KernelRequest};
 use crate::outcome::Outcome;
 use crate::proc::tail_of;
+use crate::program::{self, Exec};
 use crate::qemu::{self, Accel, Boot};
 use crate::vm::{Guard, Monitor};
 use crate::{analysis, doctor};
@@ -22,7 +24,7 @@ use crate::{analysis, doctor};
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The workloads init knows (docs/contracts.md §2).
-pub const WORKLOADS: &[&str] = &["selftest", "boot", "fork", "files"];
+pub const WORKLOADS: &[&str] = &["selftest", "boot", "fork", "files", "exec"];
 
 /// The name of the trace directory on the share and in the output directory.
 const TRACE_DIR: &str = "trace";
@@ -42,6 +44,8 @@ pub struct RunRequest {
     pub kernel: KernelRequest,
     pub workload: String,
     pub param: Option<u64>,
+    /// The program of the `exec` workload (and only of it).
+    pub exec: Option<Exec>,
     pub out: Option<PathBuf>,
     pub accel: AccelChoice,
     pub timeout: Option<Duration>,
@@ -89,6 +93,8 @@ pub struct Manifest {
     pub arch: &'static str,
     pub workload: String,
     pub param: Option<u64>,
+    /// The `exec` workload's program.
+    pub exec: Option<ExecInfo>,
     pub smp: u32,
     pub memory_mib: u32,
     pub timeout_s: u64,
@@ -98,6 +104,15 @@ pub struct Manifest {
     pub image: Option<ImageBuild>,
     pub trace: Option<analysis::TraceFigures>,
     pub phases: Phases,
+}
+
+/// The `exec` workload's program, as the manifest records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecInfo {
+    pub program: String,
+    pub args: Vec<String>,
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 /// The result of a run.
@@ -170,11 +185,14 @@ pub fn workload_append(workload: &str) -> Vec<String> {
     }
 }
 
-/// The job file init reads from the share.
-pub fn job_file(workload: &str, param: Option<u64>) -> String {
+/// The job file init reads from the share; `args` are the `exec` workload's program's.
+pub fn job_file(workload: &str, param: Option<u64>, args: &[String]) -> String {
     let mut s = format!("# written by kmt\nworkload={workload}\nout={TRACE_DIR}\n");
     if let Some(p) = param {
         s.push_str(&format!("param={p}\n"));
+    }
+    for a in args {
+        s.push_str(&format!("arg={a}\n"));
     }
     s
 }
@@ -272,6 +290,7 @@ pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
         arch: arch.name,
         workload: req.workload.clone(),
         param: req.param,
+        exec: None,
         smp: req.smp,
         memory_mib: req.memory_mib,
         timeout_s: 0,
@@ -331,6 +350,34 @@ fn run_steps(
             ),
         );
     }
+    // The program is checked before anything is built: a wrong one fails in milliseconds.
+    let program = match (&req.exec, req.workload == "exec") {
+        (Some(e), true) => match program::load(e, arch) {
+            Ok(bytes) => {
+                m.exec = Some(ExecInfo {
+                    program: e.program.display().to_string(),
+                    args: e.args.clone(),
+                    sha256: format!("{:x}", Sha256::digest(&bytes)),
+                    bytes: bytes.len() as u64,
+                });
+                Some(bytes)
+            }
+            Err(e) => return fail(Outcome::HarnessError, format!("--exec: {e}")),
+        },
+        (None, false) => None,
+        (None, true) => {
+            return fail(
+                Outcome::HarnessError,
+                "the exec workload needs a program (kmt run --exec PROGRAM)",
+            )
+        }
+        (Some(_), false) => {
+            return fail(
+                Outcome::HarnessError,
+                format!("--exec runs the exec workload, not {}", req.workload),
+            )
+        }
+    };
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
     if let Err(e) = ensure_prerequisites(&[arch], req.install_missing, &setup_log) {
@@ -366,7 +413,16 @@ fn run_steps(
     m.timeout_s = timeout.as_secs();
 
     let t = Instant::now();
-    let booted = boot(req, &kernel, &img, accel, timeout, out_dir, m);
+    let booted = boot(
+        req,
+        &kernel,
+        &img,
+        program.as_deref(),
+        accel,
+        timeout,
+        out_dir,
+        m,
+    );
     m.phases.boot_s = t.elapsed().as_secs_f64();
     if let Err(r) = booted {
         return r;
@@ -400,10 +456,12 @@ fn run_steps(
 }
 
 /// Boots the guest and waits for it; on success the trace is in `out_dir/trace`.
+#[allow(clippy::too_many_arguments)]
 fn boot(
     req: &RunRequest,
     kernel: &KernelBuild,
     img: &ImageBuild,
+    program: Option<&[u8]>,
     accel: Accel,
     timeout: Duration,
     out_dir: &Path,
@@ -418,8 +476,13 @@ fn boot(
         .map_err(|e| harness_err("cannot create the run's temp directory", e))?;
     let share = tmp.path().join("share");
     fs::create_dir(&share).map_err(|e| harness_err("cannot create the 9p share", e))?;
-    fs::write(share.join("job"), job_file(&req.workload, req.param))
+    let args = req.exec.as_ref().map_or(&[][..], |e| &e.args[..]);
+    fs::write(share.join("job"), job_file(&req.workload, req.param, args))
         .map_err(|e| harness_err("cannot write the job file", e))?;
+    if let Some(bytes) = program {
+        fs::write(share.join(program::SHARE_NAME), bytes)
+            .map_err(|e| harness_err("cannot put the program on the share", e))?;
+    }
     let console_log = out_dir.join("console.log");
     let mut extra = workload_append(&req.workload);
     extra.extend(req.append.iter().cloned());
@@ -652,10 +715,14 @@ mod tests {
     #[test]
     fn the_job_file_follows_the_contract() {
         assert_eq!(
-            job_file("fork", Some(100)),
+            job_file("fork", Some(100), &[]),
             "# written by kmt\nworkload=fork\nout=trace\nparam=100\n"
         );
-        assert!(!job_file("selftest", None).contains("param"));
+        assert!(!job_file("selftest", None, &[]).contains("param"));
+        assert_eq!(
+            job_file("exec", None, &["64".into(), "-v".into()]),
+            "# written by kmt\nworkload=exec\nout=trace\narg=64\narg=-v\n"
+        );
     }
 
     #[test]
