@@ -744,6 +744,8 @@ struct PageAcc {
 struct Found {
     count: u64,
     examples: Vec<(Rec, Option<String>)>,
+    /// Occurrences by site index.
+    by_site: Vec<u64>,
 }
 
 /// The replay state machine.
@@ -810,6 +812,11 @@ impl Replay {
     fn note(&mut self, kind: FindingKind, r: &Rec, detail: impl FnOnce() -> Option<String>) {
         let f = self.found.entry(kind).or_default();
         f.count += 1;
+        let si = r.site as usize;
+        if si >= f.by_site.len() {
+            f.by_site.resize(si + 1, 0);
+        }
+        f.by_site[si] += 1;
         if f.examples.len() < self.examples {
             f.examples.push((*r, detail()));
         }
@@ -1052,6 +1059,12 @@ impl ReplayOut {
             g.examples.extend(f.examples);
             g.examples.sort_by_key(|e| e.0.pos);
             g.examples.truncate(a.examples);
+            if g.by_site.len() < f.by_site.len() {
+                g.by_site.resize(f.by_site.len(), 0);
+            }
+            for (x, y) in g.by_site.iter_mut().zip(&f.by_site) {
+                *x += y;
+            }
         }
         if let (Some(pa), Some(pb)) = (&mut a.ptrs, &mut r.ptrs) {
             // The shards' addresses are disjoint. Insert the smaller table into the larger one,
@@ -1451,10 +1464,26 @@ fn build_report(
         .collect();
 
     // Findings, in FindingKind order.
-    let mut found: BTreeMap<FindingKind, (u64, Vec<Example>)> = r
+    let mut found: BTreeMap<FindingKind, (u64, Vec<Example>, Vec<FindingSite>)> = r
         .found
         .into_iter()
         .map(|(k, f)| {
+            // The busiest call sites, then by address.
+            let mut sites: Vec<FindingSite> = f
+                .by_site
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+                .filter_map(|(i, &count)| {
+                    Some(FindingSite {
+                        call_site: *p.sites.get(i)?,
+                        symbol: None,
+                        count,
+                    })
+                })
+                .collect();
+            sites.sort_by_key(|x| (Reverse(x.count), x.call_site));
+            sites.truncate(FINDING_SITES);
             let ex = f
                 .examples
                 .into_iter()
@@ -1468,12 +1497,12 @@ fn build_report(
                     ..Example::default()
                 })
                 .collect();
-            (k, (f.count, ex))
+            (k, (f.count, ex, sites))
         })
         .collect();
     let mut put = |kind: FindingKind, count: u64, examples: Vec<Example>| {
         if count > 0 {
-            found.insert(kind, (count, examples));
+            found.insert(kind, (count, examples, Vec::new()));
         }
     };
     put(
@@ -1568,10 +1597,17 @@ fn build_report(
     put(FindingKind::MetaMismatch, meta_count, meta_examples);
     let findings = found
         .into_iter()
-        .map(|(kind, (count, examples))| Finding {
+        .map(|(kind, (count, examples, sites))| Finding {
             kind,
             count,
             description: kind.description().into(),
+            by_call_site: sites
+                .into_iter()
+                .map(|mut x| {
+                    x.symbol = describe(x.call_site);
+                    x
+                })
+                .collect(),
             examples: examples
                 .into_iter()
                 .map(|mut e| {

@@ -68,9 +68,9 @@ pub use meta::{Meta, MetaCpu};
 pub use plot::{diff_svg, report_svg, PlotOptions};
 pub use render::{render_text, TextOptions};
 pub use report::{
-    AllocRow, CallsiteRow, DamageReport, Example, FileInfo, Finding, FindingKind, FunctionRow, Gap,
-    LostEvents, PageOrderRow, Report, SiteStats, SizeRow, Summary, TraceInfo, TypeRow, TypeSplit,
-    SCHEMA_VERSION,
+    AllocRow, CallsiteRow, DamageReport, Example, FileInfo, Finding, FindingKind, FindingSite,
+    FunctionRow, Gap, LostEvents, PageOrderRow, Report, SiteStats, SizeRow, Summary, TraceInfo,
+    TypeRow, TypeSplit, SCHEMA_VERSION,
 };
 pub use scan::{decode_all, detect_byte_order, DamageKind, DamageRegion};
 pub use symbols::Symbols;

@@ -306,6 +306,23 @@ fn findings(r: &Report, _: &TextOptions, out: &mut String) {
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         let _ = writeln!(out, "{kind}: {} ({})", f.count, f.description);
+        if !f.by_call_site.is_empty() {
+            let sites: Vec<String> = f
+                .by_call_site
+                .iter()
+                .take(5)
+                .map(|x| match &x.symbol {
+                    Some(s) => format!("{s} {}", x.count),
+                    None => format!("{:#x} {}", x.call_site, x.count),
+                })
+                .collect();
+            let more = if f.by_call_site.len() > 5 {
+                ", ..."
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  by call site: {}{more}", sites.join(", "));
+        }
         for e in &f.examples {
             let mut parts = Vec::new();
             if let Some(x) = e.seq {

@@ -466,6 +466,28 @@ pub struct Finding {
     pub description: String,
     /// The first few occurrences.
     pub examples: Vec<Example>,
+    /// For findings about records (frees, allocations): the call sites with the most
+    /// occurrences, most first (at most [`FINDING_SITES`]); empty for the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_call_site: Vec<FindingSite>,
+}
+
+/// At most this many call sites are listed per finding.
+pub const FINDING_SITES: usize = 10;
+
+/// How often a finding occurred at one call site: the call site of the record that showed it
+/// (the free for `mismatched_free` and `unknown_free`, the allocation that found its address
+/// still open for `lost_free`, the allocation for `short_alloc` and `zero_byte_request`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingSite {
+    /// The call site.
+    #[serde(with = "hex_u64")]
+    pub call_site: u64,
+    /// `function+0xoff`, when symbols are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// Occurrences there.
+    pub count: u64,
 }
 
 /// One occurrence of a finding (fields that do not apply are left out).
