@@ -27,6 +27,8 @@
 //! Under `cargo test` the trials run one at a time (2 cores); under nextest the `qemu` test group
 //! in `.config/nextest.toml` bounds them.
 
+mod common;
+use common::repo;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -41,14 +43,6 @@ use serde_json::Value;
 
 /// The call sites of the kernel's selftest (docs/contracts.md §3).
 const SELFTEST_FILTER: &str = "kmemtrace_selftest_*";
-
-/// The repository: from the environment at run time (cargo and nextest set it; a nextest archive
-/// run elsewhere remaps it), else where this binary was built.
-fn repo() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-}
 
 fn main() {
     let mut args = Arguments::from_args();
@@ -520,6 +514,14 @@ fn kmt_compare(
     Ok(res)
 }
 
+/// The diff of a one-architecture compare, or why there is none.
+fn only_diff(res: &kmt::compare::CompareResult) -> Result<&kmemtrace::Diff, Failed> {
+    let a = &res.arches[0];
+    Ok(a.diff
+        .as_ref()
+        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?)
+}
+
 fn appending(arg: &str) -> kmt::compare::Side {
     kmt::compare::Side {
         append: vec![arg.to_string()],
@@ -543,11 +545,7 @@ fn config_regression_trial() -> Result<(), Failed> {
         1,
         &["callsite:kmemtrace_selftest_kmalloc:bytes_allocated:+50%"],
     )?;
-    let a = &res.arches[0];
-    let d = a
-        .diff
-        .as_ref()
-        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?;
+    let d = only_diff(&res)?;
     let field = |name: &str| {
         d.summary
             .iter()
@@ -613,11 +611,7 @@ fn regression_trial(arch: &'static Arch) -> Result<(), Failed> {
         1,
         &[&gate, "bytes_allocated:+1%"],
     )?;
-    let a = &res.arches[0];
-    let d = a
-        .diff
-        .as_ref()
-        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?;
+    let d = only_diff(&res)?;
     let mut problems = Vec::new();
     if res.outcome != Outcome::ThresholdCrossed {
         problems.push(format!(
@@ -695,17 +689,13 @@ fn no_false_alarm_trial(arch: &'static Arch) -> Result<(), Failed> {
             "callsite:kmemtrace_selftest_*:hits:0",
         ],
     )?;
-    let a = &res.arches[0];
-    let d = a
-        .diff
-        .as_ref()
-        .ok_or_else(|| format!("{}: {}", a.outcome, a.message))?;
+    let d = only_diff(&res)?;
     if res.outcome != Outcome::Ok || d.changed() || d.gate_failed() {
         return Err(format!(
             "{}: two identical selftest runs per side differ ({}: {}):\n{}",
             arch.name,
             res.outcome,
-            a.message,
+            res.arches[0].message,
             kmemtrace::diff::render_diff_text(d, &Default::default())
         )
         .into());

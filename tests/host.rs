@@ -11,18 +11,13 @@
 //! or `sysctl kernel.perf_event_paranoid=-1`); a missing one fails the trial with what to do.
 //! `KMT_SKIP_E2E=1` marks the perf trial ignored, as it does the QEMU trials.
 
+mod common;
+use common::repo;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kmemtrace::{AnalyzeOptions, ByteOrder, Report};
 use kmt::proc::Cmd;
 use libtest_mimic::{Arguments, Failed, Trial};
-
-fn repo() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-}
 
 fn main() {
     let args = Arguments::from_args();

@@ -138,6 +138,21 @@ fn clip(s: &str, chars: usize) -> String {
     }
 }
 
+/// A chart's title: bold, at the left margin.
+fn chart_title(y: f64, title: &str) -> Text {
+    text(10.0, y, title)
+        .set("font-size", 14)
+        .set("font-weight", "bold")
+}
+
+/// A report chart's group with its title and legend; the plot goes from `top + 48` down.
+fn chart(class: &str, top: f64, title: &str, items: &[(&str, &str)]) -> Group {
+    let g = Group::new()
+        .set("class", class)
+        .add(chart_title(top + 14.0, title));
+    legend(g, 10.0, top + 34.0, items)
+}
+
 fn legend(g: Group, x: f64, y: f64, items: &[(&str, &str)]) -> Group {
     let mut g = g;
     let mut x = x;
@@ -180,15 +195,10 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
     let value_w = 150.0;
     let plot_w = WIDTH - 20.0 - label_w - value_w;
     let max = nice_bytes_max(rows.iter().map(|r| r.1.bytes_allocated).max().unwrap_or(0) as f64);
-    let mut g = Group::new().set("class", "chart callsites").add(
-        text(10.0, top + 14.0, "Top call sites by bytes allocated")
-            .set("font-size", 14)
-            .set("font-weight", "bold"),
-    );
-    g = legend(
-        g,
-        10.0,
-        top + 34.0,
+    let mut g = chart(
+        "chart callsites",
+        top,
+        "Top call sites by bytes allocated",
         &[
             (BLUE, "requested"),
             (ORANGE, "fragmentation (allocated − requested)"),
@@ -261,19 +271,10 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
 
 /// Requests against allocations per size class.
 fn size_chart(r: &Report, top: f64) -> (Group, f64) {
-    let mut g = Group::new().set("class", "chart sizes").add(
-        text(
-            10.0,
-            top + 14.0,
-            "Allocations by size class: requested size against allocated size",
-        )
-        .set("font-size", 14)
-        .set("font-weight", "bold"),
-    );
-    g = legend(
-        g,
-        10.0,
-        top + 34.0,
+    let mut g = chart(
+        "chart sizes",
+        top,
+        "Allocations by size class: requested size against allocated size",
         &[
             (BLUE, "allocations by requested size"),
             (ORANGE, "allocations by allocated size"),
@@ -446,15 +447,10 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
         .set("class", "chart diff")
         .add(text(10.0, y + 14.0, title.clone()).set("font-size", 16));
     y += 30.0;
-    g = g.add(
-        text(
-            10.0,
-            y + 4.0,
-            "Change in bytes allocated per call site (significant changes only)",
-        )
-        .set("font-size", 14)
-        .set("font-weight", "bold"),
-    );
+    g = g.add(chart_title(
+        y + 4.0,
+        "Change in bytes allocated per call site (significant changes only)",
+    ));
     y += 12.0;
     g = legend(
         g,

@@ -110,9 +110,10 @@ impl Report {
 
     /// Pretty JSON (with a final newline).
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("Report serialises");
-        s.push('\n');
-        s
+        let mut v = Vec::new();
+        self.write_json(&mut v)
+            .expect("a Report serialises into memory");
+        String::from_utf8(v).expect("JSON is UTF-8")
     }
 
     /// [`Report::to_json`] written to `w` as it is produced: with `--alloc` on a big trace the
