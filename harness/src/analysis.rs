@@ -66,23 +66,42 @@ pub struct Analysis {
     pub report: kmemtrace::Report,
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+/// Why the analysis of a collected trace failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// A result file could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `kmemtrace check` found the trace unusable.
+    #[error("the trace is unusable: {}", .0.join("; "))]
+    Unusable(Vec<String>),
+    /// The kmemtrace library could not load or analyse the trace.
+    #[error(transparent)]
+    Kmemtrace(#[from] kmemtrace::Error),
+}
+
+fn write(path: &Path, text: &str) -> Result<(), AnalysisError> {
+    fs::write(path, text).map_err(|source| AnalysisError::Write {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Checks and reports the trace in `trace_dir`, writing the results into `out_dir`.
-pub fn analyse(trace_dir: &Path, out_dir: &Path) -> Result<Analysis, String> {
+pub fn analyse(trace_dir: &Path, out_dir: &Path) -> Result<Analysis, AnalysisError> {
     let check = kmemtrace::check(&[trace_dir.to_path_buf()]);
     write(&out_dir.join("check.txt"), &check.render_text())?;
     if !check.unusable.is_empty() {
-        return Err(format!(
-            "the trace is unusable: {}",
-            check.unusable.join("; ")
-        ));
+        return Err(AnalysisError::Unusable(check.unusable.clone()));
     }
-    let input = kmemtrace::load_dir(trace_dir).map_err(|e| e.to_string())?;
-    let report = kmemtrace::analyze(&input, &kmemtrace::AnalyzeOptions::default())
-        .map_err(|e| e.to_string())?;
+    let input = kmemtrace::load_dir(trace_dir)?;
+    let report = kmemtrace::analyze(&input, &kmemtrace::AnalyzeOptions::default())?;
     let report_text = kmemtrace::render_text(&report, &kmemtrace::TextOptions::default());
     write(&out_dir.join("report.txt"), &report_text)?;
     write(&out_dir.join("report.json"), &report.to_json())?;

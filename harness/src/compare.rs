@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::cache::Cache;
+use crate::error::{RunError, UsageError};
 use crate::kernel::KernelRequest;
 use crate::outcome::Outcome;
 use crate::run::{self, AccelChoice, RunRequest};
@@ -221,6 +222,10 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+fn write_result(path: &Path, text: &str) -> Result<(), RunError> {
+    fs::write(path, text).map_err(crate::error::io("write", path))
+}
+
 /// Diff the runs of one architecture and write `diff.*` into `dir`.
 fn diff_arch(
     req: &CompareRequest,
@@ -289,11 +294,25 @@ fn diff_arch(
 }
 
 /// Parse the thresholds, or say which one is wrong (before anything is built or booted).
-pub fn thresholds(req: &CompareRequest) -> Result<Vec<kmemtrace::Threshold>, String> {
+pub fn thresholds(req: &CompareRequest) -> Result<Vec<kmemtrace::Threshold>, UsageError> {
     req.fail_on
         .iter()
-        .map(|e| kmemtrace::Threshold::parse(e).map_err(|e| e.to_string()))
+        .map(|e| kmemtrace::Threshold::parse(e).map_err(|e| UsageError::new(e.to_string())))
         .collect()
+}
+
+/// Checks every argument before anything is built, booted or written: the thresholds, the
+/// output directory, and each planned run as [`run::validate`] checks a `kmt run`.
+pub fn validate(req: &CompareRequest) -> Result<Vec<kmemtrace::Threshold>, UsageError> {
+    if req.arches.is_empty() {
+        return Err(UsageError::new("no architecture to compare on"));
+    }
+    let t = thresholds(req)?;
+    run::check_out_dir(&req.out)?;
+    for p in plan(req) {
+        run::validate(&p.req)?;
+    }
+    Ok(t)
 }
 
 /// Runs the plan and diffs each architecture. A failed run stops that architecture (its diff is
@@ -302,8 +321,8 @@ pub fn compare(
     req: &CompareRequest,
     cache: &Cache,
     mut progress: impl FnMut(&PlannedRun, &run::RunResult),
-) -> Result<CompareResult, String> {
-    let thresholds = thresholds(req)?;
+) -> Result<CompareResult, RunError> {
+    let thresholds = validate(req)?;
     run::prepare_out_dir(&req.out)?;
     let mut results = Vec::new();
     let mut worst = Outcome::Ok;
@@ -367,7 +386,7 @@ pub fn compare(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    write(
+    write_result(
         &req.out.join("compare.md"),
         &format!(
             "# kmt compare: {} ({} run(s) per side)\n\n{md}",
@@ -386,8 +405,8 @@ pub fn compare(
         fail_on: &req.fail_on,
         results: &results,
     };
-    let json = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())? + "\n";
-    write(&req.out.join("compare.json"), &json)?;
+    let json = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
+    write_result(&req.out.join("compare.json"), &json)?;
     Ok(CompareResult {
         outcome: worst,
         arches: results,
@@ -469,7 +488,29 @@ mod tests {
         let mut r = request(1);
         r.fail_on = vec!["bytes_allocated:+5%".into(), "nosuch:+1".into()];
         let e = thresholds(&r).unwrap_err();
-        assert!(e.contains("nosuch"), "{e}");
+        assert!(e.to_string().contains("nosuch"), "{e}");
+    }
+
+    /// Regression: a compare into a non-empty directory must refuse before any run, and write
+    /// nothing there.
+    #[test]
+    fn a_refused_compare_directory_is_not_written_to() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("compare.json"), "mine").unwrap();
+        let mut r = request(1);
+        r.repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        r.new.configs = Vec::new();
+        r.out = d.path().to_path_buf();
+        let cache = Cache {
+            root: d.path().join("no-cache"),
+        };
+        let e = compare(&r, &cache, |_, _| {}).unwrap_err();
+        assert_eq!(e.outcome(), Outcome::UsageError, "{e}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("compare.json")).unwrap(),
+            "mine"
+        );
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

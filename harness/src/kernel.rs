@@ -197,6 +197,32 @@ pub fn missing_symbols(requested: &BTreeMap<String, Option<String>>, config: &st
         .collect()
 }
 
+/// Checks what a request names before anything is built: the user's kernel tree has a
+/// Makefile, every extra fragment is a readable file. Cheap; creates nothing.
+pub fn check_request(req: &KernelRequest) -> Result<(), KernelError> {
+    if let Some(dir) = &req.kernel_src {
+        if !dir.join("Makefile").is_file() {
+            return Err(KernelError::NoSource(dir.clone()));
+        }
+    }
+    for f in &req.extra_fragments {
+        if !f.is_file() {
+            return Err(KernelError::Read {
+                path: f.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a readable Kconfig fragment file",
+                ),
+            });
+        }
+        fs::File::open(f).map_err(|source| KernelError::Read {
+            path: f.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Where the source comes from, and a string that identifies its content.
 fn source_identity(req: &KernelRequest) -> Result<String, KernelError> {
     match &req.kernel_src {
@@ -392,9 +418,9 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
     let keyb = kernel_key(req, &identity, &compiler)?;
     let key = format!("{}-{}", req.arch.name, keyb.key());
     let log = cache.root.join("logs").join(format!("kernel-{key}.log"));
-    let entry_image = cache.path("kernels", &key).join("image");
-    let (dir, built) = if entry_image.is_file() {
-        (cache.path("kernels", &key), false)
+    // Verified on use: a damaged entry is reported, removed and rebuilt below.
+    let (dir, built) = if let Some(dir) = cache.lookup("kernels", &key)? {
+        (dir, false)
     } else {
         let src = prepared_source(req, cache, &identity)?;
         cache.get_or_build::<KernelError>("kernels", &key, |staging| {

@@ -10,13 +10,17 @@ pub mod cache;
 pub mod compare;
 pub mod cpio;
 pub mod doctor;
+pub mod error;
 pub mod image;
 pub mod kernel;
+pub mod matrix;
 pub mod outcome;
 pub mod proc;
 pub mod program;
 pub mod qemu;
 pub mod run;
+pub mod scratch;
+pub mod share;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use kmt::arch::{self, Arch, ArchArg};
 use kmt::cache::Cache;
+use kmt::error::{RunError, UsageError};
 use kmt::kernel::KernelRequest;
 use kmt::outcome::Outcome;
 use kmt::program::Exec;
@@ -75,9 +76,14 @@ enum Command {
         #[arg(long)]
         arch: Vec<ArchArg>,
         /// Workloads (default: selftest).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(run::WORKLOADS.iter().filter(|w| **w != "exec")))]
         workload: Vec<String>,
-        /// Directory for the runs (default: a new one under ./kmt-runs/).
+        /// Runs of each architecture and workload, back to back, with a tally of outcomes (a
+        /// soak test: e.g. --repeat 50).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        repeat: u32,
+        /// Directory for the runs (must not exist or be empty; default: a new one under
+        /// ./kmt-runs/).
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
@@ -102,7 +108,7 @@ struct RunArgs {
 #[derive(clap::Args)]
 struct WorkloadArgs {
     /// selftest, boot, fork, files or exec (default: exec with --exec, else selftest).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(run::WORKLOADS))]
     workload: Option<String>,
     /// The workload's size parameter (fork: rounds, files: files, exec: runs of the program).
     #[arg(long)]
@@ -127,9 +133,9 @@ impl WorkloadArgs {
         let workload = match (self.workload, &self.exec) {
             (None, Some(_)) => "exec".to_string(),
             (None, None) => "selftest".to_string(),
-            (Some(w), Some(_)) if w != "exec" => {
-                anyhow::bail!("--exec runs the exec workload; drop --workload {w}")
-            }
+            (Some(w), Some(_)) if w != "exec" => anyhow::bail!(UsageError::new(format!(
+                "--exec runs the exec workload; drop --workload {w}"
+            ))),
             (Some(w), _) => w,
         };
         let exec = self.exec.map(|program| Exec {
@@ -198,7 +204,7 @@ struct CompareArgs {
     #[command(flatten)]
     work: WorkloadArgs,
     /// Runs per side and architecture; a change counts only outside the spread of the repeats.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
     /// Compare only call sites in functions matching GLOB (repeatable; default for the
     /// selftest: kmemtrace_selftest_*, else every call site).
@@ -225,10 +231,10 @@ fn resolve_arch(a: Option<ArchArg>) -> anyhow::Result<&'static Arch> {
     match a {
         Some(ArchArg(a)) => Ok(a),
         None => Arch::host().ok_or_else(|| {
-            anyhow::anyhow!(
+            anyhow::anyhow!(UsageError::new(format!(
                 "this host's architecture is not one kmt boots; pass --arch ({})",
                 arch::names().join(", ")
-            )
+            )))
         }),
     }
 }
@@ -268,8 +274,20 @@ fn main() -> ExitCode {
         Ok(o) => ExitCode::from(o.exit_code() as u8),
         Err(e) => {
             eprintln!("kmt: error: {e:#}");
-            ExitCode::from(Outcome::HarnessError.exit_code() as u8)
+            ExitCode::from(outcome_of(&e).exit_code() as u8)
         }
+    }
+}
+
+/// The outcome of an error that ended a command: typed errors carry their own, anything else
+/// is the harness's own failure.
+fn outcome_of(e: &anyhow::Error) -> Outcome {
+    if let Some(r) = e.downcast_ref::<RunError>() {
+        r.outcome()
+    } else if e.downcast_ref::<UsageError>().is_some() {
+        Outcome::UsageError
+    } else {
+        Outcome::HarnessError
     }
 }
 
@@ -384,7 +402,10 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
             } else {
                 eprintln!("kmt: {}: {}", res.outcome, res.message);
             }
-            eprintln!("kmt: output in {}", res.out_dir.display());
+            // A refused run made no directory.
+            if res.out_dir.is_dir() {
+                eprintln!("kmt: output in {}", res.out_dir.display());
+            }
             Ok(res.outcome)
         }
         Command::Compare(c) => {
@@ -438,7 +459,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 workload,
                 param,
                 exec,
-                repeat: c.repeat.max(1),
+                repeat: c.repeat,
                 accel: c.guest.accel,
                 timeout: c.guest.timeout.map(Duration::from_secs),
                 smp: c.guest.smp,
@@ -447,7 +468,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 fail_on: c.fail_on,
                 lines: c.lines,
             };
-            let res = compare::compare(&req, &cache, |p, r| {
+            let res = match compare::compare(&req, &cache, |p, r| {
                 eprintln!(
                     "kmt: {} {} run {}: {} ({:.1} s)",
                     p.arch.name,
@@ -456,8 +477,13 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                     r.outcome,
                     r.manifest.phases.total_s
                 );
-            })
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }) {
+                Ok(res) => res,
+                Err(e) => {
+                    eprintln!("kmt: {}: {}", e.outcome(), e.chain());
+                    return Ok(e.outcome());
+                }
+            };
             let t = kmemtrace::diff::DiffTextOptions { lines: c.lines };
             if c.format == "json" {
                 // One JSON object: architecture name -> its diff.
@@ -538,57 +564,54 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Matrix {
             arch,
             workload,
+            repeat,
             out,
             accel,
         } => {
             let a = arches(&arch);
-            let workloads = if workload.is_empty() {
-                vec!["selftest".to_string()]
-            } else {
-                workload
+            let req = kmt::matrix::MatrixRequest {
+                out: out.unwrap_or_else(|| run::default_out_dir(a[0], "matrix")),
+                arches: a,
+                workloads: if workload.is_empty() {
+                    vec!["selftest".to_string()]
+                } else {
+                    workload
+                },
+                repeat,
+                repo: repo.clone(),
+                accel,
             };
-            let root = out.unwrap_or_else(|| run::default_out_dir(a[0], "matrix"));
             let mut lines = Vec::new();
-            let mut worst = Outcome::Ok;
-            for arch in &a {
-                for w in &workloads {
-                    let req = RunRequest {
-                        kernel: KernelRequest {
-                            arch,
-                            repo: repo.clone(),
-                            kernel_src: None,
-                            extra_fragments: Vec::new(),
-                        },
-                        workload: w.clone(),
-                        param: None,
-                        exec: None,
-                        out: Some(root.join(format!("{}-{w}", arch.name))),
-                        accel,
-                        timeout: None,
-                        smp: 2,
-                        memory_mib: 512,
-                        append: Vec::new(),
-                        install_missing: true,
-                    };
-                    let res = run::run(&req, &cache);
-                    if res.outcome != Outcome::Ok {
-                        eprintln!("kmt: {} {w}: {}: {}", arch.name, res.outcome, res.message);
-                        if worst == Outcome::Ok {
-                            worst = res.outcome;
-                        }
-                    }
-                    lines.push(kmt::analysis::matrix_line(&res));
-                    if res.outcome == Outcome::Interrupted {
-                        break;
-                    }
+            let res = kmt::matrix::run_matrix(&req, &cache, |p, r| {
+                if r.outcome != Outcome::Ok {
+                    eprintln!(
+                        "kmt: {} {} run {}: {}: {}",
+                        p.arch.name, p.workload, p.index, r.outcome, r.message
+                    );
+                } else if repeat > 1 {
+                    eprintln!(
+                        "kmt: {} {} run {}/{repeat}: ok ({:.1} s)",
+                        p.arch.name, p.workload, p.index, r.manifest.phases.total_s
+                    );
                 }
-            }
+                lines.push(kmt::analysis::matrix_line(r));
+            });
+            let res = match res {
+                Ok(res) => res,
+                Err(e) => {
+                    eprintln!("kmt: {}: {}", e.outcome(), e.chain());
+                    return Ok(e.outcome());
+                }
+            };
             println!("{}", kmt::analysis::MATRIX_HEADER);
             for l in lines {
                 println!("{l}");
             }
-            eprintln!("kmt: runs in {}", root.display());
-            Ok(worst)
+            if repeat > 1 {
+                println!("\n{}", kmt::matrix::render_tally(&res.tallies));
+            }
+            eprintln!("kmt: runs in {}", req.out.display());
+            Ok(res.outcome)
         }
     }
 }

@@ -30,15 +30,19 @@ pub enum Outcome {
     ThresholdCrossed,
     /// Ctrl-C or SIGTERM stopped kmt.
     Interrupted,
-    /// Anything else: an I/O error of the harness itself, a bad argument.
+    /// A bad argument or combination of arguments (also clap's own usage errors): found before
+    /// anything is built or written.
+    UsageError,
+    /// Anything else: an I/O error of the harness itself.
     HarnessError,
 }
 
 impl Outcome {
     /// Every outcome, for the documentation table.
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Ok,
         Outcome::HarnessError,
+        Outcome::UsageError,
         Outcome::PrerequisitesMissing,
         Outcome::KernelBuildFailed,
         Outcome::ImageBuildFailed,
@@ -52,11 +56,12 @@ impl Outcome {
         Outcome::Interrupted,
     ];
 
-    /// The process exit code. 2 is left to clap's usage errors.
+    /// The process exit code. 2 is also what clap exits with on a malformed command line.
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Ok => 0,
             Outcome::HarnessError => 1,
+            Outcome::UsageError => 2,
             Outcome::PrerequisitesMissing => 10,
             Outcome::KernelBuildFailed => 11,
             Outcome::ImageBuildFailed => 12,
@@ -91,12 +96,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_codes_are_distinct_and_avoid_usage() {
+    fn exit_codes_are_distinct_and_usage_is_clap_s() {
         let mut codes: Vec<i32> = Outcome::ALL.iter().map(|o| o.exit_code()).collect();
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), Outcome::ALL.len());
-        assert!(!codes.contains(&2), "2 is clap's usage error");
+        // clap exits 2 on a malformed command line: kmt's own usage errors agree with it.
+        assert_eq!(Outcome::UsageError.exit_code(), 2);
+    }
+
+    /// The README's exit-code table is this table: same codes, same names, same order.
+    #[test]
+    fn the_readme_table_agrees_with_the_code() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Outcomes and exit codes")
+            .expect("the README has the exit-code table");
+        let rows: Vec<(i32, String)> = readme[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with("| exit"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    cells[1].parse().expect("an exit code"),
+                    cells[2].trim_matches('`').to_string(),
+                )
+            })
+            .collect();
+        let mut code: Vec<(i32, String)> = Outcome::ALL
+            .iter()
+            .map(|o| (o.exit_code(), o.name()))
+            .collect();
+        code.sort();
+        assert_eq!(rows, code);
     }
 
     #[test]

@@ -155,15 +155,20 @@ pub fn console_args(log: &Path) -> Vec<OsString> {
 /// The 9p share, in the form the architecture's tiny kernel understands.
 pub fn plan9_args(arch: &Arch, share: &Path) -> Vec<OsString> {
     let path = share.to_string_lossy();
-    // security_model=none: the guest's root writes files as the user running QEMU.
+    // security_model=mapped-xattr: the guest is not trusted. The owners, modes and file types it
+    // asks for (set-uid bits, symbolic links, device nodes) are kept in user.virtfs.* xattrs of
+    // plain 0600 host files instead of being applied on the host, where QEMU may run as root.
+    // With `none` a guest's chmod 04755 became a set-uid-root host file. share.rs reads the
+    // xattr back to refuse such files.
     match arch.ninep {
         NinePForm::Virtfs => vec![
             "-virtfs".into(),
-            format!("local,path={path},mount_tag={SHARE_TAG},security_model=none,id=kmt").into(),
+            format!("local,path={path},mount_tag={SHARE_TAG},security_model=mapped-xattr,id=kmt")
+                .into(),
         ],
         NinePForm::FsdevPci => vec![
             "-fsdev".into(),
-            format!("local,id=kmt,path={path},security_model=none").into(),
+            format!("local,id=kmt,path={path},security_model=mapped-xattr").into(),
             "-device".into(),
             format!("virtio-9p-pci,fsdev=kmt,mount_tag={SHARE_TAG}").into(),
         ],

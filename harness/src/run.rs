@@ -11,12 +11,15 @@ use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
 use crate::cache::Cache;
+use crate::error::{io, RunError, UsageError};
 use crate::image::{self, ImageBuild};
 use crate::kernel::{self, KernelBuild, KernelRequest};
 use crate::outcome::Outcome;
 use crate::proc::tail_of;
 use crate::program::{self, Exec};
 use crate::qemu::{self, Accel, Boot};
+use crate::scratch::{self, Scratch};
+use crate::share::{self, Intake, TRACE_DIR};
 use crate::vm::{Guard, Monitor};
 use crate::{analysis, doctor};
 
@@ -26,8 +29,16 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The workloads init knows (docs/contracts.md §2).
 pub const WORKLOADS: &[&str] = &["selftest", "boot", "fork", "files", "exec"];
 
-/// The name of the trace directory on the share and in the output directory.
-const TRACE_DIR: &str = "trace";
+/// The vCPUs a guest may have: the kernels are built with `CONFIG_NR_CPUS=8`
+/// (kernel/config/common.config).
+pub const SMP_RANGE: std::ops::RangeInclusive<u32> = 1..=8;
+/// Guest memory in MiB: below 128 the tiny kernels with 32 MiB of relay buffers per CPU do not
+/// boot reliably; above 16 GiB is more than this kind of machine should lend one guest.
+pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 128..=16384;
+/// Seconds a guest may be given: at least one, at most a day.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// init refuses a larger workload parameter (guest-tools/init.c).
+pub const MAX_PARAM: u64 = 1_000_000_000;
 
 /// How the accelerator is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -103,6 +114,9 @@ pub struct Manifest {
     pub kernel: Option<KernelBuild>,
     pub image: Option<ImageBuild>,
     pub trace: Option<analysis::TraceFigures>,
+    /// What came back from the guest's share: taken files, and what the guest left that kmt
+    /// refused (docs/contracts.md §2; `share.rs`).
+    pub share: Option<Intake>,
     pub phases: Phases,
 }
 
@@ -127,10 +141,6 @@ pub struct RunResult {
     pub report_text: Option<String>,
 }
 
-fn fail(outcome: Outcome, message: impl Into<String>) -> (Outcome, String) {
-    (outcome, message.into())
-}
-
 /// A new output directory under `./kmt-runs/`, named by arch, workload and time.
 pub fn default_out_dir(arch: &Arch, workload: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -149,20 +159,105 @@ pub fn default_out_dir(arch: &Arch, workload: &str) -> PathBuf {
     p
 }
 
-/// Creates `dir`, which must not exist or be empty: nothing a user has is ever overwritten.
-pub fn prepare_out_dir(dir: &Path) -> Result<(), String> {
-    if dir.exists() {
-        let empty = fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(format!(
-                "the output directory {} exists and is not empty: choose another --out (kmt never overwrites)",
-                dir.display()
+/// Why `dir` cannot be an output directory, if it cannot: it must not exist, or be an empty
+/// directory. Nothing is created or written here.
+pub fn check_out_dir(dir: &Path) -> Result<(), UsageError> {
+    match fs::symlink_metadata(dir) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => {
+            let empty = fs::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if empty {
+                Ok(())
+            } else {
+                Err(UsageError::new(format!(
+                    "the output directory {} exists and is not empty: choose another --out (kmt never overwrites)",
+                    dir.display()
+                )))
+            }
+        }
+        Ok(_) => Err(UsageError::new(format!(
+            "--out {}: exists and is not a directory (kmt never overwrites)",
+            dir.display()
+        ))),
+    }
+}
+
+/// Creates `dir` after [`check_out_dir`]: nothing a user has is ever overwritten, and a refused
+/// directory is not written to at all.
+pub fn prepare_out_dir(dir: &Path) -> Result<(), RunError> {
+    check_out_dir(dir)?;
+    fs::create_dir_all(dir).map_err(io("create", dir))
+}
+
+/// Checks every argument of a run before anything is built, booted or written: ranges,
+/// the workload and its program, the files named, the output directory. Cheap.
+pub fn validate(req: &RunRequest) -> Result<(), UsageError> {
+    let u = |m: String| Err(UsageError::new(m));
+    if !WORKLOADS.contains(&req.workload.as_str()) {
+        return u(format!(
+            "unknown workload {:?} (known: {})",
+            req.workload,
+            WORKLOADS.join(", ")
+        ));
+    }
+    if !SMP_RANGE.contains(&req.smp) {
+        return u(format!(
+            "--smp {}: a guest has {} to {} vCPUs (the kernels' CONFIG_NR_CPUS)",
+            req.smp,
+            SMP_RANGE.start(),
+            SMP_RANGE.end()
+        ));
+    }
+    if !MEMORY_RANGE.contains(&req.memory_mib) {
+        return u(format!(
+            "--memory {}: give {} to {} MiB",
+            req.memory_mib,
+            MEMORY_RANGE.start(),
+            MEMORY_RANGE.end()
+        ));
+    }
+    if let Some(t) = req.timeout {
+        if !TIMEOUT_RANGE.contains(&t.as_secs()) {
+            return u(format!(
+                "--timeout {}: give {} to {} seconds",
+                t.as_secs(),
+                TIMEOUT_RANGE.start(),
+                TIMEOUT_RANGE.end()
             ));
         }
     }
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    if let Some(p) = req.param.filter(|&p| p > MAX_PARAM) {
+        return u(format!("--param {p}: at most {MAX_PARAM}"));
+    }
+    for a in &req.append {
+        if a.is_empty() || a.chars().any(char::is_whitespace) {
+            return u(format!(
+                "--append {a:?}: one kernel command-line token per --append, without blanks"
+            ));
+        }
+    }
+    kernel::check_request(&req.kernel).map_err(|e| UsageError::new(e.to_string()))?;
+    match (&req.exec, req.workload == "exec") {
+        (Some(e), true) => {
+            program::load(e, req.arch()).map_err(|e| UsageError::new(format!("--exec: {e}")))?;
+        }
+        (None, false) => {}
+        (None, true) => {
+            return u("the exec workload needs a program (kmt run --exec PROGRAM)".into());
+        }
+        (Some(_), false) => {
+            return u(format!(
+                "--exec runs the exec workload, not {}",
+                req.workload
+            ));
+        }
+    }
+    if let Some(out) = &req.out {
+        check_out_dir(out)?;
+    }
+    Ok(())
 }
 
 /// The hard timeout when the user gives none: TCG is slow, and some architectures slower still.
@@ -239,7 +334,7 @@ pub fn kvm_works(arch: &Arch, kernel: &KernelBuild, cache: &Cache) -> bool {
     if let Ok(s) = fs::read_to_string(&record) {
         return s.trim() == "works";
     }
-    let Ok(tmp) = tempfile::Builder::new().prefix("kmt-kvm-probe-").tempdir() else {
+    let Ok(tmp) = Scratch::new("kmt-kvm-probe-") else {
         return false;
     };
     let console = tmp.path().join("console.log");
@@ -274,7 +369,9 @@ pub fn kvm_works(arch: &Arch, kernel: &KernelBuild, cache: &Cache) -> bool {
 }
 
 /// Runs one workload on one architecture. Never panics on a failed step: every failure is an
-/// outcome with a message, and the output directory holds what there is.
+/// outcome with a message, and the output directory holds what there is. A request that fails
+/// [`validate`] ends with `usage_error` before anything is built or written, the output
+/// directory included.
 pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
     let started = Instant::now();
     let arch = req.arch();
@@ -299,26 +396,35 @@ pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
         kernel: None,
         image: None,
         trace: None,
+        share: None,
         phases: Phases::default(),
     };
     let mut report_text = None;
-    let (outcome, message) = match prepare_out_dir(&out_dir) {
-        Err(e) => fail(Outcome::HarnessError, e),
-        Ok(()) => run_steps(req, cache, &out_dir, &mut m, &mut report_text),
-    };
-    // Ctrl-C reaches make and QEMU too; whatever step failed because of it, say why.
-    let (outcome, message) = if INTERRUPTED.load(Ordering::SeqCst) && outcome != Outcome::Ok {
-        (
+    // Only a directory this run created gets a manifest: a refused one is not touched.
+    let mut created = false;
+    let result = validate(req)
+        .map_err(RunError::from)
+        .and_then(|()| {
+            scratch::sweep();
+            prepare_out_dir(&out_dir)
+        })
+        .and_then(|()| {
+            created = true;
+            run_steps(req, cache, &out_dir, &mut m, &mut report_text)
+        });
+    let (outcome, message) = match result {
+        Ok(message) => (Outcome::Ok, message),
+        // Ctrl-C reaches make and QEMU too; whatever step failed because of it, say why.
+        Err(e) if INTERRUPTED.load(Ordering::SeqCst) => (
             Outcome::Interrupted,
-            format!("interrupted during the run: {message}"),
-        )
-    } else {
-        (outcome, message)
+            format!("interrupted during the run: {}", e.chain()),
+        ),
+        Err(e) => (e.outcome(), e.chain()),
     };
     m.outcome = outcome;
     m.message = message.clone();
     m.phases.total_s = started.elapsed().as_secs_f64();
-    if out_dir.is_dir() {
+    if created {
         if let Ok(json) = serde_json::to_string_pretty(&m) {
             let _ = fs::write(out_dir.join("manifest.json"), json + "\n");
         }
@@ -338,66 +444,36 @@ fn run_steps(
     out_dir: &Path,
     m: &mut Manifest,
     report_text: &mut Option<String>,
-) -> (Outcome, String) {
+) -> Result<String, RunError> {
     let arch = req.arch();
-    if !WORKLOADS.contains(&req.workload.as_str()) {
-        return fail(
-            Outcome::HarnessError,
-            format!(
-                "unknown workload {:?} (known: {})",
-                req.workload,
-                WORKLOADS.join(", ")
-            ),
-        );
-    }
-    // The program is checked before anything is built: a wrong one fails in milliseconds.
-    let program = match (&req.exec, req.workload == "exec") {
-        (Some(e), true) => match program::load(e, arch) {
-            Ok(bytes) => {
-                m.exec = Some(ExecInfo {
-                    program: e.program.display().to_string(),
-                    args: e.args.clone(),
-                    sha256: format!("{:x}", Sha256::digest(&bytes)),
-                    bytes: bytes.len() as u64,
-                });
-                Some(bytes)
-            }
-            Err(e) => return fail(Outcome::HarnessError, format!("--exec: {e}")),
-        },
-        (None, false) => None,
-        (None, true) => {
-            return fail(
-                Outcome::HarnessError,
-                "the exec workload needs a program (kmt run --exec PROGRAM)",
-            )
+    // Checked by validate(); loaded again here for the bytes and the manifest.
+    let program = match &req.exec {
+        Some(e) if req.workload == "exec" => {
+            let bytes = program::load(e, arch)
+                .map_err(|why| RunError::Usage(UsageError::new(format!("--exec: {why}"))))?;
+            m.exec = Some(ExecInfo {
+                program: e.program.display().to_string(),
+                args: e.args.clone(),
+                sha256: format!("{:x}", Sha256::digest(&bytes)),
+                bytes: bytes.len() as u64,
+            });
+            Some(bytes)
         }
-        (Some(_), false) => {
-            return fail(
-                Outcome::HarnessError,
-                format!("--exec runs the exec workload, not {}", req.workload),
-            )
-        }
+        _ => None,
     };
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
-    if let Err(e) = ensure_prerequisites(&[arch], req.install_missing, &setup_log) {
-        return fail(Outcome::PrerequisitesMissing, e);
-    }
+    ensure_prerequisites(&[arch], req.install_missing, &setup_log)
+        .map_err(RunError::Prerequisites)?;
     m.phases.prerequisites_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let kernel = match kernel::build(&req.kernel, cache) {
-        Ok(k) => k,
-        Err(e) => return fail(Outcome::KernelBuildFailed, e.to_string()),
-    };
+    let kernel = kernel::build(&req.kernel, cache)?;
     m.phases.kernel_s = t.elapsed().as_secs_f64();
     m.kernel = Some(kernel.clone());
 
     let t = Instant::now();
-    let img = match image::build(arch, &req.kernel.repo, cache) {
-        Ok(i) => i,
-        Err(e) => return fail(Outcome::ImageBuildFailed, e.to_string()),
-    };
+    let img = image::build(arch, &req.kernel.repo, cache)?;
     m.phases.image_s = t.elapsed().as_secs_f64();
     m.image = Some(img.clone());
 
@@ -424,34 +500,25 @@ fn run_steps(
         m,
     );
     m.phases.boot_s = t.elapsed().as_secs_f64();
-    if let Err(r) = booted {
-        return r;
-    }
+    booted?;
 
     let t = Instant::now();
     let analysed = analysis::analyse(&out_dir.join(TRACE_DIR), out_dir);
     m.phases.analysis_s = t.elapsed().as_secs_f64();
-    match analysed {
-        Err(e) => fail(Outcome::AnalysisFailed, e),
-        Ok(a) => {
-            *report_text = Some(a.report_text.clone());
-            m.trace = Some(a.figures.clone());
-            match a.figures.damage_summary() {
-                Some(d) => fail(
-                    Outcome::TraceDamaged,
-                    format!("{d}\nreport: {}", out_dir.join("report.txt").display()),
-                ),
-                None => (
-                    Outcome::Ok,
-                    format!(
-                        "{} events from {} CPUs, 0 overruns; report in {}",
-                        a.figures.events,
-                        a.figures.cpus,
-                        out_dir.join("report.txt").display()
-                    ),
-                ),
-            }
-        }
+    let a = analysed?;
+    *report_text = Some(a.report_text.clone());
+    m.trace = Some(a.figures.clone());
+    match a.figures.damage_summary() {
+        Some(d) => Err(RunError::Damaged(format!(
+            "{d}\nreport: {}",
+            out_dir.join("report.txt").display()
+        ))),
+        None => Ok(format!(
+            "{} events from {} CPUs, 0 overruns; report in {}",
+            a.figures.events,
+            a.figures.cpus,
+            out_dir.join("report.txt").display()
+        )),
     }
 }
 
@@ -466,22 +533,21 @@ fn boot(
     timeout: Duration,
     out_dir: &Path,
     m: &mut Manifest,
-) -> Result<(), (Outcome, String)> {
+) -> Result<(), RunError> {
     let arch = req.arch();
-    let harness_err =
-        |what: &str, e: std::io::Error| fail(Outcome::HarnessError, format!("{what}: {e}"));
-    let tmp = tempfile::Builder::new()
-        .prefix("kmt-run-")
-        .tempdir()
-        .map_err(|e| harness_err("cannot create the run's temp directory", e))?;
+    let tmp = Scratch::new("kmt-run-").map_err(io(
+        "create the run's scratch directory in",
+        std::env::temp_dir(),
+    ))?;
     let share = tmp.path().join("share");
-    fs::create_dir(&share).map_err(|e| harness_err("cannot create the 9p share", e))?;
+    fs::create_dir(&share).map_err(io("create the 9p share", &share))?;
     let args = req.exec.as_ref().map_or(&[][..], |e| &e.args[..]);
-    fs::write(share.join("job"), job_file(&req.workload, req.param, args))
-        .map_err(|e| harness_err("cannot write the job file", e))?;
+    let job = share.join("job");
+    fs::write(&job, job_file(&req.workload, req.param, args))
+        .map_err(io("write the job file", &job))?;
     if let Some(bytes) = program {
-        fs::write(share.join(program::SHARE_NAME), bytes)
-            .map_err(|e| harness_err("cannot put the program on the share", e))?;
+        let p = share.join(program::SHARE_NAME);
+        fs::write(&p, bytes).map_err(io("put the program on the share at", &p))?;
     }
     let console_log = out_dir.join("console.log");
     let mut extra = workload_append(&req.workload);
@@ -504,12 +570,11 @@ fn boot(
     m.qemu.accel = Some(accel);
     tracing::info!("boot: {}", m.qemu.command);
     let qemu_log = out_dir.join("qemu.log");
-    let mut guard = Guard::spawn(arch.qemu, &args, &qemu_log).map_err(|e| {
-        fail(
-            Outcome::BootFailed,
-            format!("cannot start {}: {e}", arch.qemu),
-        )
-    })?;
+    let mut guard =
+        Guard::spawn(arch.qemu, &args, &qemu_log).map_err(|source| RunError::Spawn {
+            qemu: arch.qemu,
+            source,
+        })?;
     let started = Instant::now();
     let mut monitor = Monitor::connect(&b.qmp_socket, started + Duration::from_secs(10)).ok();
     if let Some(mon) = monitor.as_mut() {
@@ -519,57 +584,68 @@ fn boot(
     m.qemu.shutdown_reason = ended.shutdown_reason.clone();
     m.qemu.exit_status = ended.exit_status.clone();
     drop(guard);
-    // Whatever the outcome, keep what the guest left on the share.
-    let kept = keep_share(&share, out_dir);
+    // Whatever the outcome, keep what the guest left on the share that the contract allows.
+    let intake = share::take(&share, out_dir, req.smp, &["job", program::SHARE_NAME]);
+    for r in &intake.rejected {
+        tracing::warn!(
+            "the guest left {} on the share: not taken: {}",
+            r.path,
+            r.why
+        );
+    }
+    let kept = trace_complete(&intake, out_dir);
+    m.share = Some(intake);
     let console = fs::read_to_string(&console_log).unwrap_or_default();
-    let tail = || {
-        format!(
-            "--- console tail ---\n{}\n--- console log: {} (QEMU's own output: {}) ---",
-            tail_of(&console, 30),
-            console_log.display(),
-            qemu_log.display()
-        )
-    };
+    let tail = format!(
+        "--- console tail ---\n{}\n--- console log: {} (QEMU's own output: {}) ---",
+        tail_of(&console, 30),
+        console_log.display(),
+        qemu_log.display()
+    );
     if ended.interrupted {
-        return Err(fail(
-            Outcome::Interrupted,
-            format!("interrupted; QEMU was stopped\n{}", tail()),
-        ));
+        return Err(RunError::Interrupted(format!("QEMU was stopped\n{tail}")));
     }
     if let Some(line) = qemu::find_failure(&console) {
-        return Err(fail(
-            Outcome::KernelPanic,
-            format!("the kernel crashed: {}\n{}", line.trim(), tail()),
-        ));
+        return Err(RunError::Panic {
+            line: line.trim().to_string(),
+            tail,
+        });
     }
     if ended.timed_out {
-        return Err(fail(
-            Outcome::Timeout,
-            format!(
-                "the guest was still running after {} s; QEMU was stopped\n{}",
-                timeout.as_secs(),
-                tail()
-            ),
-        ));
+        return Err(RunError::Timeout {
+            seconds: timeout.as_secs(),
+            tail,
+        });
     }
     match qemu::find_sentinel(&console) {
-        None => Err(fail(
-            Outcome::BootFailed,
-            format!(
-                "the guest ended without printing the KMT-STATUS sentinel\n{}",
-                tail()
-            ),
-        )),
-        Some(Err(reason)) => Err(fail(
-            Outcome::CollectorFailed,
-            format!(
-                "the guest reported failure: {reason}\nguest log: {}\n{}",
-                out_dir.join("guest.log").display(),
-                tail()
-            ),
-        )),
-        Some(Ok(())) => kept.map_err(|e| fail(Outcome::CollectorFailed, e)),
+        None => Err(RunError::Boot { tail }),
+        Some(Err(reason)) => Err(RunError::Collector(format!(
+            "the guest reported failure: {reason}\nguest log: {}\n{tail}",
+            out_dir.join("guest.log").display(),
+        ))),
+        Some(Ok(())) => kept.map_err(RunError::Collector),
     }
+}
+
+/// Err when the trace the guest said it wrote did not come back whole from the share.
+fn trace_complete(intake: &Intake, out_dir: &Path) -> Result<(), String> {
+    if !out_dir.join(TRACE_DIR).is_dir() {
+        return Err(format!(
+            "the guest left no {TRACE_DIR}/ directory on the share"
+        ));
+    }
+    if !out_dir.join(TRACE_DIR).join("meta.json").is_file() {
+        let why = intake
+            .rejected
+            .iter()
+            .find(|r| r.path == format!("{TRACE_DIR}/meta.json"))
+            .map(|r| format!(" (not taken: {})", r.why))
+            .unwrap_or_default();
+        return Err(format!(
+            "the trace has no meta.json{why}: the collector did not finish"
+        ));
+    }
+    Ok(())
 }
 
 /// How the wait ended.
@@ -641,47 +717,6 @@ fn wait(
     ended
 }
 
-/// Moves the guest's files from the share into the output directory. Err when the trace the
-/// guest said it wrote is not there.
-fn keep_share(share: &Path, out_dir: &Path) -> Result<(), String> {
-    for name in ["status", "guest.log"] {
-        let from = share.join(name);
-        if from.exists() {
-            let _ = move_path(&from, &out_dir.join(name));
-        }
-    }
-    let trace = share.join(TRACE_DIR);
-    if !trace.is_dir() {
-        return Err(format!(
-            "the guest left no {TRACE_DIR}/ directory on the share"
-        ));
-    }
-    move_path(&trace, &out_dir.join(TRACE_DIR))
-        .map_err(|e| format!("cannot move the trace into {}: {e}", out_dir.display()))?;
-    if !out_dir.join(TRACE_DIR).join("meta.json").is_file() {
-        return Err("the trace has no meta.json: the collector did not finish".into());
-    }
-    Ok(())
-}
-
-/// `rename`, falling back to copy-and-delete across filesystems.
-fn move_path(from: &Path, to: &Path) -> std::io::Result<()> {
-    if fs::rename(from, to).is_ok() {
-        return Ok(());
-    }
-    if from.is_dir() {
-        fs::create_dir_all(to)?;
-        for e in fs::read_dir(from)? {
-            let e = e?;
-            move_path(&e.path(), &to.join(e.file_name()))?;
-        }
-        fs::remove_dir(from)
-    } else {
-        fs::copy(from, to)?;
-        fs::remove_file(from)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,12 +727,111 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join("mine.txt"), "precious").unwrap();
         let e = prepare_out_dir(d.path()).unwrap_err();
-        assert!(e.contains("not empty"), "{e}");
+        assert!(e.chain().contains("not empty"), "{}", e.chain());
+        assert_eq!(e.outcome(), Outcome::UsageError);
         assert_eq!(
             fs::read_to_string(d.path().join("mine.txt")).unwrap(),
             "precious"
         );
         prepare_out_dir(&d.path().join("new/sub")).unwrap();
+        let file = d.path().join("mine.txt");
+        assert!(
+            check_out_dir(&file).is_err(),
+            "a file is not an output directory"
+        );
+    }
+
+    fn request(out: &Path) -> RunRequest {
+        RunRequest {
+            kernel: KernelRequest {
+                arch: lookup("x86_64").unwrap(),
+                repo: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+                kernel_src: None,
+                extra_fragments: Vec::new(),
+            },
+            workload: "selftest".into(),
+            param: None,
+            exec: None,
+            out: Some(out.to_path_buf()),
+            accel: AccelChoice::Tcg,
+            timeout: None,
+            smp: 2,
+            memory_mib: 512,
+            append: Vec::new(),
+            install_missing: false,
+        }
+    }
+
+    /// Regression: `kmt run --out DIR` with a non-empty DIR said it never overwrites, then
+    /// wrote manifest.json into DIR, replacing the user's.
+    #[test]
+    fn a_refused_out_dir_is_not_written_to() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("manifest.json"), "mine").unwrap();
+        let cache = Cache {
+            root: d.path().join("no-cache"),
+        };
+        let r = run(&request(d.path()), &cache);
+        assert_eq!(r.outcome, Outcome::UsageError, "{}", r.message);
+        assert_eq!(
+            fs::read_to_string(d.path().join("manifest.json")).unwrap(),
+            "mine"
+        );
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    /// Regression: `kmt run --smp 0 --timeout 1` built a kernel for minutes before failing,
+    /// and `--workload nosuch` exited 1 leaving an output folder.
+    #[test]
+    fn bad_arguments_stop_before_anything_is_built_or_written() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let cache = Cache {
+            root: d.path().join("cache"),
+        };
+        type Change = Box<dyn Fn(&mut RunRequest)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("--smp 0", Box::new(|r| r.smp = 0)),
+            ("--smp 9", Box::new(|r| r.smp = 9)),
+            ("--memory 16", Box::new(|r| r.memory_mib = 16)),
+            (
+                "--timeout 0",
+                Box::new(|r| r.timeout = Some(Duration::ZERO)),
+            ),
+            ("nosuch", Box::new(|r| r.workload = "nosuch".into())),
+            ("--param", Box::new(|r| r.param = Some(MAX_PARAM + 1))),
+            ("--append", Box::new(|r| r.append = vec!["a b".into()])),
+            (
+                "--config",
+                Box::new(|r| r.kernel.extra_fragments = vec!["/no/such.config".into()]),
+            ),
+            (
+                "--kernel-src",
+                Box::new(|r| r.kernel.kernel_src = Some("/no/such/tree".into())),
+            ),
+            ("exec", Box::new(|r| r.workload = "exec".into())),
+            (
+                "--exec",
+                Box::new(|r| {
+                    r.workload = "exec".into();
+                    r.exec = Some(Exec {
+                        program: "/no/such/program".into(),
+                        args: Vec::new(),
+                    });
+                }),
+            ),
+        ];
+        for (what, change) in cases {
+            let mut req = request(&out);
+            change(&mut req);
+            let started = Instant::now();
+            let r = run(&req, &cache);
+            assert_eq!(r.outcome, Outcome::UsageError, "{what}: {}", r.message);
+            assert_eq!(r.outcome.exit_code(), 2);
+            assert!(started.elapsed() < Duration::from_secs(2), "{what}");
+            assert!(!out.exists(), "{what}: the output directory was created");
+            assert!(!cache.root.exists(), "{what}: the cache was touched");
+        }
     }
 
     #[test]
@@ -742,15 +876,12 @@ mod tests {
     }
 
     #[test]
-    fn keep_share_moves_the_trace_and_requires_meta() {
-        let share = tempfile::tempdir().unwrap();
+    fn a_trace_without_meta_json_is_incomplete() {
         let out = tempfile::tempdir().unwrap();
-        fs::create_dir(share.path().join("trace")).unwrap();
-        fs::write(share.path().join("trace/cpu0.out"), [0u8; 24]).unwrap();
-        fs::write(share.path().join("status"), "ok\n").unwrap();
-        let e = keep_share(share.path(), out.path()).unwrap_err();
-        assert!(e.contains("meta.json"));
-        assert!(out.path().join("trace/cpu0.out").is_file());
-        assert!(out.path().join("status").is_file());
+        fs::create_dir(out.path().join("trace")).unwrap();
+        let e = trace_complete(&Intake::default(), out.path()).unwrap_err();
+        assert!(e.contains("meta.json"), "{e}");
+        fs::write(out.path().join("trace/meta.json"), "{}").unwrap();
+        trace_complete(&Intake::default(), out.path()).unwrap();
     }
 }
