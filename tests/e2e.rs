@@ -16,6 +16,11 @@
 //! - `e2e::<arch>::exec`: `kmt run --exec` with `guest-tools/examples/pipes.c`, built static by
 //!   the arch's compiler: it runs twice in the guest (its output in guest.log), and every
 //!   allocation call site in `alloc_pipe_info` counts its 2 × 100 pipes.
+//! - `e2e::<arch>::hostile_guest`: `kmt run --exec` with `guest-tools/examples/hostile.c`,
+//!   which plants a set-uid executable, symbolic links to a host file, a FIFO, a device node, a
+//!   hard link and stray files on the share: none of it reaches the output directory, every
+//!   piece is listed as rejected in the manifest, the host file is never read, and the trace
+//!   still comes back whole.
 //! - `e2e::x86_64::config_regression`: `kmt compare` of the default kernel against the kernel
 //!   built with `kernel/config/extra/slub-debug.config` (a Kconfig change that grows every slab
 //!   object): bytes requested stay, bytes allocated grow at every selftest allocation site.
@@ -61,6 +66,7 @@ fn main() {
         ("regression", regression_trial),
         ("no_false_alarm", no_false_alarm_trial),
         ("exec", exec_trial),
+        ("hostile_guest", hostile_guest_trial),
     ];
     for arch in ARCHES {
         for &(name, trial) in PER_ARCH {
@@ -371,6 +377,133 @@ fn exec_trial(arch: &'static Arch) -> Result<(), Failed> {
         .into());
     }
     Ok(())
+}
+
+/// Regression (the guest is not trusted): with `security_model=none` a guest's 04755 file
+/// became a set-uid-root host file in the output directory, and a guest's symlink
+/// `trace/cpu7.out -> /etc/hostname` was carried into it and read by the host's check and report.
+fn hostile_guest_trial(arch: &'static Arch) -> Result<(), Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = repo().join("target/kmt-e2e");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let program = dir.join(format!("{}-hostile.bin", arch.name));
+    let log = dir.join(format!("{}-hostile.build.log", arch.name));
+    let _ = std::fs::remove_file(&log);
+    kmt::proc::Cmd::new(&arch.cc())
+        .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&program)
+        .arg(repo().join("guest-tools/examples/hostile.c"))
+        .run_logged("build the hostile program", &log)
+        .map_err(|e| e.to_string())?;
+    // A host file the guest points its links at: its content must appear nowhere in the output.
+    let secret = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let marker = format!("kmt-host-secret-{}-{}", arch.name, std::process::id());
+    std::fs::write(secret.path(), &marker).map_err(|e| e.to_string())?;
+    let exec = kmt::program::Exec {
+        program,
+        args: vec![secret.path().display().to_string()],
+    };
+    let name = format!("{}-hostile", arch.name);
+    let out = run_with(arch, "exec", &name, None, Some(exec))?;
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let rejected: BTreeMap<String, String> = manifest["share"]["rejected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or("").to_string(),
+                r["why"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for planted in [
+        "guest.log",
+        "run-me",
+        "trace/cpu4.out",
+        "trace/cpu5.out",
+        "trace/cpu6.out",
+        "trace/cpu7.out",
+        "trace/sub",
+        "trace/sub/f",
+        "trace/suid-demo",
+    ] {
+        if !rejected.contains_key(planted) {
+            problems.push(format!("{planted} is not listed as rejected"));
+        }
+    }
+    // guest.log has a name kmt takes: only the guest's recorded mode tells it is a link.
+    if !rejected
+        .get("guest.log")
+        .is_some_and(|w| w.contains("symbolic link in the guest"))
+    {
+        problems.push(format!(
+            "guest.log rejected for {:?}",
+            rejected.get("guest.log")
+        ));
+    }
+    // Walk the output directory without following links.
+    let allowed_top = [
+        "trace",
+        "status",
+        "console.log",
+        "qemu.log",
+        "manifest.json",
+        "report.txt",
+        "report.json",
+        "check.txt",
+        "setup.log",
+    ];
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| e.to_string())? {
+            let e = e.map_err(|e| e.to_string())?;
+            let p = e.path();
+            let rel = p.strip_prefix(&out).unwrap_or(&p).display().to_string();
+            let m = std::fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
+            let name_ok = if d == out {
+                allowed_top.contains(&rel.as_str())
+            } else {
+                rel == "trace/meta.json"
+                    || rel == "trace/kallsyms"
+                    || rel == "trace/cpu0.out"
+                    || rel == "trace/cpu1.out"
+            };
+            if !name_ok {
+                problems.push(format!("{rel} reached the output directory"));
+            }
+            if m.file_type().is_symlink() {
+                problems.push(format!("{rel} is a symbolic link"));
+            } else if m.is_dir() {
+                stack.push(p);
+            } else if !m.is_file() {
+                problems.push(format!("{rel} is not a regular file"));
+            } else {
+                if m.mode() & 0o7111 != 0 {
+                    problems.push(format!("{rel} has mode {:o}", m.mode() & 0o7777));
+                }
+                let bytes = std::fs::read(&p).map_err(|e| e.to_string())?;
+                if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    problems.push(format!("{rel} holds the host file's content"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}\nrejected: {rejected:?}\nsee {}",
+            arch.name,
+            problems.join("; "),
+            out.display()
+        )
+        .into())
+    }
 }
 
 /// The shape of a report: its sections and summary fields, the allocator types seen, whether

@@ -176,6 +176,26 @@ fn take_file(from: &Path, to: &Path, limit: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// What a refused entry is, for the report: its type and mode in the guest where QEMU recorded
+/// them, else on the host. Reads only metadata, never the content.
+fn describe(path: &Path, ft: fs::FileType) -> Option<String> {
+    if ft.is_symlink() {
+        return Some("a symbolic link on the host".into());
+    }
+    if !ft.is_file() {
+        return Some("not a regular file on the host".into());
+    }
+    let f = open_nofollow(path).ok()?;
+    let links = f.metadata().map(|m| m.nlink()).unwrap_or(1);
+    if links > 1 {
+        return Some(format!("it has {links} hard links"));
+    }
+    guest_mode(&f).map(|mode| {
+        mode_problem(mode)
+            .unwrap_or_else(|| format!("a regular file in the guest (mode {:o})", mode & 0o7777))
+    })
+}
+
 /// Every entry under `dir`, as paths relative to `root`, directories before their contents,
 /// sorted. Does not follow links.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, fs::FileType)>) {
@@ -234,9 +254,12 @@ pub fn take(share: &Path, out_dir: &Path, cpus: u32, ours: &[&str]) -> Intake {
             continue;
         }
         let Some(limit) = allowed(&rel, cpus) else {
+            let what = describe(&share.join(&rel), ft)
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             intake.rejected.push(Rejected {
                 path: rel,
-                why: "a name the contract does not give".into(),
+                why: format!("a name the contract does not give{what}"),
             });
             continue;
         };
