@@ -1,0 +1,119 @@
+//! The `kmt` binary's usage errors, run as a user would: exit 2, a message on stderr, and
+//! nothing created (no `kmt-runs/`, no output directory, no cache), in milliseconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs kmt in an empty directory with an empty cache; returns its output and the directory.
+fn kmt(args: &[&str]) -> (Output, tempfile::TempDir, Duration) {
+    let cwd = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmt"))
+        .args(["--repo", repo().to_str().unwrap()])
+        .args(args)
+        .current_dir(cwd.path())
+        .env("KMT_CACHE_DIR", cwd.path().join("cache"))
+        .output()
+        .unwrap();
+    (out, cwd, started.elapsed())
+}
+
+fn assert_refused(args: &[&str], says: &str) {
+    let (out, cwd, took) = kmt(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+    assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+    let left: Vec<_> = std::fs::read_dir(cwd.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{args:?} created {left:?}");
+}
+
+/// Regression: `--workload nosuch` exited 1 and left a `kmt-runs/` folder.
+#[test]
+fn an_unknown_workload_exits_2_and_creates_nothing() {
+    assert_refused(
+        &["run", "--arch", "x86_64", "--workload", "nosuch"],
+        "nosuch",
+    );
+    assert_refused(&["matrix", "--workload", "nosuch"], "nosuch");
+}
+
+/// Regression: `kmt run --smp 0 --timeout 1` built a kernel for minutes before failing.
+#[test]
+fn out_of_range_numbers_exit_2_before_any_build() {
+    assert_refused(
+        &["run", "--arch", "arm64", "--smp", "0", "--timeout", "1"],
+        "--smp 0",
+    );
+    assert_refused(&["run", "--arch", "arm64", "--timeout", "0"], "--timeout 0");
+    assert_refused(&["run", "--arch", "arm64", "--memory", "1"], "--memory 1");
+    assert_refused(
+        &[
+            "compare",
+            "--arch",
+            "arm64",
+            "--smp",
+            "64",
+            "--new-append",
+            "x=1",
+        ],
+        "--smp 64",
+    );
+}
+
+#[test]
+fn missing_files_exit_2_before_any_build() {
+    assert_refused(
+        &["run", "--arch", "arm64", "--config", "/no/such.config"],
+        "/no/such.config",
+    );
+    assert_refused(
+        &["run", "--arch", "arm64", "--exec", "/no/such/program"],
+        "/no/such/program",
+    );
+    assert_refused(
+        &[
+            "compare",
+            "--arch",
+            "arm64",
+            "--new-kernel-src",
+            "/no/such/tree",
+        ],
+        "/no/such/tree",
+    );
+}
+
+#[test]
+fn a_bad_threshold_exits_2_before_any_run() {
+    assert_refused(
+        &["compare", "--arch", "arm64", "--fail-on", "nosuch:+1"],
+        "nosuch",
+    );
+}
+
+/// Regression: a refused `--out` got a manifest.json, replacing the user's.
+#[test]
+fn a_refused_out_dir_keeps_the_user_s_files() {
+    let mine = tempfile::tempdir().unwrap();
+    std::fs::write(mine.path().join("manifest.json"), "mine").unwrap();
+    let out = mine.path().to_str().unwrap();
+    for cmd in ["run", "compare", "matrix"] {
+        let (o, _cwd, _) = kmt(&[cmd, "--arch", "arm64", "--out", out]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(stderr.contains("not empty"), "{cmd}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(mine.path().join("manifest.json")).unwrap(),
+            "mine"
+        );
+        assert_eq!(std::fs::read_dir(mine.path()).unwrap().count(), 1, "{cmd}");
+    }
+}
