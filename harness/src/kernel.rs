@@ -24,6 +24,9 @@ pub enum KernelError {
     /// The kernel source is missing.
     #[error("the kernel source {} is missing: install it with `apt-get install {SOURCE_PACKAGE}` (or pass --kernel-src DIR)", .0.display())]
     NoSource(PathBuf),
+    /// The tree given with --kernel-src is not a kernel tree.
+    #[error("--kernel-src {}: not a kernel source tree (it has no Makefile)", .0.display())]
+    NotATree(PathBuf),
     /// A file of the repository's kernel/ directory could not be read.
     #[error("cannot read {}", path.display())]
     Read {
@@ -202,7 +205,7 @@ pub fn missing_symbols(requested: &BTreeMap<String, Option<String>>, config: &st
 pub fn check_request(req: &KernelRequest) -> Result<(), KernelError> {
     if let Some(dir) = &req.kernel_src {
         if !dir.join("Makefile").is_file() {
-            return Err(KernelError::NoSource(dir.clone()));
+            return Err(KernelError::NotATree(dir.clone()));
         }
     }
     for f in &req.extra_fragments {

@@ -347,6 +347,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Kernel(k) => {
             let req = kernel_request(&repo, &k)?;
+            kernel::check_request(&req).map_err(|e| UsageError::new(e.to_string()))?;
             match kernel::build(&req, &cache) {
                 Ok(b) => {
                     println!("{}", b.image.display());
