@@ -329,6 +329,23 @@ fn selftest_trial(arch: &'static Arch) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Builds `guest-tools/examples/NAME.c` static with the arch's compiler, warnings as errors,
+/// into `target/kmt-e2e/<arch>-NAME.bin`.
+fn build_example(arch: &'static Arch, name: &str) -> Result<PathBuf, Failed> {
+    let dir = repo().join("target/kmt-e2e");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let program = dir.join(format!("{}-{name}.bin", arch.name));
+    let log = dir.join(format!("{}-{name}.build.log", arch.name));
+    let _ = std::fs::remove_file(&log);
+    kmt::proc::Cmd::new(&arch.cc())
+        .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&program)
+        .arg(repo().join(format!("guest-tools/examples/{name}.c")))
+        .run_logged(&format!("build the example program {name}"), &log)
+        .map_err(|e| e.to_string())?;
+    Ok(program)
+}
+
 /// Pipes the exec trial's program creates per run, and its runs.
 const PIPES: u64 = 100;
 const PIPE_RUNS: u64 = 2;
@@ -336,17 +353,7 @@ const PIPE_RUNS: u64 = 2;
 /// `kmt run --exec`: guest-tools/examples/pipes.c, built static with the arch's compiler, runs
 /// twice in the guest; its output reaches guest.log and its pipes the trace.
 fn exec_trial(arch: &'static Arch) -> Result<(), Failed> {
-    let dir = repo().join("target/kmt-e2e");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let program = dir.join(format!("{}-pipes", arch.name));
-    let log = dir.join(format!("{}-pipes.build.log", arch.name));
-    let _ = std::fs::remove_file(&log);
-    kmt::proc::Cmd::new(&arch.cc())
-        .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&program)
-        .arg(repo().join("guest-tools/examples/pipes.c"))
-        .run_logged("build the example program", &log)
-        .map_err(|e| e.to_string())?;
+    let program = build_example(arch, "pipes")?;
     let exec = kmt::program::Exec {
         program: program.clone(),
         args: vec![PIPES.to_string()],
@@ -384,17 +391,7 @@ fn exec_trial(arch: &'static Arch) -> Result<(), Failed> {
 /// `trace/cpu7.out -> /etc/hostname` was carried into it and read by the host's check and report.
 fn hostile_guest_trial(arch: &'static Arch) -> Result<(), Failed> {
     use std::os::unix::fs::MetadataExt;
-    let dir = repo().join("target/kmt-e2e");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let program = dir.join(format!("{}-hostile.bin", arch.name));
-    let log = dir.join(format!("{}-hostile.build.log", arch.name));
-    let _ = std::fs::remove_file(&log);
-    kmt::proc::Cmd::new(&arch.cc())
-        .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&program)
-        .arg(repo().join("guest-tools/examples/hostile.c"))
-        .run_logged("build the hostile program", &log)
-        .map_err(|e| e.to_string())?;
+    let program = build_example(arch, "hostile")?;
     // A host file the guest points its links at: its content must appear nowhere in the output.
     let secret = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let marker = format!("kmt-host-secret-{}-{}", arch.name, std::process::id());
