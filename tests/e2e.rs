@@ -924,7 +924,58 @@ fn no_false_alarm_trial(arch: &'static Arch) -> Result<(), Failed> {
         )
         .into());
     }
+    // The selftest is deterministic: overlapping ranges are not enough, every run's figures must
+    // be the same (a flaky run hides inside a range).
+    let mut first: Option<(PathBuf, Value)> = None;
+    for side in ["base", "new"] {
+        for i in 1..=2 {
+            let trace = res
+                .out
+                .join(arch.name)
+                .join(side)
+                .join(format!("run-{i}"))
+                .join("trace");
+            let v = selftest_figures(&analyze(&trace, &[SELFTEST_FILTER])?);
+            match &first {
+                None => first = Some((trace, v)),
+                Some((t0, v0)) if *v0 != v => {
+                    return Err(format!(
+                        "{}: the selftest's figures differ between {} and {}:\n{v0:#}\n{v:#}",
+                        arch.name,
+                        t0.display(),
+                        trace.display()
+                    )
+                    .into())
+                }
+                Some(_) => {}
+            }
+        }
+    }
     Ok(())
+}
+
+/// What one selftest run must repeat exactly: the summary of its own records and each of its
+/// call sites' figures (by function and offset; addresses and examples move with the kernel's
+/// layout and the pointers it hands out).
+fn selftest_figures(r: &Report) -> Value {
+    let mut summary = serde_json::to_value(&r.summary).unwrap_or(Value::Null);
+    if let Some(o) = summary.as_object_mut() {
+        // Counted over the whole trace, before the call-site filter: the rest of the kernel
+        // allocates differently on every run.
+        o.remove("records");
+        o.remove("filtered_out");
+    }
+    let sites: Vec<Value> = r
+        .callsites
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "symbol": c.symbol,
+                "stats": serde_json::to_value(&c.stats).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    serde_json::json!({ "summary": summary, "callsites": sites })
 }
 
 /// The keys listed under `identical` in kernel/selftest-expected.json.
