@@ -4,6 +4,7 @@
 //! with file and byte offset.
 
 use crate::abi::ByteOrder;
+use crate::exit_code::KmemtraceExitCode;
 use crate::input::{self, LoadOptions, TraceInput};
 use crate::scan::{self, Item, Scanner};
 use serde::{Deserialize, Serialize};
@@ -83,14 +84,15 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// 0 clean, 1 problems found, 2 unusable input (wins over problems).
+    /// [`KmemtraceExitCode::OK`] clean, [`KmemtraceExitCode::PROBLEMS_FOUND`] problems found,
+    /// [`KmemtraceExitCode::BAD_INPUT`] unusable input (wins over problems).
     pub fn exit_code(&self) -> i32 {
         if !self.unusable.is_empty() {
-            2
+            KmemtraceExitCode::BAD_INPUT
         } else if self.files.iter().any(|f| f.problems > 0) {
-            1
+            KmemtraceExitCode::PROBLEMS_FOUND
         } else {
-            0
+            KmemtraceExitCode::OK
         }
     }
 
@@ -116,10 +118,17 @@ impl CheckReport {
             ));
         }
         s.push_str(match self.exit_code() {
-            0 => "clean\n",
-            1 => "problems found\n",
+            KmemtraceExitCode::OK => "clean\n",
+            KmemtraceExitCode::PROBLEMS_FOUND => "problems found\n",
             _ => "unusable input\n",
         });
+        s
+    }
+
+    /// The report as pretty JSON (the `Serialize` derive's field names), with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a CheckReport serialises");
+        s.push('\n');
         s
     }
 }

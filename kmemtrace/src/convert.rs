@@ -7,7 +7,7 @@
 //! converted trace names the same offsets.
 
 use crate::abi::{self, swap_features, ByteOrder};
-use crate::error::{io, Error, Result};
+use crate::error::{io_out, Error, Result};
 use crate::input::{self, TraceInput};
 use crate::scan::{self, Item, Scanner};
 use crate::synth::ensure_fresh_dir;
@@ -103,21 +103,21 @@ pub fn convert_dir(src: &Path, dst: &Path, to: ByteOrder) -> Result<ByteOrder> {
     for (f, (_, path)) in input.files.iter().zip(input::list_cpu_files(src)?) {
         let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
         let out = dst.join(name);
-        let file = std::fs::File::create(&out).map_err(io(&out, "cannot create"))?;
+        let file = std::fs::File::create(&out).map_err(io_out(&out, "cannot create"))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         convert_stream(f.bytes(), from, to, &mut w)
             .and_then(|_| w.flush())
-            .map_err(io(&out, "cannot write"))?;
+            .map_err(io_out(&out, "cannot write"))?;
     }
     let k = src.join("kallsyms");
     if k.exists() {
         let d = dst.join("kallsyms");
-        std::fs::copy(&k, &d).map_err(io(&d, "cannot copy to"))?;
+        std::fs::copy(&k, &d).map_err(io_out(&d, "cannot copy to"))?;
     }
     if let Some(mut meta) = input.meta {
         meta.byte_order = Some(to);
         let m = dst.join("meta.json");
-        std::fs::write(&m, meta.to_json()).map_err(io(&m, "cannot write"))?;
+        std::fs::write(&m, meta.to_json()).map_err(io_out(&m, "cannot write"))?;
     }
     Ok(from)
 }

@@ -20,7 +20,7 @@
 //! report has symbols, so that two different kernels, where addresses move, compare; else by
 //! call-site address.
 
-use crate::error::{io, Error, Result};
+use crate::error::{io_in, Error, Result};
 use crate::glob::Glob;
 use crate::report::{Report, Summary};
 use crate::{analyze, load, AnalyzeOptions, LoadOptions};
@@ -770,7 +770,7 @@ pub fn diff(
 /// A trace is analysed with `opts`; a `report.json` is taken as it is, so a call-site filter can
 /// only be applied to it if it was made with that filter already.
 pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
-    let meta = std::fs::metadata(path).map_err(io(path, "cannot open"))?;
+    let meta = std::fs::metadata(path).map_err(io_in(path, "cannot open"))?;
     let has_cpu_files = |d: &Path| -> bool {
         std::fs::read_dir(d)
             .map(|it| {
@@ -799,7 +799,7 @@ pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
         return analyze(&input, opts);
     }
     let json = json.expect("one of the two");
-    let text = std::fs::read(&json).map_err(io(&json, "cannot read"))?;
+    let text = std::fs::read(&json).map_err(io_in(&json, "cannot read"))?;
     let report: Report = serde_json::from_slice(&text).map_err(|source| Error::ReportJson {
         path: json.clone(),
         source,

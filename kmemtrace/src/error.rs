@@ -1,6 +1,16 @@
 //! The library's error type.
 
+use crate::exit_code::KmemtraceExitCode;
 use std::path::PathBuf;
+
+/// Which side of the program an I/O error is on; it decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoSide {
+    /// Reading the input: a trace, its side files, a `report.json`, `perf script` text.
+    Input,
+    /// Writing the output: a destination directory and the files in it.
+    Output,
+}
 
 /// Everything that can go wrong in the library. Damage inside a trace is not an error (it is
 /// reported in [`crate::Report::damage`]) unless strict mode asks for it.
@@ -14,6 +24,8 @@ pub enum Error {
         path: PathBuf,
         /// The operation that failed.
         what: &'static str,
+        /// Whether it was reading input or writing output.
+        side: IoSide,
         /// The OS error.
         #[source]
         source: std::io::Error,
@@ -61,7 +73,8 @@ pub enum Error {
     /// A glob pattern is malformed.
     #[error("invalid glob pattern {0:?}")]
     Glob(String),
-    /// `convert` refuses to write into a directory that exists and is not empty.
+    /// `synth`, `convert` and `import-perf` refuse to write into a directory that exists and is
+    /// not empty.
     #[error("{path}: destination exists and is not empty; refusing to overwrite")]
     DestinationNotEmpty {
         /// The destination.
@@ -102,13 +115,62 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The `kmemtrace` command's exit code for this error ([`KmemtraceExitCode`]): damage met in
+    /// strict mode is a problem in usable data, a failed write is an output failure, everything
+    /// else makes the input (or the usage) unusable.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Damaged { .. } => KmemtraceExitCode::PROBLEMS_FOUND,
+            Error::Io {
+                side: IoSide::Output,
+                ..
+            } => KmemtraceExitCode::OUTPUT_FAILED,
+            Error::Io {
+                side: IoSide::Input,
+                ..
+            }
+            | Error::NoTraceFiles { .. }
+            | Error::Meta { .. }
+            | Error::MixedByteOrder { .. }
+            | Error::FilterWithoutSymbols
+            | Error::Glob(_)
+            | Error::DestinationNotEmpty { .. }
+            | Error::SortKey { .. }
+            | Error::Threshold { .. }
+            | Error::ReportJson { .. }
+            | Error::FilterOnReport { .. } => KmemtraceExitCode::BAD_INPUT,
+        }
+    }
+}
+
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn io(
+/// An error reading the input at `path` (for `map_err`).
+pub(crate) fn io_in(
     path: impl Into<PathBuf>,
     what: &'static str,
 ) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io { path, what, source }
+    move |source| Error::Io {
+        path,
+        what,
+        side: IoSide::Input,
+        source,
+    }
+}
+
+/// An error writing the output at `path` (for `map_err`).
+pub(crate) fn io_out(
+    path: impl Into<PathBuf>,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io {
+        path,
+        what,
+        side: IoSide::Output,
+        source,
+    }
 }

@@ -10,7 +10,7 @@
 //! listed in the written `kallsyms`. GFP flags are written as 0 (perf prints them symbolically).
 
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
-use crate::error::{io, Result};
+use crate::error::{io_in, io_out, Result};
 use crate::meta::{Meta, MetaCpu};
 use crate::synth::ensure_fresh_dir;
 use std::collections::HashMap;
@@ -142,7 +142,7 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
     let mut n = 0u64;
     let mut buf = Vec::with_capacity(64);
     for line in reader.lines() {
-        let line = line.map_err(io(dir, "cannot read perf script input for"))?;
+        let line = line.map_err(io_in(dir, "cannot read perf script input for"))?;
         let Some(e) = parse_line(&line) else { continue };
         let rec = Record {
             type_id: e.type_id,
@@ -164,20 +164,20 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 let p = dir.join(format!("cpu{}.out", e.cpu));
-                let f = std::fs::File::create(&p).map_err(io(&p, "cannot create"))?;
+                let f = std::fs::File::create(&p).map_err(io_out(&p, "cannot create"))?;
                 v.insert((std::io::BufWriter::with_capacity(1 << 20, f), 0))
             }
         };
         entry
             .0
             .write_all(&buf)
-            .map_err(io(dir, "cannot write into"))?;
+            .map_err(io_out(dir, "cannot write into"))?;
         entry.1 += buf.len() as u64;
         n += 1;
     }
     let mut cpus: Vec<MetaCpu> = Vec::new();
     for (cpu, (mut w, bytes)) in files {
-        w.flush().map_err(io(dir, "cannot write into"))?;
+        w.flush().map_err(io_out(dir, "cannot write into"))?;
         cpus.push(MetaCpu {
             cpu,
             node: Some(-1),
@@ -193,7 +193,7 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
         .map(|(a, n)| format!("{a:016x} T {n}\n"))
         .collect();
     let k = dir.join("kallsyms");
-    std::fs::write(&k, text).map_err(io(&k, "cannot write"))?;
+    std::fs::write(&k, text).map_err(io_out(&k, "cannot write"))?;
     let meta = Meta {
         kmemtrace_meta: 1,
         collector: Some(format!(
@@ -207,7 +207,7 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
         ..Meta::default()
     };
     let m = dir.join("meta.json");
-    std::fs::write(&m, meta.to_json()).map_err(io(&m, "cannot write"))?;
+    std::fs::write(&m, meta.to_json()).map_err(io_out(&m, "cannot write"))?;
     Ok(n)
 }
 

@@ -1,7 +1,8 @@
 //! Decode, check and report kmemtrace ABI v1 traces (Linux kernel memory allocation traces).
 //!
 //! The library is a pure core with its file I/O at a few named edges ([`load`], [`load_dir`],
-//! [`check()`], [`synth_to_dir`], [`convert_dir`]); the `kmemtrace` binary is a thin CLI over it.
+//! [`check()`], [`synth_to_dir`], [`convert_dir`]); the `kmemtrace` binary is a thin CLI over it,
+//! exiting with the codes of [`KmemtraceExitCode`].
 //!
 //! ```no_run
 //! use kmemtrace::{analyze, load_dir, render_text, AnalyzeOptions, TextOptions};
@@ -45,6 +46,7 @@ pub mod check;
 pub mod convert;
 pub mod diff;
 mod error;
+pub mod exit_code;
 pub mod glob;
 pub mod import_perf;
 pub mod input;
@@ -62,7 +64,8 @@ pub use analyze::{analyze, AnalyzeOptions, MAX_DAMAGE_LISTED};
 pub use check::{check, check_input, CheckReport, Problem, ProblemKind};
 pub use convert::{convert_bytes, convert_dir, convert_stream};
 pub use diff::{diff, load_side, Diff, DiffOptions, Threshold};
-pub use error::{Error, Result};
+pub use error::{Error, IoSide, Result};
+pub use exit_code::KmemtraceExitCode;
 pub use input::{load, load_dir, CpuFile, LoadOptions, TraceInput};
 pub use meta::{Meta, MetaCpu};
 pub use plot::{diff_svg, report_svg, PlotOptions};

@@ -9,7 +9,7 @@
 //! and a sequence number wrap.
 
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
-use crate::error::{io, Error, Result};
+use crate::error::{io_in, io_out, Error, Result};
 use crate::input::TraceInput;
 use crate::meta::{Meta, MetaCpu};
 use crate::report::Summary;
@@ -443,9 +443,10 @@ pub(crate) fn ensure_fresh_dir(dir: &Path) -> Result<()> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(io(dir, "cannot create"))?;
+            std::fs::create_dir_all(dir).map_err(io_out(dir, "cannot create"))?;
         }
-        Err(e) => return Err(io(dir, "cannot read")(e)),
+        // A destination that cannot be listed (a regular file, say) is bad usage, as before.
+        Err(e) => return Err(io_in(dir, "cannot read")(e)),
     }
     Ok(())
 }
@@ -457,21 +458,21 @@ pub fn synth_to_dir(opts: &SynthOptions, dir: &Path) -> Result<SynthOutput> {
     let mut files = Vec::new();
     for c in 0..opts.cpus.max(1) {
         let p = dir.join(format!("cpu{c}.out"));
-        let f = std::fs::File::create(&p).map_err(io(&p, "cannot create"))?;
+        let f = std::fs::File::create(&p).map_err(io_out(&p, "cannot create"))?;
         files.push((p, std::io::BufWriter::with_capacity(1 << 20, f), 0u64));
     }
     let mut out = synth(opts, |cpu, b| {
         let (p, w, n) = &mut files[cpu as usize];
         *n += b.len() as u64;
-        w.write_all(b).map_err(io(p.as_path(), "cannot write"))
+        w.write_all(b).map_err(io_out(p.as_path(), "cannot write"))
     })?;
     for ((p, mut w, n), c) in files.into_iter().zip(out.meta.cpus.iter_mut()) {
-        w.flush().map_err(io(&p, "cannot write"))?;
+        w.flush().map_err(io_out(&p, "cannot write"))?;
         c.bytes = Some(n);
     }
     let k = dir.join("kallsyms");
-    std::fs::write(&k, &out.kallsyms).map_err(io(&k, "cannot write"))?;
+    std::fs::write(&k, &out.kallsyms).map_err(io_out(&k, "cannot write"))?;
     let m = dir.join("meta.json");
-    std::fs::write(&m, out.meta.to_json()).map_err(io(&m, "cannot write"))?;
+    std::fs::write(&m, out.meta.to_json()).map_err(io_out(&m, "cannot write"))?;
     Ok(out)
 }

@@ -146,3 +146,68 @@ fn explicit_cpu_files_with_kallsyms_and_meta() {
     assert_eq!(json(&out)["summary"], json(&expected)["summary"]);
     assert!(json(&out)["callsites"][0]["symbol"].is_string());
 }
+
+/// Runs the `kmemtrace` binary with files limited to `blocks` blocks of the shell's `ulimit -f`
+/// (512 or 1024 bytes) and SIGXFSZ ignored, so that a write beyond the limit fails with EFBIG: a
+/// full disk, as an unprivileged test can have it.
+fn kmemtrace_with_file_limit(blocks: u32, args: &[&str]) -> (i32, String, String) {
+    let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\"");
+    let o = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_kmemtrace")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn convert_copy_failure_exits_3() {
+    // An empty trace with a large kallsyms: the CPU files and meta.json fit under the limit, the
+    // copy of kallsyms does not.
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("cpu0.out"), b"").unwrap();
+    std::fs::write(src.join("meta.json"), "{\"kmemtrace_meta\": 1}\n").unwrap();
+    let kallsyms: String = (0..2000)
+        .map(|i| format!("ffffffff8100{i:04x} T f{i}\n"))
+        .collect();
+    std::fs::write(src.join("kallsyms"), kallsyms).unwrap();
+    let dst = d.path().join("dst");
+    let (code, _, err) =
+        kmemtrace_with_file_limit(1, &["convert", "--endian", "big", p(&src), p(&dst)]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: cannot copy to",
+            dst.join("kallsyms").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn stdout_and_svg_write_failures_exit_3() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    assert_eq!(kmemtrace(&["synth", "-o", p(&t), "--events", "2000"]).0, 0);
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+        .args(["report", p(&t)])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write to stdout"));
+    let svg = d.path().join("no/such/dir/r.svg");
+    let (code, _, err) = kmemtrace(&["report", "--svg", p(&svg), p(&t)]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("{}: cannot write", svg.display())),
+        "{err}"
+    );
+}
