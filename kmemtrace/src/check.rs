@@ -79,7 +79,8 @@ pub struct CheckReport {
     pub files: Vec<CheckedFile>,
     /// Problems, by file then offset.
     pub problems: Vec<Problem>,
-    /// Inputs that could not be used at all (missing, unreadable, no trace files), as messages.
+    /// Inputs that could not be used at all (missing, unreadable, no trace files), as messages
+    /// naming the file.
     pub unusable: Vec<String>,
 }
 
@@ -96,12 +97,19 @@ impl CheckReport {
         }
     }
 
-    /// Human-readable text: one line per problem, one per file, a verdict.
+    /// Human-readable text: one line per unusable input, per problem and per file, a verdict.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
         for u in &self.unusable {
             s.push_str(&format!("unusable: {u}\n"));
         }
+        s + &self.render_findings_text()
+    }
+
+    /// [`CheckReport::render_text`] without the unusable inputs, which a command prints on
+    /// stderr instead: one line per problem and per file, a verdict.
+    pub fn render_findings_text(&self) -> String {
+        let mut s = String::new();
         for p in &self.problems {
             s.push_str(&format!("{p}\n"));
         }

@@ -46,9 +46,9 @@ impl KmemtraceExitCode {
         (
             Self::BAD_INPUT,
             "BAD_INPUT",
-            "unusable input or usage: missing or unreadable path, no `cpu<N>.out`, invalid \
-             `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, \
-             destination not empty, bad option",
+            "unusable input or usage (message on stderr, naming any file): missing or unreadable \
+             path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad \
+             glob, sort key or threshold, destination not empty, bad option",
         ),
         (
             Self::OUTPUT_FAILED,

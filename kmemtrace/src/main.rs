@@ -7,11 +7,11 @@
 //! | --- | --- | --- |
 //! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `synth`/`convert`/`import-perf` wrote their directory |
 //! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold |
-//! | 2 | `BAD_INPUT` | unusable input or usage: missing or unreadable path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty, bad option |
+//! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty, bad option |
 //! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf`, an `--svg` file, stdout |
 //!
 //! Every error is typed: the library's [`kmemtrace::Error::exit_code`] and [`CliError::exit_code`]
-//! map them onto the table.
+//! map them onto the table. Fatal messages go to stderr, naming the file.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kmemtrace::{ByteOrder, KmemtraceExitCode};
@@ -483,8 +483,12 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Cmd::Check { paths, format } => {
             let r = kmemtrace::check(&paths);
+            // What makes the input unusable is fatal: on stderr, whatever stdout is sent to.
+            for u in &r.unusable {
+                eprintln!("kmemtrace: {u}");
+            }
             match format {
-                Format::Text => out(&r.render_text())?,
+                Format::Text => out(&r.render_findings_text())?,
                 Format::Json => out(&r.to_json())?,
             }
             Ok(r.exit_code())

@@ -14,6 +14,10 @@ fn report(streams: Vec<(u32, Vec<u8>)>) -> kmemtrace::Report {
     analyze(&input(streams), &AnalyzeOptions::default()).unwrap()
 }
 
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
 fn write_dir(dir: &Path, streams: &[(u32, Vec<u8>)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (c, b) in streams {
@@ -289,4 +293,35 @@ fn size_disagreeing_with_meta_json_is_reported() {
         .unwrap();
     assert_eq!(m.count, 1);
     assert_eq!(m.examples[0].offset, Some(len - 240));
+}
+
+#[test]
+fn check_of_a_missing_dir_reports_on_stderr() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing");
+    let (code, out, err) = kmemtrace(&["check", p(&missing)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("{}: cannot access", missing.display())),
+        "{err}"
+    );
+    assert_eq!(out, "unusable input\n");
+    // JSON keeps the messages in the report as well (its schema), and says them on stderr.
+    let (code, out, err) = kmemtrace(&["check", "--format", "json", p(&missing)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot access"), "{err}");
+    assert!(out.contains("cannot access"), "{out}");
+}
+
+#[test]
+fn check_of_a_dir_without_cpu_files_reports_on_stderr() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("meta.json"), "{\"kmemtrace_meta\": 1}").unwrap();
+    let (code, out, err) = kmemtrace(&["check", p(d.path())]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("{}: no cpu<N>.out", d.path().display())),
+        "{err}"
+    );
+    assert!(!out.contains("cpu<N>"), "{out}");
 }
