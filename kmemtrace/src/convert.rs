@@ -7,10 +7,10 @@
 //! converted trace names the same offsets.
 
 use crate::abi::{self, swap_features, ByteOrder};
+use crate::dest::Staging;
 use crate::error::{io_out, Error, Result};
 use crate::input::{self, TraceInput};
 use crate::scan::{self, Item, Scanner};
-use crate::synth::ensure_fresh_dir;
 use std::io::Write;
 use std::path::Path;
 
@@ -93,31 +93,29 @@ pub fn trace_byte_order(input: &TraceInput) -> Result<ByteOrder> {
     }
 }
 
-/// Rewrite the trace directory `src` into `dst` (which must not exist or be empty) in byte order
-/// `to`: every `cpu<N>.out`, `kallsyms` copied, `meta.json` with `byte_order` (and `bytes`)
-/// updated. Returns the source byte order.
+/// Rewrite the trace directory `src` into `dst` (which must not exist or be an empty directory)
+/// in byte order `to`: every `cpu<N>.out`, `kallsyms` copied, `meta.json` with `byte_order`
+/// updated. `dst` is written whole or not at all (see `dest.rs`): a failed write leaves it
+/// untouched. Returns the source byte order.
 pub fn convert_dir(src: &Path, dst: &Path, to: ByteOrder) -> Result<ByteOrder> {
     let input = input::load_dir(src)?;
     let from = trace_byte_order(&input)?;
-    ensure_fresh_dir(dst)?;
-    for (f, (_, path)) in input.files.iter().zip(input::list_cpu_files(src)?) {
-        let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        let out = dst.join(name);
-        let file = std::fs::File::create(&out).map_err(io_out(&out, "cannot create"))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let staging = Staging::new(dst)?;
+    for f in &input.files {
+        // Loaded from one directory, a file is named by its file name.
+        let mut w = staging.create(&f.name)?;
         convert_stream(f.bytes(), from, to, &mut w)
             .and_then(|_| w.flush())
-            .map_err(io_out(&out, "cannot write"))?;
+            .map_err(io_out(staging.shown(&f.name), "cannot write"))?;
     }
     let k = src.join("kallsyms");
     if k.exists() {
-        let d = dst.join("kallsyms");
-        std::fs::copy(&k, &d).map_err(io_out(&d, "cannot copy to"))?;
+        staging.copy(&k, "kallsyms")?;
     }
     if let Some(mut meta) = input.meta {
         meta.byte_order = Some(to);
-        let m = dst.join("meta.json");
-        std::fs::write(&m, meta.to_json()).map_err(io_out(&m, "cannot write"))?;
+        staging.write("meta.json", meta.to_json().as_bytes())?;
     }
+    staging.commit()?;
     Ok(from)
 }

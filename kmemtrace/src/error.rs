@@ -80,6 +80,15 @@ pub enum Error {
         /// The destination.
         path: PathBuf,
     },
+    /// `synth`, `convert` and `import-perf` refuse a destination that exists and is not a
+    /// directory (a symbolic link is refused, not followed).
+    #[error("{path}: destination exists and is {what}, not a directory; refusing to overwrite")]
+    DestinationNotADirectory {
+        /// The destination.
+        path: PathBuf,
+        /// What it is ("a regular file", "a symbolic link", …).
+        what: &'static str,
+    },
     /// A sort key is not known.
     #[error("unknown sort key {key:?} (known: {known})")]
     SortKey {
@@ -136,6 +145,7 @@ impl Error {
             | Error::FilterWithoutSymbols
             | Error::Glob(_)
             | Error::DestinationNotEmpty { .. }
+            | Error::DestinationNotADirectory { .. }
             | Error::SortKey { .. }
             | Error::Threshold { .. }
             | Error::ReportJson { .. }

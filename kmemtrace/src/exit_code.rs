@@ -20,7 +20,7 @@ impl KmemtraceExitCode {
 
     /// The input or the usage is bad: a missing or unreadable path, no `cpu<N>.out`, an invalid
     /// `meta.json` or `report.json`, mixed byte orders, a bad glob, sort key or threshold, a
-    /// destination that is not empty, a bad option.
+    /// destination that is not empty, is a file or a symbolic link, a bad option.
     pub const BAD_INPUT: i32 = 2;
 
     /// Writing the output failed: a file or directory of `synth`, `convert`, `import-perf` or
@@ -48,13 +48,13 @@ impl KmemtraceExitCode {
             "BAD_INPUT",
             "unusable input or usage (message on stderr, naming any file): missing or unreadable \
              path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad \
-             glob, sort key or threshold, destination not empty, bad option",
+             glob, sort key or threshold, destination not empty or a file or symlink, bad option",
         ),
         (
             Self::OUTPUT_FAILED,
             "OUTPUT_FAILED",
-            "failure writing output: the directory of `synth`, `convert` or `import-perf`, an \
-             `--svg` file, stdout",
+            "failure writing output: the directory of `synth`, `convert` or `import-perf` (left \
+             as it was), an `--svg` file, stdout",
         ),
     ];
 

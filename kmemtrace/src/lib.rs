@@ -44,6 +44,7 @@ pub mod abi;
 mod analyze;
 pub mod check;
 pub mod convert;
+mod dest;
 pub mod diff;
 mod error;
 pub mod exit_code;

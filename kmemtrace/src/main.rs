@@ -7,8 +7,8 @@
 //! | --- | --- | --- |
 //! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `synth`/`convert`/`import-perf` wrote their directory |
 //! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold |
-//! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty, bad option |
-//! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf`, an `--svg` file, stdout |
+//! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty or a file or symlink, bad option |
+//! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf` (left as it was), an `--svg` file, stdout |
 //!
 //! Every error is typed: the library's [`kmemtrace::Error::exit_code`] and [`CliError::exit_code`]
 //! map them onto the table. Fatal messages go to stderr, naming the file.
@@ -156,7 +156,7 @@ enum Cmd {
     },
     /// Write a synthetic trace directory and print the summary `report` must give for it (JSON).
     Synth {
-        /// Output directory (must not exist or be empty).
+        /// Output directory (must not exist or be an empty directory; never a file or symlink).
         #[arg(long, short)]
         out: PathBuf,
         /// Records.
@@ -197,14 +197,14 @@ enum Cmd {
         endian: Endian,
         /// Source trace directory.
         src: PathBuf,
-        /// Destination directory (must not exist or be empty).
+        /// Destination directory (must not exist or be an empty directory; never a file or symlink).
         dst: PathBuf,
     },
     /// Turn `perf script` output of kmem events into a trace directory (for comparing with perf).
     ImportPerf {
         /// `perf script` text (`-` for stdin).
         input: PathBuf,
-        /// Output directory (must not exist or be empty).
+        /// Output directory (must not exist or be an empty directory; never a file or symlink).
         #[arg(long, short)]
         out: PathBuf,
         /// Byte order to write.
@@ -543,9 +543,10 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             out: dir,
             endian,
         } => {
-            use kmemtrace::import_perf::import_perf;
+            use kmemtrace::import_perf::import_perf_named;
+            let name = input.display().to_string();
             let n = if input.as_os_str() == "-" {
-                import_perf(std::io::stdin().lock(), &dir, endian.into())?
+                import_perf_named(std::io::stdin().lock(), &name, &dir, endian.into())?
             } else {
                 let f = std::fs::File::open(&input).map_err(|source| kmemtrace::Error::Io {
                     path: input.clone(),
@@ -553,7 +554,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     side: kmemtrace::IoSide::Input,
                     source,
                 })?;
-                import_perf(std::io::BufReader::new(f), &dir, endian.into())?
+                import_perf_named(std::io::BufReader::new(f), &name, &dir, endian.into())?
             };
             eprintln!("kmemtrace: imported {n} records into {}", dir.display());
             Ok(KmemtraceExitCode::OK)
