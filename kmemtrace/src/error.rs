@@ -1,6 +1,8 @@
 //! The library's error type.
 
+use crate::abi::ByteOrder;
 use crate::exit_code::KmemtraceExitCode;
+use crate::scan::DamageRegion;
 use std::path::PathBuf;
 
 /// Which side of the program an I/O error is on; it decides the exit code.
@@ -53,6 +55,24 @@ pub enum Error {
         /// Files detected as big-endian.
         big: Vec<String>,
     },
+    /// Not one record decodes: every byte of the trace is damage. The input is not a trace (or not
+    /// in the byte order given), and an all-zero report would pass it off as an empty one. (An
+    /// empty trace, with zero-length CPU files, has no damage and is not this error.)
+    #[error(
+        "nothing decodes: not one record in the {bytes} bytes of {} (read as {order}-endian); \
+         the first damage is at byte {} of {}: {}: {}",
+        .files.join(", "), .first.offset, .first.file, .first.kind.name(), .first.detail
+    )]
+    NothingDecodes {
+        /// The files that hold bytes.
+        files: Vec<String>,
+        /// Their total size.
+        bytes: u64,
+        /// The byte order they were read in.
+        order: ByteOrder,
+        /// The first damaged region (its file named with its directory).
+        first: DamageRegion,
+    },
     /// Strict mode: the trace holds damage (the first region is named).
     #[error("{file} at byte {offset}: {kind}: {detail} (and {more} more damaged regions)")]
     Damaged {
@@ -88,6 +108,14 @@ pub enum Error {
         path: PathBuf,
         /// What it is ("a regular file", "a symbolic link", …).
         what: &'static str,
+    },
+    /// `import-perf` found no kmem event in its input: it would write a trace with no CPU file.
+    #[error("{input}: no kmem event (kmem:kmalloc, kmem:kfree, …) in {lines} lines of `perf script` output")]
+    NoPerfEvents {
+        /// The input, as named to the command (`-`: stdin).
+        input: String,
+        /// Lines read.
+        lines: u64,
     },
     /// A sort key is not known.
     #[error("unknown sort key {key:?} (known: {known})")]
@@ -142,10 +170,12 @@ impl Error {
             | Error::NoTraceFiles { .. }
             | Error::Meta { .. }
             | Error::MixedByteOrder { .. }
+            | Error::NothingDecodes { .. }
             | Error::FilterWithoutSymbols
             | Error::Glob(_)
             | Error::DestinationNotEmpty { .. }
             | Error::DestinationNotADirectory { .. }
+            | Error::NoPerfEvents { .. }
             | Error::SortKey { .. }
             | Error::Threshold { .. }
             | Error::ReportJson { .. }
@@ -182,5 +212,34 @@ pub(crate) fn io_out(
         what,
         side: IoSide::Output,
         source,
+    }
+}
+
+/// [`Error::NothingDecodes`] for a trace whose `files` (name, size) hold no record; `first` is
+/// the first damaged region, its file named relative to `dir` when there is one.
+pub(crate) fn nothing_decodes(
+    files: impl IntoIterator<Item = (String, u64)>,
+    order: ByteOrder,
+    first: &DamageRegion,
+    dir: Option<&std::path::Path>,
+) -> Error {
+    let full = |name: &str| match dir {
+        Some(d) => d.join(name).display().to_string(),
+        None => name.to_string(),
+    };
+    let (mut names, mut bytes) = (Vec::new(), 0u64);
+    for (name, len) in files {
+        if len > 0 {
+            names.push(full(&name));
+            bytes = bytes.saturating_add(len);
+        }
+    }
+    let mut first = first.clone();
+    first.file = full(&first.file);
+    Error::NothingDecodes {
+        files: names,
+        bytes,
+        order,
+        first,
     }
 }

@@ -18,9 +18,10 @@ impl KmemtraceExitCode {
     /// `diff` crossed a `--fail-on` threshold.
     pub const PROBLEMS_FOUND: i32 = 1;
 
-    /// The input or the usage is bad: a missing or unreadable path, no `cpu<N>.out`, an invalid
-    /// `meta.json` or `report.json`, mixed byte orders, a bad glob, sort key or threshold, a
-    /// destination that is not empty, is a file or a symbolic link, a bad option.
+    /// The input or the usage is bad: a missing or unreadable path, no `cpu<N>.out`, a trace of
+    /// which not one record decodes, an invalid `meta.json` or `report.json`, mixed byte orders, a
+    /// bad glob, sort key or threshold, a destination that is not empty, is a file or a symbolic
+    /// link, a bad option.
     pub const BAD_INPUT: i32 = 2;
 
     /// Writing the output failed: a file or directory of `synth`, `convert`, `import-perf` or
@@ -47,8 +48,9 @@ impl KmemtraceExitCode {
             Self::BAD_INPUT,
             "BAD_INPUT",
             "unusable input or usage (message on stderr, naming any file): missing or unreadable \
-             path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad \
-             glob, sort key or threshold, destination not empty or a file or symlink, bad option",
+             path, no `cpu<N>.out`, not one record decodes, invalid `meta.json` or `report.json`, \
+             mixed byte orders, bad glob, sort key or threshold, destination not empty or a \
+             file or symlink, bad option",
         ),
         (
             Self::OUTPUT_FAILED,

@@ -11,7 +11,7 @@
 
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
 use crate::dest::Staging;
-use crate::error::{io_in, io_out, Result};
+use crate::error::{io_in, io_out, Error, Result};
 use crate::meta::{Meta, MetaCpu};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -140,7 +140,8 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
 }
 
 /// [`import_perf`] of the input called `input` in messages (a path, or `-` for stdin). `dir` is
-/// written whole or not at all (see `dest.rs`): input that fails half-way leaves it untouched.
+/// written whole or not at all (see `dest.rs`): input that fails half-way, or holds no kmem event
+/// ([`Error::NoPerfEvents`]: there would be no CPU file), leaves it untouched.
 pub fn import_perf_named(
     reader: impl BufRead,
     input: &str,
@@ -152,10 +153,11 @@ pub fn import_perf_named(
     let mut files: HashMap<u32, Out> = HashMap::new();
     let mut sites = Sites::default();
     let mut seq: i32 = 1;
-    let mut n = 0u64;
+    let (mut n, mut lines) = (0u64, 0u64);
     let mut buf = Vec::with_capacity(64);
     for line in reader.lines() {
         let line = line.map_err(io_in(input, "cannot read"))?;
+        lines += 1;
         let Some(e) = parse_line(&line) else { continue };
         let rec = Record {
             type_id: e.type_id,
@@ -186,6 +188,12 @@ pub fn import_perf_named(
             .map_err(io_out(&entry.2, "cannot write"))?;
         entry.1 += buf.len() as u64;
         n += 1;
+    }
+    if n == 0 {
+        return Err(Error::NoPerfEvents {
+            input: input.to_string(),
+            lines,
+        });
     }
     let mut cpus: Vec<MetaCpu> = Vec::new();
     for (cpu, (mut w, bytes, shown)) in files {

@@ -33,7 +33,8 @@
 //!   does not list the CPU, or says -1, the CPU is on node 0.
 //! * Damage never stops the analysis: the scanner resynchronises on the next record that is
 //!   followed by another plausible record, and lists the damage with file and byte offset
-//!   ([`Report::damage`]); [`AnalyzeOptions::strict`] turns it into [`Error::Damaged`].
+//!   ([`Report::damage`]); [`AnalyzeOptions::strict`] turns it into [`Error::Damaged`]. A trace
+//!   of which not one record decodes is [`Error::NothingDecodes`] (an empty trace is not).
 //! * Memory grows with open allocations and call sites, not with events: files are
 //!   memory-mapped, decoded in place and released as the merge passes them.
 

@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `synth`/`convert`/`import-perf` wrote their directory |
 //! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold |
-//! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty or a file or symlink, bad option |
+//! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, not one record decodes, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty or a file or symlink, bad option |
 //! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf` (left as it was), an `--svg` file, stdout |
 //!
 //! Every error is typed: the library's [`kmemtrace::Error::exit_code`] and [`CliError::exit_code`]

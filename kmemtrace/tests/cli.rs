@@ -323,8 +323,17 @@ fn import_perf_failing_half_way_leaves_the_destination_as_it_was() {
             assert_eq!(entries(d.path()), ["perf.txt"]);
         }
     }
-    // Good input into an existing empty directory works.
+    // Input without one kmem event would make a trace without a CPU file: refused.
+    std::fs::write(&perf, "ls 1 [000] 1.0: sched:sched_switch: a=b\n").unwrap();
     let dst = d.path().join("dst");
+    let (code, _, err) = kmemtrace(&["import-perf", p(&perf), "-o", p(&dst)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no kmem event") && err.contains("1 lines"),
+        "{err}"
+    );
+    assert!(!dst.exists());
+    // And good input into an existing empty directory works.
     std::fs::write(&perf, PERF_LINES).unwrap();
     std::fs::create_dir(&dst).unwrap();
     let (code, _, err) = kmemtrace(&["import-perf", p(&perf), "-o", p(&dst)]);
