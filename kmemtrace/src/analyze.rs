@@ -12,7 +12,7 @@
 //! sites, never to the number of events.
 
 use crate::abi::{AllocType, ByteOrder, EVENT_ALLOC, TYPE_COUNT};
-use crate::error::{Error, Result};
+use crate::error::{nothing_decodes, Error, Result};
 use crate::glob::Glob;
 use crate::input::TraceInput;
 use crate::meta;
@@ -1178,7 +1178,9 @@ fn add_stats(into: &mut SiteStats, s: &SiteStats) {
 ///
 /// Errors: files in different byte orders ([`Error::MixedByteOrder`], unless
 /// [`AnalyzeOptions::endian`] is set), a call-site filter without symbols, a bad glob or sort key,
-/// and in strict mode any damage. Everything else wrong with the data is reported, not an error.
+/// a trace of which not one record decodes ([`Error::NothingDecodes`]; an empty trace is not
+/// one), and in strict mode any damage. Everything else wrong with the data is reported, not an
+/// error.
 pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
     let sort = if opts.sort.is_empty() {
         DEFAULT_SORT.iter().map(|s| s.to_string()).collect()
@@ -1273,6 +1275,14 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         (produced, vec![replay])
     };
 
+    // Every byte damage: not an empty trace (which has no bytes), but no trace at all.
+    if let (0, 0, Some(d)) = (p.records, p.unknown_records, p.damage.first()) {
+        let files = input
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.bytes().len() as u64));
+        return Err(nothing_decodes(files, order, d, input.dir.as_deref()));
+    }
     if opts.strict {
         if let Some(d) = p.damage.first() {
             return Err(Error::Damaged {

@@ -4,8 +4,10 @@
 //! with file and byte offset.
 
 use crate::abi::ByteOrder;
+use crate::error::nothing_decodes;
+use crate::exit_code::KmemtraceExitCode;
 use crate::input::{self, LoadOptions, TraceInput};
-use crate::scan::{self, Item, Scanner};
+use crate::scan::{self, DamageRegion, Item, Scanner};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -78,28 +80,37 @@ pub struct CheckReport {
     pub files: Vec<CheckedFile>,
     /// Problems, by file then offset.
     pub problems: Vec<Problem>,
-    /// Inputs that could not be used at all (missing, unreadable, no trace files), as messages.
+    /// Inputs that could not be used at all (missing, unreadable, no trace files, not one record
+    /// decodes), as messages naming the file.
     pub unusable: Vec<String>,
 }
 
 impl CheckReport {
-    /// 0 clean, 1 problems found, 2 unusable input (wins over problems).
+    /// [`KmemtraceExitCode::OK`] clean, [`KmemtraceExitCode::PROBLEMS_FOUND`] problems found,
+    /// [`KmemtraceExitCode::BAD_INPUT`] unusable input (wins over problems).
     pub fn exit_code(&self) -> i32 {
         if !self.unusable.is_empty() {
-            2
+            KmemtraceExitCode::BAD_INPUT
         } else if self.files.iter().any(|f| f.problems > 0) {
-            1
+            KmemtraceExitCode::PROBLEMS_FOUND
         } else {
-            0
+            KmemtraceExitCode::OK
         }
     }
 
-    /// Human-readable text: one line per problem, one per file, a verdict.
+    /// Human-readable text: one line per unusable input, per problem and per file, a verdict.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
         for u in &self.unusable {
             s.push_str(&format!("unusable: {u}\n"));
         }
+        s + &self.render_findings_text()
+    }
+
+    /// [`CheckReport::render_text`] without the unusable inputs, which a command prints on
+    /// stderr instead: one line per problem and per file, a verdict.
+    pub fn render_findings_text(&self) -> String {
+        let mut s = String::new();
         for p in &self.problems {
             s.push_str(&format!("{p}\n"));
         }
@@ -116,10 +127,17 @@ impl CheckReport {
             ));
         }
         s.push_str(match self.exit_code() {
-            0 => "clean\n",
-            1 => "problems found\n",
+            KmemtraceExitCode::OK => "clean\n",
+            KmemtraceExitCode::PROBLEMS_FOUND => "problems found\n",
             _ => "unusable input\n",
         });
+        s
+    }
+
+    /// The report as pretty JSON (the `Serialize` derive's field names), with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a CheckReport serialises");
+        s.push('\n');
         s
     }
 }
@@ -151,6 +169,7 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
         }
     }
     let mut r = check_input(&input);
+    unusable.append(&mut r.unusable);
     r.unusable = unusable;
     r
 }
@@ -165,7 +184,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Check a loaded trace (pure).
+/// Check a loaded trace (pure). A trace with bytes of which not one record decodes is listed in
+/// [`CheckReport::unusable`] (the message of [`crate::Error::NothingDecodes`]), its damage in
+/// [`CheckReport::problems`].
 pub fn check_input(input: &TraceInput) -> CheckReport {
     let detected: Vec<Option<ByteOrder>> = input
         .files
@@ -184,7 +205,7 @@ pub fn check_input(input: &TraceInput) -> CheckReport {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(jobs.len().max(1));
-    let mut results: Vec<(usize, CheckedFile, Vec<Problem>)> = std::thread::scope(|s| {
+    let mut results: Vec<(usize, Checked)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let jobs = &jobs;
@@ -192,10 +213,7 @@ pub fn check_input(input: &TraceInput) -> CheckReport {
                 s.spawn(move || {
                     jobs.iter()
                         .filter(|j| *j % workers == w)
-                        .map(|&i| {
-                            let (cf, pr) = check_file(input, i, detected[i], majority);
-                            (i, cf, pr)
-                        })
+                        .map(|&i| (i, check_file(input, i, detected[i], majority)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -207,11 +225,37 @@ pub fn check_input(input: &TraceInput) -> CheckReport {
     });
     results.sort_by_key(|r| r.0);
     let mut report = CheckReport::default();
-    for (_, f, p) in results {
-        report.files.push(f);
-        report.problems.extend(p);
+    let (mut records, mut first_damage) = (0u64, None);
+    for (_, c) in results {
+        records += c.file.records + c.unknown_records;
+        first_damage = first_damage.or(c.first_damage);
+        report.files.push(c.file);
+        report.problems.extend(c.problems);
+    }
+    if let (0, Some(first)) = (records, &first_damage) {
+        let files = report.files.iter().map(|f| (f.file.clone(), f.bytes));
+        // The files' names already say where they lie.
+        let order = detected
+            .iter()
+            .flatten()
+            .next()
+            .copied()
+            .unwrap_or(majority);
+        report
+            .unusable
+            .push(nothing_decodes(files, order, first, None).to_string());
     }
     report
+}
+
+/// What [`check_file`] found in one file.
+struct Checked {
+    file: CheckedFile,
+    problems: Vec<Problem>,
+    /// Well-framed records with unknown ids (they are problems, but the file decodes).
+    unknown_records: u64,
+    /// The first damaged region.
+    first_damage: Option<DamageRegion>,
 }
 
 fn check_file(
@@ -219,7 +263,7 @@ fn check_file(
     i: usize,
     detected: Option<ByteOrder>,
     majority: ByteOrder,
-) -> (CheckedFile, Vec<Problem>) {
+) -> Checked {
     let f = &input.files[i];
     let b = f.bytes();
     let mut problems = Vec::new();
@@ -259,6 +303,7 @@ fn check_file(
     }
     let order = detected.unwrap_or(majority);
     let (mut records, mut first, mut last) = (0u64, None, None::<i32>);
+    let (mut unknown_records, mut first_damage) = (0u64, None);
     let mut sc = Scanner::new(b, order);
     let mut released = 0;
     while let Some(item) = sc.next() {
@@ -292,39 +337,53 @@ fn check_file(
                 event_id,
                 type_id,
                 size,
-            } => push(
-                &mut problems,
-                Problem {
-                    file: f.name.clone(),
-                    offset: offset as u64,
-                    kind: ProblemKind::UnknownRecord,
-                    message: format!(
+            } => {
+                unknown_records += 1;
+                push(
+                    &mut problems,
+                    Problem {
+                        file: f.name.clone(),
+                        offset: offset as u64,
+                        kind: ProblemKind::UnknownRecord,
+                        message: format!(
                         "unknown record: event_id {event_id} type_id {type_id} event_size {size}"
                     ),
-                },
-            ),
+                    },
+                )
+            }
             Item::Damage {
                 offset,
                 length,
                 kind,
                 detail,
-            } => push(
-                &mut problems,
-                Problem {
-                    file: f.name.clone(),
-                    offset: offset as u64,
-                    kind: match kind {
-                        scan::DamageKind::BadRecord => ProblemKind::BadRecord,
-                        scan::DamageKind::PartialRecord => ProblemKind::PartialRecord,
-                        scan::DamageKind::Unexamined => ProblemKind::Unexamined,
+            } => {
+                if first_damage.is_none() {
+                    first_damage = Some(DamageRegion {
+                        file: f.name.clone(),
+                        offset: offset as u64,
+                        length: length as u64,
+                        kind,
+                        detail: detail.clone(),
+                    });
+                }
+                push(
+                    &mut problems,
+                    Problem {
+                        file: f.name.clone(),
+                        offset: offset as u64,
+                        kind: match kind {
+                            scan::DamageKind::BadRecord => ProblemKind::BadRecord,
+                            scan::DamageKind::PartialRecord => ProblemKind::PartialRecord,
+                            scan::DamageKind::Unexamined => ProblemKind::Unexamined,
+                        },
+                        message: format!("{}: {length} bytes: {detail}", kind.name()),
                     },
-                    message: format!("{}: {length} bytes: {detail}", kind.name()),
-                },
-            ),
+                )
+            }
         }
     }
-    (
-        CheckedFile {
+    Checked {
+        file: CheckedFile {
             file: f.name.clone(),
             bytes: b.len() as u64,
             records,
@@ -334,5 +393,7 @@ fn check_file(
             problems: total,
         },
         problems,
-    )
+        unknown_records,
+        first_damage,
+    }
 }

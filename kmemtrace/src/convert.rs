@@ -7,10 +7,10 @@
 //! converted trace names the same offsets.
 
 use crate::abi::{self, swap_features, ByteOrder};
-use crate::error::{io, Error, Result};
+use crate::dest::Staging;
+use crate::error::{io_out, nothing_decodes, Error, Result};
 use crate::input::{self, TraceInput};
-use crate::scan::{self, Item, Scanner};
-use crate::synth::ensure_fresh_dir;
+use crate::scan::{self, DamageRegion, Item, Scanner};
 use std::io::Write;
 use std::path::Path;
 
@@ -21,10 +21,34 @@ pub fn convert_stream<W: Write>(
     to: ByteOrder,
     w: &mut W,
 ) -> std::io::Result<()> {
+    convert_counting(b, "", from, to, w).map(|_| ())
+}
+
+/// What [`convert_counting`] met in a stream.
+struct Met {
+    /// Records, known or unknown.
+    records: u64,
+    /// The first damaged region.
+    first_damage: Option<DamageRegion>,
+}
+
+/// [`convert_stream`] of the file `name`, counting its records and keeping its first damage.
+fn convert_counting<W: Write>(
+    b: &[u8],
+    name: &str,
+    from: ByteOrder,
+    to: ByteOrder,
+    w: &mut W,
+) -> std::io::Result<Met> {
+    let mut met = Met {
+        records: 0,
+        first_damage: None,
+    };
     let mut buf = Vec::with_capacity(1 << 16);
     for item in Scanner::new(b, from) {
         match item {
             Item::Rec { offset, .. } => {
+                met.records += 1;
                 let Some(h) = abi::header(b, offset, from) else {
                     continue;
                 };
@@ -35,6 +59,7 @@ pub fn convert_stream<W: Write>(
                 r.encode_into(to, &mut buf);
             }
             Item::Unknown { offset, size, .. } => {
+                met.records += 1;
                 let raw = &b[offset..offset + size];
                 buf.extend_from_slice(&raw[..2]);
                 let sw = |x: &[u8]| -> Vec<u8> {
@@ -50,7 +75,21 @@ pub fn convert_stream<W: Write>(
                 buf.extend_from_slice(&sw(&raw[16..24]));
                 buf.extend_from_slice(&raw[24..]);
             }
-            Item::Damage { offset, length, .. } => {
+            Item::Damage {
+                offset,
+                length,
+                kind,
+                detail,
+            } => {
+                if met.first_damage.is_none() {
+                    met.first_damage = Some(DamageRegion {
+                        file: name.to_string(),
+                        offset: offset as u64,
+                        length: length as u64,
+                        kind,
+                        detail,
+                    });
+                }
                 buf.extend_from_slice(&b[offset..offset + length])
             }
         }
@@ -59,7 +98,8 @@ pub fn convert_stream<W: Write>(
             buf.clear();
         }
     }
-    w.write_all(&buf)
+    w.write_all(&buf)?;
+    Ok(met)
 }
 
 /// Re-encode in memory.
@@ -93,31 +133,40 @@ pub fn trace_byte_order(input: &TraceInput) -> Result<ByteOrder> {
     }
 }
 
-/// Rewrite the trace directory `src` into `dst` (which must not exist or be empty) in byte order
-/// `to`: every `cpu<N>.out`, `kallsyms` copied, `meta.json` with `byte_order` (and `bytes`)
-/// updated. Returns the source byte order.
+/// Rewrite the trace directory `src` into `dst` (which must not exist or be an empty directory)
+/// in byte order `to`: every `cpu<N>.out`, `kallsyms` copied, `meta.json` with `byte_order`
+/// updated. `dst` is written whole or not at all (see `dest.rs`): a trace of which not one record
+/// decodes is [`Error::NothingDecodes`] and leaves it untouched, as a failed write does. Returns
+/// the source byte order.
 pub fn convert_dir(src: &Path, dst: &Path, to: ByteOrder) -> Result<ByteOrder> {
     let input = input::load_dir(src)?;
     let from = trace_byte_order(&input)?;
-    ensure_fresh_dir(dst)?;
-    for (f, (_, path)) in input.files.iter().zip(input::list_cpu_files(src)?) {
-        let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        let out = dst.join(name);
-        let file = std::fs::File::create(&out).map_err(io(&out, "cannot create"))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        convert_stream(f.bytes(), from, to, &mut w)
-            .and_then(|_| w.flush())
-            .map_err(io(&out, "cannot write"))?;
+    let staging = Staging::new(dst)?;
+    let (mut records, mut first_damage) = (0u64, None);
+    for f in &input.files {
+        // Loaded from one directory, a file is named by its file name.
+        let mut w = staging.create(&f.name)?;
+        let met = convert_counting(f.bytes(), &f.name, from, to, &mut w)
+            .and_then(|met| w.flush().map(|_| met))
+            .map_err(io_out(staging.shown(&f.name), "cannot write"))?;
+        records += met.records;
+        first_damage = first_damage.or(met.first_damage);
+    }
+    if let (0, Some(first)) = (records, &first_damage) {
+        let files = input
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.bytes().len() as u64));
+        return Err(nothing_decodes(files, from, first, Some(src)));
     }
     let k = src.join("kallsyms");
     if k.exists() {
-        let d = dst.join("kallsyms");
-        std::fs::copy(&k, &d).map_err(io(&d, "cannot copy to"))?;
+        staging.copy(&k, "kallsyms")?;
     }
     if let Some(mut meta) = input.meta {
         meta.byte_order = Some(to);
-        let m = dst.join("meta.json");
-        std::fs::write(&m, meta.to_json()).map_err(io(&m, "cannot write"))?;
+        staging.write("meta.json", meta.to_json().as_bytes())?;
     }
+    staging.commit()?;
     Ok(from)
 }

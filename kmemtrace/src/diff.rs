@@ -20,7 +20,7 @@
 //! report has symbols, so that two different kernels, where addresses move, compare; else by
 //! call-site address.
 
-use crate::error::{io, Error, Result};
+use crate::error::{io_in, nothing_decodes, Error, Result};
 use crate::glob::Glob;
 use crate::report::{Report, Summary};
 use crate::{analyze, load, AnalyzeOptions, LoadOptions};
@@ -768,9 +768,10 @@ pub fn diff(
 /// `trace/`), or a `report.json` written by `kmemtrace report --format json` or `kmt run`.
 ///
 /// A trace is analysed with `opts`; a `report.json` is taken as it is, so a call-site filter can
-/// only be applied to it if it was made with that filter already.
+/// only be applied to it if it was made with that filter already. A side of which not one record
+/// decodes is [`Error::NothingDecodes`], whether it is a trace or the report of one.
 pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
-    let meta = std::fs::metadata(path).map_err(io(path, "cannot open"))?;
+    let meta = std::fs::metadata(path).map_err(io_in(path, "cannot open"))?;
     let has_cpu_files = |d: &Path| -> bool {
         std::fs::read_dir(d)
             .map(|it| {
@@ -799,11 +800,19 @@ pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
         return analyze(&input, opts);
     }
     let json = json.expect("one of the two");
-    let text = std::fs::read(&json).map_err(io(&json, "cannot read"))?;
+    let text = std::fs::read(&json).map_err(io_in(&json, "cannot read"))?;
     let report: Report = serde_json::from_slice(&text).map_err(|source| Error::ReportJson {
         path: json.clone(),
         source,
     })?;
+    // A report of a trace that did not decode (made before that was an error) is as unusable.
+    let s = &report.summary;
+    if let (0, 0, Some(first)) = (s.records, s.unknown_records, report.damage.regions.first()) {
+        let files = report.trace.files.iter().map(|f| (f.file.clone(), f.bytes));
+        let order = report.trace.byte_order.unwrap_or(crate::ByteOrder::Little);
+        let dir = report.trace.directory.as_deref().map(Path::new);
+        return Err(nothing_decodes(files, order, first, dir));
+    }
     if !opts.callsite_filter.is_empty() && report.trace.callsite_filter != opts.callsite_filter {
         return Err(Error::FilterOnReport {
             path: json,

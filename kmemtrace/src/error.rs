@@ -1,6 +1,18 @@
 //! The library's error type.
 
+use crate::abi::ByteOrder;
+use crate::exit_code::KmemtraceExitCode;
+use crate::scan::DamageRegion;
 use std::path::PathBuf;
+
+/// Which side of the program an I/O error is on; it decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoSide {
+    /// Reading the input: a trace, its side files, a `report.json`, `perf script` text.
+    Input,
+    /// Writing the output: a destination directory and the files in it.
+    Output,
+}
 
 /// Everything that can go wrong in the library. Damage inside a trace is not an error (it is
 /// reported in [`crate::Report::damage`]) unless strict mode asks for it.
@@ -14,6 +26,8 @@ pub enum Error {
         path: PathBuf,
         /// The operation that failed.
         what: &'static str,
+        /// Whether it was reading input or writing output.
+        side: IoSide,
         /// The OS error.
         #[source]
         source: std::io::Error,
@@ -41,6 +55,24 @@ pub enum Error {
         /// Files detected as big-endian.
         big: Vec<String>,
     },
+    /// Not one record decodes: every byte of the trace is damage. The input is not a trace (or not
+    /// in the byte order given), and an all-zero report would pass it off as an empty one. (An
+    /// empty trace, with zero-length CPU files, has no damage and is not this error.)
+    #[error(
+        "nothing decodes: not one record in the {bytes} bytes of {} (read as {order}-endian); \
+         the first damage is at byte {} of {}: {}: {}",
+        .files.join(", "), .first.offset, .first.file, .first.kind.name(), .first.detail
+    )]
+    NothingDecodes {
+        /// The files that hold bytes.
+        files: Vec<String>,
+        /// Their total size.
+        bytes: u64,
+        /// The byte order they were read in.
+        order: ByteOrder,
+        /// The first damaged region (its file named with its directory).
+        first: DamageRegion,
+    },
     /// Strict mode: the trace holds damage (the first region is named).
     #[error("{file} at byte {offset}: {kind}: {detail} (and {more} more damaged regions)")]
     Damaged {
@@ -61,11 +93,29 @@ pub enum Error {
     /// A glob pattern is malformed.
     #[error("invalid glob pattern {0:?}")]
     Glob(String),
-    /// `convert` refuses to write into a directory that exists and is not empty.
+    /// `synth`, `convert` and `import-perf` refuse to write into a directory that exists and is
+    /// not empty.
     #[error("{path}: destination exists and is not empty; refusing to overwrite")]
     DestinationNotEmpty {
         /// The destination.
         path: PathBuf,
+    },
+    /// `synth`, `convert` and `import-perf` refuse a destination that exists and is not a
+    /// directory (a symbolic link is refused, not followed).
+    #[error("{path}: destination exists and is {what}, not a directory; refusing to overwrite")]
+    DestinationNotADirectory {
+        /// The destination.
+        path: PathBuf,
+        /// What it is ("a regular file", "a symbolic link", …).
+        what: &'static str,
+    },
+    /// `import-perf` found no kmem event in its input: it would write a trace with no CPU file.
+    #[error("{input}: no kmem event (kmem:kmalloc, kmem:kfree, …) in {lines} lines of `perf script` output")]
+    NoPerfEvents {
+        /// The input, as named to the command (`-`: stdin).
+        input: String,
+        /// Lines read.
+        lines: u64,
     },
     /// A sort key is not known.
     #[error("unknown sort key {key:?} (known: {known})")]
@@ -102,13 +152,94 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The `kmemtrace` command's exit code for this error ([`KmemtraceExitCode`]): damage met in
+    /// strict mode is a problem in usable data, a failed write is an output failure, everything
+    /// else makes the input (or the usage) unusable.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Damaged { .. } => KmemtraceExitCode::PROBLEMS_FOUND,
+            Error::Io {
+                side: IoSide::Output,
+                ..
+            } => KmemtraceExitCode::OUTPUT_FAILED,
+            Error::Io {
+                side: IoSide::Input,
+                ..
+            }
+            | Error::NoTraceFiles { .. }
+            | Error::Meta { .. }
+            | Error::MixedByteOrder { .. }
+            | Error::NothingDecodes { .. }
+            | Error::FilterWithoutSymbols
+            | Error::Glob(_)
+            | Error::DestinationNotEmpty { .. }
+            | Error::DestinationNotADirectory { .. }
+            | Error::NoPerfEvents { .. }
+            | Error::SortKey { .. }
+            | Error::Threshold { .. }
+            | Error::ReportJson { .. }
+            | Error::FilterOnReport { .. } => KmemtraceExitCode::BAD_INPUT,
+        }
+    }
+}
+
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn io(
+/// An error reading the input at `path` (for `map_err`).
+pub(crate) fn io_in(
     path: impl Into<PathBuf>,
     what: &'static str,
 ) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io { path, what, source }
+    move |source| Error::Io {
+        path,
+        what,
+        side: IoSide::Input,
+        source,
+    }
+}
+
+/// An error writing the output at `path` (for `map_err`).
+pub(crate) fn io_out(
+    path: impl Into<PathBuf>,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io {
+        path,
+        what,
+        side: IoSide::Output,
+        source,
+    }
+}
+
+/// [`Error::NothingDecodes`] for a trace whose `files` (name, size) hold no record; `first` is
+/// the first damaged region, its file named relative to `dir` when there is one.
+pub(crate) fn nothing_decodes(
+    files: impl IntoIterator<Item = (String, u64)>,
+    order: ByteOrder,
+    first: &DamageRegion,
+    dir: Option<&std::path::Path>,
+) -> Error {
+    let full = |name: &str| match dir {
+        Some(d) => d.join(name).display().to_string(),
+        None => name.to_string(),
+    };
+    let (mut names, mut bytes) = (Vec::new(), 0u64);
+    for (name, len) in files {
+        if len > 0 {
+            names.push(full(&name));
+            bytes = bytes.saturating_add(len);
+        }
+    }
+    let mut first = first.clone();
+    first.file = full(&first.file);
+    Error::NothingDecodes {
+        files: names,
+        bytes,
+        order,
+        first,
+    }
 }

@@ -10,12 +10,12 @@
 //! listed in the written `kallsyms`. GFP flags are written as 0 (perf prints them symbolically).
 
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
-use crate::error::{io, Result};
+use crate::dest::Staging;
+use crate::error::{io_in, io_out, Error, Result};
 use crate::meta::{Meta, MetaCpu};
-use crate::synth::ensure_fresh_dir;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const FN_BASE: u64 = 0xffff_ffff_a000_0000;
 const FN_SPAN: u64 = 1 << 20;
@@ -132,17 +132,32 @@ impl Sites {
     }
 }
 
-/// Read `perf script` text and write a trace directory (which must not exist or be empty).
-/// Returns the number of records written.
+/// Read `perf script` text and write a trace directory (which must not exist or be an empty
+/// directory). Returns the number of records written. [`import_perf_named`] with the input named
+/// "perf script input" in messages.
 pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result<u64> {
-    ensure_fresh_dir(dir)?;
-    let mut files: HashMap<u32, (std::io::BufWriter<std::fs::File>, u64)> = HashMap::new();
+    import_perf_named(reader, "perf script input", dir, order)
+}
+
+/// [`import_perf`] of the input called `input` in messages (a path, or `-` for stdin). `dir` is
+/// written whole or not at all (see `dest.rs`): input that fails half-way, or holds no kmem event
+/// ([`Error::NoPerfEvents`]: there would be no CPU file), leaves it untouched.
+pub fn import_perf_named(
+    reader: impl BufRead,
+    input: &str,
+    dir: &Path,
+    order: ByteOrder,
+) -> Result<u64> {
+    let staging = Staging::new(dir)?;
+    type Out = (std::io::BufWriter<std::fs::File>, u64, PathBuf);
+    let mut files: HashMap<u32, Out> = HashMap::new();
     let mut sites = Sites::default();
     let mut seq: i32 = 1;
-    let mut n = 0u64;
+    let (mut n, mut lines) = (0u64, 0u64);
     let mut buf = Vec::with_capacity(64);
     for line in reader.lines() {
-        let line = line.map_err(io(dir, "cannot read perf script input for"))?;
+        let line = line.map_err(io_in(input, "cannot read"))?;
+        lines += 1;
         let Some(e) = parse_line(&line) else { continue };
         let rec = Record {
             type_id: e.type_id,
@@ -163,21 +178,26 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
         let entry = match files.entry(e.cpu) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let p = dir.join(format!("cpu{}.out", e.cpu));
-                let f = std::fs::File::create(&p).map_err(io(&p, "cannot create"))?;
-                v.insert((std::io::BufWriter::with_capacity(1 << 20, f), 0))
+                let name = format!("cpu{}.out", e.cpu);
+                v.insert((staging.create(&name)?, 0, staging.shown(&name)))
             }
         };
         entry
             .0
             .write_all(&buf)
-            .map_err(io(dir, "cannot write into"))?;
+            .map_err(io_out(&entry.2, "cannot write"))?;
         entry.1 += buf.len() as u64;
         n += 1;
     }
+    if n == 0 {
+        return Err(Error::NoPerfEvents {
+            input: input.to_string(),
+            lines,
+        });
+    }
     let mut cpus: Vec<MetaCpu> = Vec::new();
-    for (cpu, (mut w, bytes)) in files {
-        w.flush().map_err(io(dir, "cannot write into"))?;
+    for (cpu, (mut w, bytes, shown)) in files {
+        w.flush().map_err(io_out(&shown, "cannot write"))?;
         cpus.push(MetaCpu {
             cpu,
             node: Some(-1),
@@ -192,8 +212,7 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
         .iter()
         .map(|(a, n)| format!("{a:016x} T {n}\n"))
         .collect();
-    let k = dir.join("kallsyms");
-    std::fs::write(&k, text).map_err(io(&k, "cannot write"))?;
+    staging.write("kallsyms", text.as_bytes())?;
     let meta = Meta {
         kmemtrace_meta: 1,
         collector: Some(format!(
@@ -206,8 +225,8 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
         cpus,
         ..Meta::default()
     };
-    let m = dir.join("meta.json");
-    std::fs::write(&m, meta.to_json()).map_err(io(&m, "cannot write"))?;
+    staging.write("meta.json", meta.to_json().as_bytes())?;
+    staging.commit()?;
     Ok(n)
 }
 

@@ -2,7 +2,7 @@
 //! only file-reading edge; the analysis works on [`TraceInput`] values, which tests build from
 //! bytes with [`TraceInput::from_streams`].
 
-use crate::error::{io, Error, Result};
+use crate::error::{io_in, Error, Result};
 use crate::meta::Meta;
 use crate::symbols::Symbols;
 use std::path::{Path, PathBuf};
@@ -45,14 +45,14 @@ impl CpuFile {
     /// Map `path` read-only. The CPU number comes from the file name (`cpu3.out`, `cpu3`) or is
     /// `fallback_cpu`.
     pub fn open(path: &Path, fallback_cpu: u32) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(io(path, "cannot open"))?;
-        let len = file.metadata().map_err(io(path, "cannot stat"))?.len();
+        let file = std::fs::File::open(path).map_err(io_in(path, "cannot open"))?;
+        let len = file.metadata().map_err(io_in(path, "cannot stat"))?.len();
         let data = if len == 0 {
             Data::Owned(Vec::new())
         } else {
             // SAFETY: the mapping is read-only; a trace file truncated by someone else while we
             // read it would raise SIGBUS, as with any mmap reader (documented in the README).
-            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path, "cannot map"))?;
+            let m = unsafe { memmap2::Mmap::map(&file) }.map_err(io_in(path, "cannot map"))?;
             let _ = m.advise(memmap2::Advice::Sequential);
             Data::Mapped(m)
         };
@@ -175,7 +175,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
     let mut meta_path = opts.meta.clone();
     let mut kallsyms = None;
     for p in paths {
-        let md = std::fs::metadata(p).map_err(io(p, "cannot access"))?;
+        let md = std::fs::metadata(p).map_err(io_in(p, "cannot access"))?;
         if md.is_dir() {
             let files = list_cpu_files(p)?;
             if files.is_empty() {
@@ -208,7 +208,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
         }
     }
     if let Some(m) = meta_path {
-        let text = std::fs::read_to_string(&m).map_err(io(&m, "cannot read"))?;
+        let text = std::fs::read_to_string(&m).map_err(io_in(&m, "cannot read"))?;
         input.meta =
             Some(Meta::from_json(&text).map_err(|source| Error::Meta { path: m, source })?);
     }
@@ -218,7 +218,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
         .or_else(|| opts.kallsyms.clone())
         .or(kallsyms);
     if let Some(s) = sym_path {
-        let bytes = std::fs::read(&s).map_err(io(&s, "cannot read"))?;
+        let bytes = std::fs::read(&s).map_err(io_in(&s, "cannot read"))?;
         input.symbols = Some(Symbols::parse(&String::from_utf8_lossy(&bytes)));
     }
     Ok(input)
@@ -227,8 +227,8 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
 /// The `cpu<N>.out` files of a directory, sorted by N.
 pub fn list_cpu_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io(dir, "cannot list"))? {
-        let e = e.map_err(io(dir, "cannot list"))?;
+    for e in std::fs::read_dir(dir).map_err(io_in(dir, "cannot list"))? {
+        let e = e.map_err(io_in(dir, "cannot list"))?;
         let p = e.path();
         let is_out = p.extension().is_some_and(|x| x == "out");
         if let (true, Some(cpu)) = (is_out, cpu_from_name(&p)) {

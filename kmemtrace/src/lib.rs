@@ -1,7 +1,8 @@
 //! Decode, check and report kmemtrace ABI v1 traces (Linux kernel memory allocation traces).
 //!
 //! The library is a pure core with its file I/O at a few named edges ([`load`], [`load_dir`],
-//! [`check()`], [`synth_to_dir`], [`convert_dir`]); the `kmemtrace` binary is a thin CLI over it.
+//! [`check()`], [`synth_to_dir`], [`convert_dir`]); the `kmemtrace` binary is a thin CLI over it,
+//! exiting with the codes of [`KmemtraceExitCode`].
 //!
 //! ```no_run
 //! use kmemtrace::{analyze, load_dir, render_text, AnalyzeOptions, TextOptions};
@@ -32,7 +33,8 @@
 //!   does not list the CPU, or says -1, the CPU is on node 0.
 //! * Damage never stops the analysis: the scanner resynchronises on the next record that is
 //!   followed by another plausible record, and lists the damage with file and byte offset
-//!   ([`Report::damage`]); [`AnalyzeOptions::strict`] turns it into [`Error::Damaged`].
+//!   ([`Report::damage`]); [`AnalyzeOptions::strict`] turns it into [`Error::Damaged`]. A trace
+//!   of which not one record decodes is [`Error::NothingDecodes`] (an empty trace is not).
 //! * Memory grows with open allocations and call sites, not with events: files are
 //!   memory-mapped, decoded in place and released as the merge passes them.
 
@@ -43,8 +45,10 @@ pub mod abi;
 mod analyze;
 pub mod check;
 pub mod convert;
+mod dest;
 pub mod diff;
 mod error;
+pub mod exit_code;
 pub mod glob;
 pub mod import_perf;
 pub mod input;
@@ -62,7 +66,8 @@ pub use analyze::{analyze, AnalyzeOptions, MAX_DAMAGE_LISTED};
 pub use check::{check, check_input, CheckReport, Problem, ProblemKind};
 pub use convert::{convert_bytes, convert_dir, convert_stream};
 pub use diff::{diff, load_side, Diff, DiffOptions, Threshold};
-pub use error::{Error, Result};
+pub use error::{Error, IoSide, Result};
+pub use exit_code::KmemtraceExitCode;
 pub use input::{load, load_dir, CpuFile, LoadOptions, TraceInput};
 pub use meta::{Meta, MetaCpu};
 pub use plot::{diff_svg, report_svg, PlotOptions};

@@ -1,19 +1,22 @@
 //! `kmemtrace`: report, check, synthesise and convert kmemtrace ABI v1 traces.
 //!
-//! Exit codes (also in the README):
+//! Exit codes ([`kmemtrace::KmemtraceExitCode`]; the same table is in the README, and a test
+//! compares both with the code):
 //!
-//! | code | meaning |
-//! | --- | --- |
-//! | 0 | success (`check`: the input is clean; `diff`: no `--fail-on` threshold crossed) |
-//! | 1 | problems in the data: `check` found some, `report --strict` met damage; `diff`: a `--fail-on` threshold was crossed |
-//! | 2 | unusable input or usage: missing path, no trace files, bad metadata, mixed byte orders, bad option |
-//! | 3 | failure writing output (`synth`, `convert`, stdout) |
+//! | code | name | meaning |
+//! | --- | --- | --- |
+//! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `synth`/`convert`/`import-perf` wrote their directory |
+//! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold |
+//! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, not one record decodes, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty or a file or symlink, bad option |
+//! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf` (left as it was), an `--svg` file, stdout |
+//!
+//! Every error is typed: the library's [`kmemtrace::Error::exit_code`] and [`CliError::exit_code`]
+//! map them onto the table. Fatal messages go to stderr, naming the file.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use kmemtrace::{ByteOrder, Error};
+use kmemtrace::{ByteOrder, KmemtraceExitCode};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -153,7 +156,7 @@ enum Cmd {
     },
     /// Write a synthetic trace directory and print the summary `report` must give for it (JSON).
     Synth {
-        /// Output directory (must not exist or be empty).
+        /// Output directory (must not exist or be an empty directory; never a file or symlink).
         #[arg(long, short)]
         out: PathBuf,
         /// Records.
@@ -194,14 +197,14 @@ enum Cmd {
         endian: Endian,
         /// Source trace directory.
         src: PathBuf,
-        /// Destination directory (must not exist or be empty).
+        /// Destination directory (must not exist or be an empty directory; never a file or symlink).
         dst: PathBuf,
     },
     /// Turn `perf script` output of kmem events into a trace directory (for comparing with perf).
     ImportPerf {
         /// `perf script` text (`-` for stdin).
         input: PathBuf,
-        /// Output directory (must not exist or be empty).
+        /// Output directory (must not exist or be an empty directory; never a file or symlink).
         #[arg(long, short)]
         out: PathBuf,
         /// Byte order to write.
@@ -210,50 +213,78 @@ enum Cmd {
     },
 }
 
-fn exit_code_of(e: &anyhow::Error) -> u8 {
-    match e.downcast_ref::<Error>() {
-        Some(Error::Damaged { .. }) => 1,
-        Some(Error::DestinationNotEmpty { .. }) => 2,
-        Some(Error::Io { what, .. })
-            if what.starts_with("cannot write") || what.starts_with("cannot create") =>
-        {
-            3
+/// Why the command failed. Each variant has its exit code ([`CliError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The library failed.
+    #[error(transparent)]
+    Lib(#[from] kmemtrace::Error),
+    /// One side of `diff` could not be loaded.
+    #[error("{}", .path.display())]
+    Side {
+        /// The side, as given.
+        path: PathBuf,
+        /// Why (boxed: the library's error is large).
+        #[source]
+        source: Box<kmemtrace::Error>,
+    },
+    /// The arguments do not make sense together (clap's own usage errors exit 2 as well).
+    #[error("{0}")]
+    Usage(String),
+    /// Writing to stdout failed.
+    #[error("cannot write to stdout")]
+    Stdout(#[source] std::io::Error),
+    /// Writing an output file failed.
+    #[error("{}: cannot write", .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
+}
+
+impl CliError {
+    /// The exit code ([`KmemtraceExitCode`]).
+    fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Lib(e) => e.exit_code(),
+            CliError::Side { source, .. } => source.exit_code(),
+            CliError::Usage(_) => KmemtraceExitCode::BAD_INPUT,
+            CliError::Stdout(_) | CliError::Write(..) => KmemtraceExitCode::OUTPUT_FAILED,
         }
-        Some(_) => 2,
-        None if e.downcast_ref::<OutputError>().is_some() => 3,
-        None if e.downcast_ref::<WriteError>().is_some() => 3,
-        None => 2,
     }
+}
+
+/// `e` and its sources, joined by ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+/// The process exit code for one of the table's codes (all fit in a byte).
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => exit(code),
         Err(e) => {
-            eprintln!("kmemtrace: {e:#}");
-            ExitCode::from(exit_code_of(&e))
+            eprintln!("kmemtrace: {}", chain(&e));
+            exit(e.exit_code())
         }
     }
 }
 
-/// Writing the output failed (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write to stdout")]
-struct OutputError(#[source] std::io::Error);
-
-/// Bad usage (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
-
 /// Write an SVG file atomically. An existing file is replaced only when it is an SVG itself, so a
 /// mistyped path never clobbers a trace or a report.
-fn write_svg(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+fn write_svg(path: &Path, text: &str) -> Result<(), CliError> {
     if let Ok(old) = std::fs::read(path) {
         let head = String::from_utf8_lossy(&old[..old.len().min(256)]).to_string();
         if !(head.trim_start().starts_with("<svg") || head.trim_start().starts_with("<?xml")) {
-            anyhow::bail!(UsageError(format!(
+            return Err(CliError::Usage(format!(
                 "{}: exists and is not an SVG file; refusing to overwrite it",
                 path.display()
             )));
@@ -261,7 +292,7 @@ fn write_svg(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
+        _ => Path::new("."),
     };
     let write = || -> std::io::Result<()> {
         // Created 0666 minus the umask, like any file the user asks for (not tempfile's 0600).
@@ -273,30 +304,26 @@ fn write_svg(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         f.persist(path).map_err(|e| e.error)?;
         Ok(())
     };
-    write().map_err(|e| WriteError(path.display().to_string(), e).into())
+    write().map_err(|e| CliError::Write(path.to_path_buf(), e))
 }
 
-/// Writing an output file failed (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write {0}")]
-struct WriteError(String, #[source] std::io::Error);
-
-fn out(s: &str) -> anyhow::Result<()> {
+fn out(s: &str) -> Result<(), CliError> {
     out_with(|mut o| o.write_all(s.as_bytes()).and_then(|_| o.flush()))
 }
 
 /// Write to stdout with `write`; a closed pipe (`| head`) is not an error.
 fn out_with(
     write: impl FnOnce(std::io::StdoutLock<'_>) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     match write(std::io::stdout().lock()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(OutputError(e).into()),
+        Err(e) => Err(CliError::Stdout(e)),
         Ok(()) => Ok(()),
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Run the command; `Ok` holds the exit code of a command that ran to its end.
+fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.cmd {
         Cmd::Report {
             paths,
@@ -379,7 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     out(&kmemtrace::render_text(&report, &t))?;
                 }
             }
-            Ok(0)
+            Ok(KmemtraceExitCode::OK)
         }
         Cmd::Diff {
             paths,
@@ -395,9 +422,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let (bases, news) = match (paths.len(), bases.is_empty(), news.is_empty()) {
                 (2, true, true) => (vec![paths[0].clone()], vec![paths[1].clone()]),
                 (0, false, false) => (bases, news),
-                _ => anyhow::bail!(UsageError(
-                    "give BASE and NEW, or --base PATH… and --new PATH…".into()
-                )),
+                _ => {
+                    return Err(CliError::Usage(
+                        "give BASE and NEW, or --base PATH… and --new PATH…".into(),
+                    ))
+                }
             };
             let thresholds = fail_on
                 .iter()
@@ -407,10 +436,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 callsite_filter,
                 ..Default::default()
             };
-            let load = |ps: &[PathBuf]| -> anyhow::Result<Vec<kmemtrace::Report>> {
+            let load = |ps: &[PathBuf]| -> Result<Vec<kmemtrace::Report>, CliError> {
                 ps.iter()
                     .map(|p| {
-                        kmemtrace::load_side(p, &aopts).with_context(|| format!("{}", p.display()))
+                        kmemtrace::load_side(p, &aopts).map_err(|source| CliError::Side {
+                            path: p.clone(),
+                            source: Box::new(source),
+                        })
                     })
                     .collect()
             };
@@ -443,15 +475,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 DiffFormat::Markdown => out(&kmemtrace::diff::render_diff_markdown(&d, &t))?,
                 DiffFormat::Json => out(&d.to_json())?,
             }
-            Ok(if d.gate_failed() { 1 } else { 0 })
+            Ok(if d.gate_failed() {
+                KmemtraceExitCode::PROBLEMS_FOUND
+            } else {
+                KmemtraceExitCode::OK
+            })
         }
         Cmd::Check { paths, format } => {
             let r = kmemtrace::check(&paths);
-            match format {
-                Format::Text => out(&r.render_text())?,
-                Format::Json => out(&(serde_json::to_string_pretty(&r)? + "\n"))?,
+            // What makes the input unusable is fatal: on stderr, whatever stdout is sent to.
+            for u in &r.unusable {
+                eprintln!("kmemtrace: {u}");
             }
-            Ok(r.exit_code() as u8)
+            match format {
+                Format::Text => out(&r.render_findings_text())?,
+                Format::Json => out(&r.to_json())?,
+            }
+            Ok(r.exit_code())
         }
         Cmd::Synth {
             out: dir,
@@ -484,8 +524,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 summary: kmemtrace::Summary,
             }
             let v = Expected { summary: r.summary };
-            out(&(serde_json::to_string_pretty(&v)? + "\n"))?;
-            Ok(0)
+            let text = serde_json::to_string_pretty(&v).expect("a Summary serialises");
+            out(&(text + "\n"))?;
+            Ok(KmemtraceExitCode::OK)
         }
         Cmd::Convert { endian, src, dst } => {
             let from = kmemtrace::convert_dir(&src, &dst, endian.into())?;
@@ -495,26 +536,28 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 dst.display(),
                 ByteOrder::from(endian)
             );
-            Ok(0)
+            Ok(KmemtraceExitCode::OK)
         }
         Cmd::ImportPerf {
             input,
             out: dir,
             endian,
         } => {
+            use kmemtrace::import_perf::import_perf_named;
+            let name = input.display().to_string();
             let n = if input.as_os_str() == "-" {
-                kmemtrace::import_perf::import_perf(std::io::stdin().lock(), &dir, endian.into())?
+                import_perf_named(std::io::stdin().lock(), &name, &dir, endian.into())?
             } else {
-                let f = std::fs::File::open(&input)
-                    .with_context(|| format!("cannot open {}", input.display()))?;
-                kmemtrace::import_perf::import_perf(
-                    std::io::BufReader::new(f),
-                    &dir,
-                    endian.into(),
-                )?
+                let f = std::fs::File::open(&input).map_err(|source| kmemtrace::Error::Io {
+                    path: input.clone(),
+                    what: "cannot open",
+                    side: kmemtrace::IoSide::Input,
+                    source,
+                })?;
+                import_perf_named(std::io::BufReader::new(f), &name, &dir, endian.into())?
             };
             eprintln!("kmemtrace: imported {n} records into {}", dir.display());
-            Ok(0)
+            Ok(KmemtraceExitCode::OK)
         }
     }
 }

@@ -9,7 +9,8 @@
 //! and a sequence number wrap.
 
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
-use crate::error::{io, Error, Result};
+use crate::dest::Staging;
+use crate::error::{io_out, Result};
 use crate::input::TraceInput;
 use crate::meta::{Meta, MetaCpu};
 use crate::report::Summary;
@@ -434,44 +435,27 @@ pub fn synth_in_memory(opts: &SynthOptions) -> (TraceInput, SynthOutput) {
     (input, SynthOutput { meta, ..out })
 }
 
-/// Whether `dir` is absent or an empty directory (what `synth` and `convert` write into).
-pub(crate) fn ensure_fresh_dir(dir: &Path) -> Result<()> {
-    match std::fs::read_dir(dir) {
-        Ok(mut it) => {
-            if it.next().is_some() {
-                return Err(Error::DestinationNotEmpty { path: dir.into() });
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(io(dir, "cannot create"))?;
-        }
-        Err(e) => return Err(io(dir, "cannot read")(e)),
-    }
-    Ok(())
-}
-
-/// Write a synthetic trace directory (`cpu<N>.out`, `kallsyms`, `meta.json` last). `dir` must
-/// not exist or be empty.
+/// Write a synthetic trace directory (`cpu<N>.out`, `kallsyms`, `meta.json`). `dir` must not
+/// exist or be an empty directory; it is written whole or not at all (see `dest.rs`).
 pub fn synth_to_dir(opts: &SynthOptions, dir: &Path) -> Result<SynthOutput> {
-    ensure_fresh_dir(dir)?;
+    let staging = Staging::new(dir)?;
     let mut files = Vec::new();
     for c in 0..opts.cpus.max(1) {
-        let p = dir.join(format!("cpu{c}.out"));
-        let f = std::fs::File::create(&p).map_err(io(&p, "cannot create"))?;
-        files.push((p, std::io::BufWriter::with_capacity(1 << 20, f), 0u64));
+        let name = format!("cpu{c}.out");
+        let w = staging.create(&name)?;
+        files.push((staging.shown(&name), w, 0u64));
     }
     let mut out = synth(opts, |cpu, b| {
         let (p, w, n) = &mut files[cpu as usize];
         *n += b.len() as u64;
-        w.write_all(b).map_err(io(p.as_path(), "cannot write"))
+        w.write_all(b).map_err(io_out(p.as_path(), "cannot write"))
     })?;
     for ((p, mut w, n), c) in files.into_iter().zip(out.meta.cpus.iter_mut()) {
-        w.flush().map_err(io(&p, "cannot write"))?;
+        w.flush().map_err(io_out(&p, "cannot write"))?;
         c.bytes = Some(n);
     }
-    let k = dir.join("kallsyms");
-    std::fs::write(&k, &out.kallsyms).map_err(io(&k, "cannot write"))?;
-    let m = dir.join("meta.json");
-    std::fs::write(&m, out.meta.to_json()).map_err(io(&m, "cannot write"))?;
+    staging.write("kallsyms", out.kallsyms.as_bytes())?;
+    staging.write("meta.json", out.meta.to_json().as_bytes())?;
+    staging.commit()?;
     Ok(out)
 }

@@ -14,6 +14,10 @@ fn report(streams: Vec<(u32, Vec<u8>)>) -> kmemtrace::Report {
     analyze(&input(streams), &AnalyzeOptions::default()).unwrap()
 }
 
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
 fn write_dir(dir: &Path, streams: &[(u32, Vec<u8>)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (c, b) in streams {
@@ -37,23 +41,55 @@ fn truncated_file_salvages_whole_records_and_names_the_tail() {
         .any(|f| f.kind == FindingKind::DamagedRecords));
 }
 
-#[test]
-fn zero_and_ff_filled_and_random_files_are_damage_not_panics() {
+/// 100 kB of xorshift bytes: no record decodes from them.
+fn random_bytes() -> Vec<u8> {
     let mut seed = 0x1234_5678u64;
-    let random: Vec<u8> = (0..100_000)
+    (0..100_000)
         .map(|_| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed as u8
         })
-        .collect();
-    for bytes in [vec![0u8; 100_000], vec![0xffu8; 100_000], random] {
-        let r = report(vec![(0, bytes.clone())]);
-        assert!(r.summary.damaged_bytes > 0);
-        let c = check_input(&input(vec![(0, bytes)]));
-        assert_eq!(c.exit_code(), 1);
+        .collect()
+}
+
+#[test]
+fn zero_and_ff_filled_and_random_files_are_damage_not_panics() {
+    // Nothing decodes from them: an error naming the file and the first damage, not a report;
+    // `check` lists the damage and calls the input unusable.
+    for bytes in [vec![0u8; 100_000], vec![0xffu8; 100_000], random_bytes()] {
+        match analyze(&input(vec![(0, bytes.clone())]), &AnalyzeOptions::default()) {
+            Err(Error::NothingDecodes {
+                files,
+                bytes: n,
+                first,
+                ..
+            }) => {
+                assert_eq!(files, ["cpu0.out"]);
+                assert_eq!((n, first.offset), (100_000, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = check_input(&input(vec![(0, bytes.clone())]));
+        assert_eq!(c.exit_code(), 2);
+        assert!(
+            c.unusable[0].contains("nothing decodes"),
+            "{:?}",
+            c.unusable
+        );
         assert!(!c.problems.is_empty());
+        // With one good record after them they are damage in a usable trace.
+        let mut salvaged = bytes;
+        salvaged.extend_from_slice(&encode(
+            &[alloc(1, AllocType::Kmalloc, 1, 0x40, 8, 8)],
+            ByteOrder::Little,
+        ));
+        let r = report(vec![(0, salvaged.clone())]);
+        assert!(r.summary.damaged_bytes > 0);
+        assert_eq!(r.summary.allocs, 1);
+        let c = check_input(&input(vec![(0, salvaged)]));
+        assert_eq!(c.exit_code(), 1);
     }
 }
 
@@ -289,4 +325,143 @@ fn size_disagreeing_with_meta_json_is_reported() {
         .unwrap();
     assert_eq!(m.count, 1);
     assert_eq!(m.examples[0].offset, Some(len - 240));
+}
+
+#[test]
+fn check_of_a_missing_dir_reports_on_stderr() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing");
+    let (code, out, err) = kmemtrace(&["check", p(&missing)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("{}: cannot access", missing.display())),
+        "{err}"
+    );
+    assert_eq!(out, "unusable input\n");
+    // JSON keeps the messages in the report as well (its schema), and says them on stderr.
+    let (code, out, err) = kmemtrace(&["check", "--format", "json", p(&missing)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot access"), "{err}");
+    assert!(out.contains("cannot access"), "{out}");
+}
+
+#[test]
+fn check_of_a_dir_without_cpu_files_reports_on_stderr() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("meta.json"), "{\"kmemtrace_meta\": 1}").unwrap();
+    let (code, out, err) = kmemtrace(&["check", p(d.path())]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("{}: no cpu<N>.out", d.path().display())),
+        "{err}"
+    );
+    assert!(!out.contains("cpu<N>"), "{out}");
+}
+
+#[test]
+fn random_bytes_are_unusable_not_an_empty_trace() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    write_dir(&t, &[(0, random_bytes()), (1, vec![0xff; 5000])]);
+    let cpu0 = t.join("cpu0.out").display().to_string();
+    let cpu1 = t.join("cpu1.out").display().to_string();
+    for args in [
+        &["report"][..],
+        &["report", "--strict"],
+        &["report", "--format", "json"],
+    ] {
+        let (code, out, err) = kmemtrace(&[args, &[p(&t)]].concat());
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains("nothing decodes"), "{err}");
+        assert!(err.contains(&format!("{cpu0}, {cpu1}")), "{err}");
+        assert!(
+            err.contains(&format!("byte 0 of {cpu0}: bad_record")),
+            "{err}"
+        );
+    }
+    // check: the damage is listed on stdout, the verdict is on stderr, exit 2.
+    let (code, out, err) = kmemtrace(&["check", p(&t)]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("nothing decodes") && err.contains(&cpu0),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("{cpu0} at byte 0: bad_record")),
+        "{out}"
+    );
+    assert!(out.ends_with("unusable input\n"), "{out}");
+    // diff: either side.
+    let good = d.path().join("good");
+    write_dir(&good, &small_trace(ByteOrder::Little));
+    for (base, new) in [(&t, &good), (&good, &t)] {
+        let (code, out, err) = kmemtrace(&["diff", p(base), p(new)]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains(&format!("kmemtrace: {}: nothing decodes", t.display())),
+            "{err}"
+        );
+    }
+    // convert: refused, nothing written.
+    let dst = d.path().join("dst");
+    let (code, _, err) = kmemtrace(&["convert", "--endian", "big", p(&t), p(&dst)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nothing decodes"), "{err}");
+    assert!(!dst.exists());
+    assert_eq!(entries(d.path()), ["good", "t"]);
+}
+
+#[test]
+fn a_report_json_of_an_undecodable_trace_is_an_unusable_diff_side() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    write_dir(&t, &[(0, vec![])]);
+    let (code, out, _) = kmemtrace(&["report", "--format", "json", p(&t)]);
+    assert_eq!(code, 0);
+    // What an older kmemtrace wrote for 7 bytes of garbage.
+    let mut r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    r["trace"]["files"][0]["bytes"] = 7.into();
+    r["summary"]["damaged_bytes"] = 7.into();
+    r["damage"] = serde_json::json!({"regions_total": 1, "bytes": 7, "regions": [
+        {"file": "cpu0.out", "offset": 0, "length": 7, "kind": "partial_record", "detail": "7 bytes"}
+    ]});
+    let json = d.path().join("report.json");
+    std::fs::write(&json, r.to_string()).unwrap();
+    let (code, _, err) = kmemtrace(&["diff", p(&json), p(&t)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nothing decodes") && err.contains("cpu0.out"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_trace_is_not_damage() {
+    // Zero-length CPU files and a valid meta.json: a trace in which nothing happened.
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    write_dir(&t, &[(0, vec![]), (1, vec![])]);
+    let meta = kmemtrace::Meta {
+        kmemtrace_meta: 1,
+        byte_order: Some(ByteOrder::Big),
+        ..Default::default()
+    };
+    std::fs::write(t.join("meta.json"), meta.to_json()).unwrap();
+    let (code, out, err) = kmemtrace(&["report", "--format", "json", p(&t)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["summary"]["records"], 0);
+    assert_eq!(r["summary"]["allocs"], 0);
+    assert_eq!(r["damage"]["regions_total"], 0);
+    let (code, out, err) = kmemtrace(&["check", p(&t)]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.ends_with("clean\n"), "{out}");
+    let (code, _, err) = kmemtrace(&["diff", p(&t), p(&t)]);
+    assert_eq!(code, 0, "{err}");
+    let dst = d.path().join("le");
+    let (code, _, err) = kmemtrace(&["convert", "--endian", "little", p(&t), p(&dst)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(entries(&dst), ["cpu0.out", "cpu1.out", "meta.json"]);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::kmemtrace;
+use common::{entries, kmemtrace, tree};
 
 fn p(x: &Path) -> &str {
     x.to_str().unwrap()
@@ -145,4 +145,202 @@ fn explicit_cpu_files_with_kallsyms_and_meta() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(json(&out)["summary"], json(&expected)["summary"]);
     assert!(json(&out)["callsites"][0]["symbol"].is_string());
+}
+
+const PERF_LINES: &str = "\
+ls 7 [000] 1.000001: kmem:kmalloc: call_site=f+0x10 ptr=0xffff888100001000 bytes_req=30 bytes_alloc=32 gfp_flags=GFP_KERNEL node=-1 accounted=false
+ls 7 [001] 1.000002: kmem:kfree: call_site=g+0x8 ptr=0xffff888100001000
+";
+
+/// Runs the `kmemtrace` binary with files limited to `blocks` blocks of the shell's `ulimit -f`
+/// (512 or 1024 bytes) and SIGXFSZ ignored, so that a write beyond the limit fails with EFBIG: a
+/// full disk, as an unprivileged test can have it.
+fn kmemtrace_with_file_limit(blocks: u32, args: &[&str]) -> (i32, String, String) {
+    let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\"");
+    let o = std::process::Command::new("sh")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_kmemtrace")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn convert_copy_failure_exits_3() {
+    // An empty trace with a large kallsyms: the CPU files and meta.json fit under the limit, the
+    // copy of kallsyms does not.
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("cpu0.out"), b"").unwrap();
+    std::fs::write(src.join("meta.json"), "{\"kmemtrace_meta\": 1}\n").unwrap();
+    let kallsyms: String = (0..2000)
+        .map(|i| format!("ffffffff8100{i:04x} T f{i}\n"))
+        .collect();
+    std::fs::write(src.join("kallsyms"), kallsyms).unwrap();
+    for existing in [false, true] {
+        let dst = d.path().join("dst");
+        if existing {
+            std::fs::create_dir(&dst).unwrap();
+        }
+        let (code, _, err) =
+            kmemtrace_with_file_limit(1, &["convert", "--endian", "big", p(&src), p(&dst)]);
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!(
+                "{}: cannot copy to",
+                dst.join("kallsyms").display()
+            )),
+            "{err}"
+        );
+        // Nothing half-written: the destination is as it was, no staging directory is left.
+        if existing {
+            assert!(entries(&dst).is_empty());
+            assert_eq!(entries(d.path()), ["dst", "src"]);
+            std::fs::remove_dir(&dst).unwrap();
+        } else {
+            assert_eq!(entries(d.path()), ["src"]);
+        }
+    }
+}
+
+#[test]
+fn synth_write_failure_exits_3_and_leaves_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let dst = d.path().join("out");
+    let (code, out, err) =
+        kmemtrace_with_file_limit(1, &["synth", "-o", p(&dst), "--events", "5000"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("{}: cannot write", dst.join("cpu0.out").display())),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+    assert!(entries(d.path()).is_empty());
+}
+
+#[test]
+fn stdout_and_svg_write_failures_exit_3() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    assert_eq!(kmemtrace(&["synth", "-o", p(&t), "--events", "2000"]).0, 0);
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+        .args(["report", p(&t)])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write to stdout"));
+    let svg = d.path().join("no/such/dir/r.svg");
+    let (code, _, err) = kmemtrace(&["report", "--svg", p(&svg), p(&t)]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("{}: cannot write", svg.display())),
+        "{err}"
+    );
+}
+
+/// The destinations `synth`, `convert` and `import-perf` must refuse, made in `d`: (path as
+/// given, what the message says).
+fn refused_destinations(d: &Path) -> Vec<(String, &'static str)> {
+    let full = d.join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("mine"), b"precious").unwrap();
+    std::fs::write(d.join("file"), b"precious").unwrap();
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::os::unix::fs::symlink(&empty, d.join("link")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    vec![
+        (p(&full).to_string(), "not empty"),
+        (p(&d.join("file")).to_string(), "is a regular file"),
+        (p(&d.join("link")).to_string(), "is a symbolic link"),
+        (
+            format!("{}/", d.join("link").display()),
+            "is a symbolic link",
+        ),
+        (p(&d.join("dangling")).to_string(), "is a symbolic link"),
+    ]
+}
+
+#[test]
+fn refused_destination_is_not_written() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    assert_eq!(
+        kmemtrace(&["synth", "-o", p(&src), "--events", "2000"]).0,
+        0
+    );
+    let perf = d.path().join("perf.txt");
+    std::fs::write(&perf, PERF_LINES).unwrap();
+    let refused = refused_destinations(d.path());
+    let before = tree(d.path());
+    for (dst, says) in &refused {
+        let dst = dst.as_str();
+        for args in [
+            &["synth", "--events", "2000", "-o", dst][..],
+            &["convert", "--endian", "big", p(&src), dst],
+            &["import-perf", p(&perf), "-o", dst],
+        ] {
+            let (code, out, err) = kmemtrace(args);
+            assert_eq!(code, 2, "{args:?}: {out}{err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?}: {out}");
+            assert_eq!(tree(d.path()), before, "{args:?} changed something");
+        }
+    }
+}
+
+#[test]
+fn import_perf_failing_half_way_leaves_the_destination_as_it_was() {
+    let d = tempfile::tempdir().unwrap();
+    let perf = d.path().join("perf.txt");
+    let mut text = PERF_LINES.as_bytes().to_vec();
+    text.extend_from_slice(b"ls 7 [000] 1.3: kmem:kfree: \xff\xfe not UTF-8\n");
+    text.extend_from_slice(PERF_LINES.as_bytes());
+    std::fs::write(&perf, text).unwrap();
+    for existing in [false, true] {
+        let dst = d.path().join("dst");
+        if existing {
+            std::fs::create_dir(&dst).unwrap();
+        }
+        let (code, _, err) = kmemtrace(&["import-perf", p(&perf), "-o", p(&dst)]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&format!("{}: cannot read", perf.display())),
+            "{err}"
+        );
+        if existing {
+            assert!(entries(&dst).is_empty());
+            assert_eq!(entries(d.path()), ["dst", "perf.txt"]);
+            std::fs::remove_dir(&dst).unwrap();
+        } else {
+            assert_eq!(entries(d.path()), ["perf.txt"]);
+        }
+    }
+    // Input without one kmem event would make a trace without a CPU file: refused.
+    std::fs::write(&perf, "ls 1 [000] 1.0: sched:sched_switch: a=b\n").unwrap();
+    let dst = d.path().join("dst");
+    let (code, _, err) = kmemtrace(&["import-perf", p(&perf), "-o", p(&dst)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no kmem event") && err.contains("1 lines"),
+        "{err}"
+    );
+    assert!(!dst.exists());
+    // And good input into an existing empty directory works.
+    std::fs::write(&perf, PERF_LINES).unwrap();
+    std::fs::create_dir(&dst).unwrap();
+    let (code, _, err) = kmemtrace(&["import-perf", p(&perf), "-o", p(&dst)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        entries(&dst),
+        ["cpu0.out", "cpu1.out", "kallsyms", "meta.json"]
+    );
+    assert_eq!(entries(d.path()), ["dst", "perf.txt"]);
 }

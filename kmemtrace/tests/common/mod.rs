@@ -69,3 +69,38 @@ pub fn kmemtrace(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// The names in `dir`, sorted.
+pub fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Everything under `dir` (not following symbolic links): each path with its content, its link
+/// target or `dir`, sorted; to show that a command left a tree exactly as it was.
+pub fn tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let what = if md.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else if md.is_dir() {
+                todo.push(p.clone());
+                "dir".to_string()
+            } else {
+                String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+            };
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            v.push((rel, what));
+        }
+    }
+    v.sort();
+    v
+}
