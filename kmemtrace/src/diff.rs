@@ -495,7 +495,7 @@ pub enum Direction {
 }
 
 /// What a threshold looks at.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Scope {
     /// A summary field.
     Summary,
@@ -508,7 +508,10 @@ pub enum Scope {
 }
 
 /// A parsed `--fail-on` expression: `[SCOPE:NAME:]FIELD:[+|-]AMOUNT[%]`.
-#[derive(Debug, Clone)]
+///
+/// It displays in a canonical form (no blanks, the amount as the shortest decimal that parses
+/// back to it), which [`Threshold::parse`] reads back to the same threshold.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     /// The expression as given.
     pub expr: String,
@@ -626,6 +629,24 @@ impl Threshold {
             d.delta.unsigned_abs() as f64
         };
         d.significant && way && size > self.amount
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.scope {
+            Scope::Summary => {}
+            Scope::Callsite(g) => write!(f, "callsite:{}:", g.as_str())?,
+            Scope::Type(t) => write!(f, "type:{t}:")?,
+            Scope::Order(o) => write!(f, "order:{o}:")?,
+        }
+        let sign = match self.direction {
+            Direction::Up => "+",
+            Direction::Down => "-",
+            Direction::Either => "",
+        };
+        let percent = if self.percent { "%" } else { "" };
+        write!(f, "{}:{sign}{}{percent}", self.field, self.amount)
     }
 }
 
@@ -800,7 +821,7 @@ pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
     }
     let json = json.expect("one of the two");
     let text = std::fs::read(&json).map_err(io(&json, "cannot read"))?;
-    let report: Report = serde_json::from_slice(&text).map_err(|source| Error::ReportJson {
+    let report = Report::from_json(&text).map_err(|source| Error::ReportJson {
         path: json.clone(),
         source,
     })?;
@@ -1312,6 +1333,31 @@ mod tests {
             "callsite:[:hits:+1",
         ] {
             assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn thresholds_display_canonically_and_parse_back() {
+        for (expr, canonical) in [
+            ("bytes_allocated:+5%", "bytes_allocated:+5%"),
+            (" fragmentation_bytes : 1000 ", "fragmentation_bytes:1000"),
+            ("callsite:a:b*:hits:-2.50", "callsite:a:b*:hits:-2.5"),
+            (
+                "type:pages:live_bytes:+ 1e3 %",
+                "type:pages:live_bytes:+1000%",
+            ),
+            ("order:+3:allocs:0", "order:3:allocs:0"),
+        ] {
+            let t = Threshold::parse(expr).unwrap();
+            assert_eq!(t.to_string(), canonical);
+            let again = Threshold::parse(canonical).unwrap();
+            assert_eq!(
+                Threshold {
+                    expr: t.expr.clone(),
+                    ..again
+                },
+                t
+            );
         }
     }
 

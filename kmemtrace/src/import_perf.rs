@@ -11,9 +11,11 @@
 
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
 use crate::error::{io, Result};
+use crate::input::TraceInput;
 use crate::meta::{Meta, MetaCpu};
+use crate::symbols::Symbols;
 use crate::synth::ensure_fresh_dir;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -130,24 +132,51 @@ impl Sites {
             .or_insert(FN_BASE + n * FN_SPAN);
         base + off
     }
+
+    /// The `kallsyms` text listing every function's range.
+    fn kallsyms(&self) -> String {
+        let mut syms: Vec<(u64, &String)> = self.fns.iter().map(|(n, a)| (*a, n)).collect();
+        syms.sort();
+        syms.iter()
+            .map(|(a, n)| format!("{a:016x} T {n}\n"))
+            .collect()
+    }
 }
 
-/// Read `perf script` text and write a trace directory (which must not exist or be empty).
-/// Returns the number of records written.
-pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result<u64> {
-    ensure_fresh_dir(dir)?;
-    let mut files: HashMap<u32, (std::io::BufWriter<std::fs::File>, u64)> = HashMap::new();
-    let mut sites = Sites::default();
-    let mut seq: i32 = 1;
-    let mut n = 0u64;
-    let mut buf = Vec::with_capacity(64);
-    for line in reader.lines() {
-        let line = line.map_err(io(dir, "cannot read perf script input for"))?;
-        let Some(e) = parse_line(&line) else { continue };
+/// The pure part of an import: `perf script` lines in, encoded records out (with the CPU that
+/// logged each), and at the end the trace's `kallsyms` text and `meta.json`. The file edge,
+/// [`import_perf`], and the in-memory one, [`import_perf_in_memory`], only say where the bytes go.
+struct Importer {
+    order: ByteOrder,
+    sites: Sites,
+    seq: i32,
+    records: u64,
+    /// Bytes written per CPU.
+    cpus: BTreeMap<u32, u64>,
+    buf: Vec<u8>,
+}
+
+impl Importer {
+    fn new(order: ByteOrder) -> Self {
+        Importer {
+            order,
+            sites: Sites::default(),
+            seq: 1,
+            records: 0,
+            cpus: BTreeMap::new(),
+            buf: Vec::with_capacity(64),
+        }
+    }
+
+    /// The CPU and encoded record of one input line (its end of line included or not), or
+    /// `None` when it is not an imported kmem event. Bytes that are not UTF-8 (a process name
+    /// can be any bytes) are read as U+FFFD: the event's own fields are ASCII.
+    fn line(&mut self, line: &[u8]) -> Option<(u32, &[u8])> {
+        let e = parse_line(&String::from_utf8_lossy(line))?;
         let rec = Record {
             type_id: e.type_id,
-            seq,
-            call_site: sites.addr(&e.call_site),
+            seq: self.seq,
+            call_site: self.sites.addr(&e.call_site),
             ptr: e.ptr,
             alloc: e.alloc.then_some(AllocFields {
                 bytes_req: e.bytes_req,
@@ -157,58 +186,97 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
             }),
             features: vec![],
         };
-        seq = seq.wrapping_add(1);
-        buf.clear();
-        rec.encode_into(order, &mut buf);
-        let entry = match files.entry(e.cpu) {
+        self.seq = self.seq.wrapping_add(1);
+        self.buf.clear();
+        rec.encode_into(self.order, &mut self.buf);
+        *self.cpus.entry(e.cpu).or_default() += self.buf.len() as u64;
+        self.records += 1;
+        Some((e.cpu, &self.buf))
+    }
+
+    /// The `kallsyms` text and the metadata of what was imported.
+    fn finish(self) -> (String, Meta) {
+        let meta = Meta {
+            kmemtrace_meta: 1,
+            collector: Some(format!(
+                "kmemtrace import-perf {}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            abi_version: Some(1),
+            byte_order: Some(self.order),
+            page_size: Some(4096),
+            cpus: self
+                .cpus
+                .iter()
+                .map(|(&cpu, &bytes)| MetaCpu {
+                    cpu,
+                    node: Some(-1),
+                    file: Some(format!("cpu{cpu}.out")),
+                    bytes: Some(bytes),
+                })
+                .collect(),
+            ..Meta::default()
+        };
+        (self.sites.kallsyms(), meta)
+    }
+}
+
+/// Read `perf script` text and write a trace directory (which must not exist or be empty).
+/// Returns the number of records written.
+pub fn import_perf(mut reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result<u64> {
+    ensure_fresh_dir(dir)?;
+    let mut files: HashMap<u32, std::io::BufWriter<std::fs::File>> = HashMap::new();
+    let mut imp = Importer::new(order);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io(dir, "cannot read perf script input for"))?;
+        if n == 0 {
+            break;
+        }
+        let Some((cpu, rec)) = imp.line(&line) else {
+            continue;
+        };
+        let w = match files.entry(cpu) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let p = dir.join(format!("cpu{}.out", e.cpu));
+                let p = dir.join(format!("cpu{cpu}.out"));
                 let f = std::fs::File::create(&p).map_err(io(&p, "cannot create"))?;
-                v.insert((std::io::BufWriter::with_capacity(1 << 20, f), 0))
+                v.insert(std::io::BufWriter::with_capacity(1 << 20, f))
             }
         };
-        entry
-            .0
-            .write_all(&buf)
-            .map_err(io(dir, "cannot write into"))?;
-        entry.1 += buf.len() as u64;
-        n += 1;
+        w.write_all(rec).map_err(io(dir, "cannot write into"))?;
     }
-    let mut cpus: Vec<MetaCpu> = Vec::new();
-    for (cpu, (mut w, bytes)) in files {
+    for w in files.values_mut() {
         w.flush().map_err(io(dir, "cannot write into"))?;
-        cpus.push(MetaCpu {
-            cpu,
-            node: Some(-1),
-            file: Some(format!("cpu{cpu}.out")),
-            bytes: Some(bytes),
-        });
     }
-    cpus.sort_by_key(|c| c.cpu);
-    let mut syms: Vec<(u64, &String)> = sites.fns.iter().map(|(n, a)| (*a, n)).collect();
-    syms.sort();
-    let text: String = syms
-        .iter()
-        .map(|(a, n)| format!("{a:016x} T {n}\n"))
-        .collect();
+    let records = imp.records;
+    let (kallsyms, meta) = imp.finish();
     let k = dir.join("kallsyms");
-    std::fs::write(&k, text).map_err(io(&k, "cannot write"))?;
-    let meta = Meta {
-        kmemtrace_meta: 1,
-        collector: Some(format!(
-            "kmemtrace import-perf {}",
-            env!("CARGO_PKG_VERSION")
-        )),
-        abi_version: Some(1),
-        byte_order: Some(order),
-        page_size: Some(4096),
-        cpus,
-        ..Meta::default()
-    };
+    std::fs::write(&k, kallsyms).map_err(io(&k, "cannot write"))?;
     let m = dir.join("meta.json");
     std::fs::write(&m, meta.to_json()).map_err(io(&m, "cannot write"))?;
-    Ok(n)
+    Ok(records)
+}
+
+/// [`import_perf`] in memory: the trace it would write (streams, metadata and the symbols of its
+/// `kallsyms`) and the number of records.
+pub fn import_perf_in_memory(text: &[u8], order: ByteOrder) -> (TraceInput, u64) {
+    let mut streams: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut imp = Importer::new(order);
+    for line in text.split(|b| *b == b'\n') {
+        if let Some((cpu, rec)) = imp.line(line) {
+            streams.entry(cpu).or_default().extend_from_slice(rec);
+        }
+    }
+    let records = imp.records;
+    let (kallsyms, meta) = imp.finish();
+    let mut input = TraceInput::from_streams(streams);
+    input.meta = Some(meta);
+    input.symbols = Some(Symbols::parse(&kallsyms));
+    (input, records)
 }
 
 #[cfg(test)]
@@ -237,5 +305,35 @@ mod tests {
         assert_eq!(s.addr("f+0x10"), FN_BASE + 0x10);
         assert_eq!(s.addr("g+0x0"), FN_BASE + FN_SPAN);
         assert_eq!(s.addr("f+0x20"), FN_BASE + 0x20);
+    }
+
+    const SCRIPT: &[u8] = b"\
+ perf 10 [001] 1.000001: kmem:kmalloc: call_site=f+0x10 ptr=0xffff888100001000 bytes_req=30 bytes_alloc=32 gfp_flags=GFP_KERNEL node=-1 accounted=false
+ ls 11 [000] 1.000002: sched:sched_switch: prev_comm=ls
+ \xff\xfe 12 [000] 1.000003: kmem:kfree: call_site=g+0x4 ptr=0xffff888100001000\r
+ perf 10 [001] 1.000004: kmem:mm_page_alloc: page=0x1 pfn=0x1000 order=1 migratetype=0 gfp_flags=GFP_KERNEL
+";
+
+    #[test]
+    fn in_memory_import_is_what_the_directory_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("t");
+        let n = import_perf(SCRIPT, &dir, ByteOrder::Big).unwrap();
+        let (mem, m) = import_perf_in_memory(SCRIPT, ByteOrder::Big);
+        assert_eq!(
+            (n, m),
+            (3, 3),
+            "the line from a non-UTF-8 process name is imported too"
+        );
+        let disk = crate::load_dir(&dir).unwrap();
+        assert_eq!(disk.meta, mem.meta);
+        assert_eq!(disk.symbols, mem.symbols);
+        let bytes = |t: &TraceInput| {
+            t.files
+                .iter()
+                .map(|f| (f.cpu, f.bytes().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bytes(&disk), bytes(&mem));
     }
 }
