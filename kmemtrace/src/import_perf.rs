@@ -19,8 +19,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-const FN_BASE: u64 = 0xffff_ffff_a000_0000;
+/// Function `k` (in order of first appearance) gets `[FN_BASE + k * FN_SPAN, +FN_SPAN)`: room for
+/// [`MAX_FNS`] (2^27) functions in the top 2^47 bytes of the address space, where kernel text
+/// lies (raw `0x…` call sites, which perf prints when it has no symbol, only collide with
+/// functions past the first 130 million).
+const FN_BASE: u64 = 0xffff_8000_0000_0000;
 const FN_SPAN: u64 = 1 << 20;
+/// Functions that get a range; any further one gets call site 0 (unknown) rather than another's.
+const MAX_FNS: u64 = (u64::MAX - FN_BASE) / FN_SPAN + 1;
 
 /// One parsed kmem event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +111,19 @@ pub fn parse_line(line: &str) -> Option<PerfEvent> {
 }
 
 /// Synthetic addresses for symbolic call sites.
-#[derive(Default)]
 struct Sites {
     fns: HashMap<String, u64>,
+    /// [`MAX_FNS`] (tests lower it).
+    max_fns: u64,
+}
+
+impl Default for Sites {
+    fn default() -> Self {
+        Sites {
+            fns: HashMap::new(),
+            max_fns: MAX_FNS,
+        }
+    }
 }
 
 impl Sites {
@@ -126,6 +142,9 @@ impl Sites {
             None => (cs, 0),
         };
         let n = self.fns.len() as u64;
+        if n >= self.max_fns && !self.fns.contains_key(name) {
+            return 0;
+        }
         let base = *self
             .fns
             .entry(name.to_string())
@@ -305,6 +324,13 @@ mod tests {
         assert_eq!(s.addr("f+0x10"), FN_BASE + 0x10);
         assert_eq!(s.addr("g+0x0"), FN_BASE + FN_SPAN);
         assert_eq!(s.addr("f+0x20"), FN_BASE + 0x20);
+        // The last function's range ends at the top of the address space; past it, call site 0.
+        assert_eq!(MAX_FNS, 1 << 27);
+        assert_eq!(FN_BASE + (MAX_FNS - 1) * FN_SPAN + (FN_SPAN - 1), u64::MAX);
+        s.max_fns = 3;
+        assert_eq!(s.addr("h+0x8"), FN_BASE + 2 * FN_SPAN + 8);
+        assert_eq!(s.addr("one_too_many+0x8"), 0);
+        assert_eq!(s.addr("f+0x8"), FN_BASE + 8);
     }
 
     const SCRIPT: &[u8] = b"\
@@ -335,5 +361,29 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(bytes(&disk), bytes(&mem));
+    }
+
+    /// Found by reading, not by the fuzzer (its inputs are too short): function 1536 and every
+    /// one after it overflowed the synthetic address range past 2^64 (a panic with overflow
+    /// checks, call sites near 0 that no symbol names without).
+    #[test]
+    fn import_perf_gives_each_of_many_functions_its_own_range() {
+        let script: String = (0..3000)
+            .map(|i| {
+                format!(
+                    "p 1 [000] 1.0: kmem:kmalloc: call_site=fn_{i}+0x10 ptr=0x{:x} bytes_req=8 \
+                     bytes_alloc=8 gfp_flags=GFP_KERNEL node=-1\n",
+                    0x1000 + i * 64
+                )
+            })
+            .collect();
+        let (input, n) = import_perf_in_memory(script.as_bytes(), ByteOrder::Little);
+        assert_eq!(n, 3000);
+        let syms = input.symbols.as_ref().unwrap();
+        assert_eq!(syms.len(), 3000);
+        let recs = crate::decode_all(input.files[0].bytes(), ByteOrder::Little);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(syms.resolve(r.call_site), Some((&*format!("fn_{i}"), 0x10)));
+        }
     }
 }
