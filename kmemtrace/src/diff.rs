@@ -595,10 +595,11 @@ impl Threshold {
             Some(n) => (true, n),
             None => (false, rest),
         };
-        let amount: f64 = num
-            .trim()
-            .parse()
-            .ok()
+        // One sign at most: f64 parsing takes one of its own, and `+-0` (-0.0 >= 0) would pass.
+        let num = num.trim();
+        let amount: f64 = Some(num)
+            .filter(|n| !n.starts_with(['+', '-']))
+            .and_then(|n| n.parse().ok())
             .filter(|a: &f64| a.is_finite() && *a >= 0.0)
             .ok_or_else(|| {
                 bad(format!(
@@ -1334,6 +1335,24 @@ mod tests {
         ] {
             assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    /// Found by reading while writing the threshold fuzz target: `+-0` passed (the float parser
+    /// takes a sign of its own, and -0.0 >= 0), while `+-5` was refused.
+    #[test]
+    fn threshold_amount_takes_one_sign_only() {
+        for bad in [
+            "bytes_allocated:+-0",
+            "bytes_allocated:- -0%",
+            "bytes_allocated:++1",
+            "bytes_allocated:-0x",
+            "bytes_allocated:inf",
+            "bytes_allocated:NaN%",
+        ] {
+            assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
+        }
+        let t = Threshold::parse("bytes_allocated:-0").unwrap();
+        assert_eq!((t.direction, t.amount), (Direction::Down, 0.0));
     }
 
     #[test]
