@@ -110,4 +110,4 @@ if [ ${#found[@]} -gt 0 ]; then
     exit 1
 fi
 echo
-echo "fuzz.sh: no crash in ${#targets[@]} targets (sanitizer: $SANITIZER; scratch corpus: $WORK/corpus)"
+echo "fuzz.sh: no crash in ${#targets[@]} target(s) (sanitizer: $SANITIZER; scratch corpus: $WORK/corpus)"
