@@ -770,12 +770,19 @@ struct Replay {
 }
 
 impl Replay {
-    fn new(nodes: Vec<i32>, page_size: u64, alloc_rows: bool, examples: usize) -> Self {
+    /// A replay of at most `max_records` records (what sizes its tables to start with).
+    fn new(
+        nodes: Vec<i32>,
+        page_size: u64,
+        alloc_rows: bool,
+        examples: usize,
+        max_records: u64,
+    ) -> Self {
         Replay {
-            open: PtrTable::new(),
-            open_pages: PtrTable::new(),
+            open: PtrTable::for_at_most(max_records),
+            open_pages: PtrTable::for_at_most(max_records),
             sites: Vec::new(),
-            ptrs: alloc_rows.then(PtrTable::dense),
+            ptrs: alloc_rows.then(|| PtrTable::dense_for_at_most(max_records)),
             nodes,
             page_shift: page_size.max(1).ilog2(),
             pages: BTreeMap::new(),
@@ -1212,7 +1219,17 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         .and_then(|m| m.page_size)
         .filter(|p| p.is_power_of_two())
         .unwrap_or(4096);
-    let new_replay = || Replay::new(nodes.clone(), page_size, opts.alloc_rows, opts.examples);
+    // No record is shorter than a free.
+    let max_records = input.total_bytes() / crate::abi::FREE_SIZE as u64;
+    let new_replay = || {
+        Replay::new(
+            nodes.clone(),
+            page_size,
+            opts.alloc_rows,
+            opts.examples,
+            max_records,
+        )
+    };
     let shards = if opts.parallel {
         opts.replay_threads.max(1)
     } else {

@@ -495,7 +495,7 @@ pub enum Direction {
 }
 
 /// What a threshold looks at.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Scope {
     /// A summary field.
     Summary,
@@ -508,7 +508,10 @@ pub enum Scope {
 }
 
 /// A parsed `--fail-on` expression: `[SCOPE:NAME:]FIELD:[+|-]AMOUNT[%]`.
-#[derive(Debug, Clone)]
+///
+/// It displays in a canonical form (no blanks, the amount as the shortest decimal that parses
+/// back to it), which [`Threshold::parse`] reads back to the same threshold.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     /// The expression as given.
     pub expr: String,
@@ -592,10 +595,11 @@ impl Threshold {
             Some(n) => (true, n),
             None => (false, rest),
         };
-        let amount: f64 = num
-            .trim()
-            .parse()
-            .ok()
+        // One sign at most: f64 parsing takes one of its own, and `+-0` (-0.0 >= 0) would pass.
+        let num = num.trim();
+        let amount: f64 = Some(num)
+            .filter(|n| !n.starts_with(['+', '-']))
+            .and_then(|n| n.parse().ok())
             .filter(|a: &f64| a.is_finite() && *a >= 0.0)
             .ok_or_else(|| {
                 bad(format!(
@@ -626,6 +630,24 @@ impl Threshold {
             d.delta.unsigned_abs() as f64
         };
         d.significant && way && size > self.amount
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.scope {
+            Scope::Summary => {}
+            Scope::Callsite(g) => write!(f, "callsite:{}:", g.as_str())?,
+            Scope::Type(t) => write!(f, "type:{t}:")?,
+            Scope::Order(o) => write!(f, "order:{o}:")?,
+        }
+        let sign = match self.direction {
+            Direction::Up => "+",
+            Direction::Down => "-",
+            Direction::Either => "",
+        };
+        let percent = if self.percent { "%" } else { "" };
+        write!(f, "{}:{sign}{}{percent}", self.field, self.amount)
     }
 }
 
@@ -801,7 +823,7 @@ pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
     }
     let json = json.expect("one of the two");
     let text = std::fs::read(&json).map_err(io_in(&json, "cannot read"))?;
-    let report: Report = serde_json::from_slice(&text).map_err(|source| Error::ReportJson {
+    let report = Report::from_json(&text).map_err(|source| Error::ReportJson {
         path: json.clone(),
         source,
     })?;
@@ -1321,6 +1343,49 @@ mod tests {
             "callsite:[:hits:+1",
         ] {
             assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    /// Found by reading while writing the threshold fuzz target: `+-0` passed (the float parser
+    /// takes a sign of its own, and -0.0 >= 0), while `+-5` was refused.
+    #[test]
+    fn threshold_amount_takes_one_sign_only() {
+        for bad in [
+            "bytes_allocated:+-0",
+            "bytes_allocated:- -0%",
+            "bytes_allocated:++1",
+            "bytes_allocated:-0x",
+            "bytes_allocated:inf",
+            "bytes_allocated:NaN%",
+        ] {
+            assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
+        }
+        let t = Threshold::parse("bytes_allocated:-0").unwrap();
+        assert_eq!((t.direction, t.amount), (Direction::Down, 0.0));
+    }
+
+    #[test]
+    fn thresholds_display_canonically_and_parse_back() {
+        for (expr, canonical) in [
+            ("bytes_allocated:+5%", "bytes_allocated:+5%"),
+            (" fragmentation_bytes : 1000 ", "fragmentation_bytes:1000"),
+            ("callsite:a:b*:hits:-2.50", "callsite:a:b*:hits:-2.5"),
+            (
+                "type:pages:live_bytes:+ 1e3 %",
+                "type:pages:live_bytes:+1000%",
+            ),
+            ("order:+3:allocs:0", "order:3:allocs:0"),
+        ] {
+            let t = Threshold::parse(expr).unwrap();
+            assert_eq!(t.to_string(), canonical);
+            let again = Threshold::parse(canonical).unwrap();
+            assert_eq!(
+                Threshold {
+                    expr: t.expr.clone(),
+                    ..again
+                },
+                t
+            );
         }
     }
 

@@ -12,13 +12,21 @@
 use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
 use crate::dest::Staging;
 use crate::error::{io_in, io_out, Error, Result};
+use crate::input::TraceInput;
 use crate::meta::{Meta, MetaCpu};
-use std::collections::HashMap;
+use crate::symbols::Symbols;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-const FN_BASE: u64 = 0xffff_ffff_a000_0000;
+/// Function `k` (in order of first appearance) gets `[FN_BASE + k * FN_SPAN, +FN_SPAN)`: room for
+/// [`MAX_FNS`] (2^27) functions in the top 2^47 bytes of the address space, where kernel text
+/// lies (raw `0x…` call sites, which perf prints when it has no symbol, only collide with
+/// functions past the first 130 million).
+const FN_BASE: u64 = 0xffff_8000_0000_0000;
 const FN_SPAN: u64 = 1 << 20;
+/// Functions that get a range; any further one gets call site 0 (unknown) rather than another's.
+const MAX_FNS: u64 = (u64::MAX - FN_BASE) / FN_SPAN + 1;
 
 /// One parsed kmem event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +111,19 @@ pub fn parse_line(line: &str) -> Option<PerfEvent> {
 }
 
 /// Synthetic addresses for symbolic call sites.
-#[derive(Default)]
 struct Sites {
     fns: HashMap<String, u64>,
+    /// [`MAX_FNS`] (tests lower it).
+    max_fns: u64,
+}
+
+impl Default for Sites {
+    fn default() -> Self {
+        Sites {
+            fns: HashMap::new(),
+            max_fns: MAX_FNS,
+        }
+    }
 }
 
 impl Sites {
@@ -124,11 +142,101 @@ impl Sites {
             None => (cs, 0),
         };
         let n = self.fns.len() as u64;
+        if n >= self.max_fns && !self.fns.contains_key(name) {
+            return 0;
+        }
         let base = *self
             .fns
             .entry(name.to_string())
             .or_insert(FN_BASE + n * FN_SPAN);
         base + off
+    }
+
+    /// The `kallsyms` text listing every function's range.
+    fn kallsyms(&self) -> String {
+        let mut syms: Vec<(u64, &String)> = self.fns.iter().map(|(n, a)| (*a, n)).collect();
+        syms.sort();
+        syms.iter()
+            .map(|(a, n)| format!("{a:016x} T {n}\n"))
+            .collect()
+    }
+}
+
+/// The pure part of an import: `perf script` lines in, encoded records out (with the CPU that
+/// logged each), and at the end the trace's `kallsyms` text and `meta.json`. The file edge,
+/// [`import_perf`], and the in-memory one, [`import_perf_in_memory`], only say where the bytes go.
+struct Importer {
+    order: ByteOrder,
+    sites: Sites,
+    seq: i32,
+    records: u64,
+    /// Bytes written per CPU.
+    cpus: BTreeMap<u32, u64>,
+    buf: Vec<u8>,
+}
+
+impl Importer {
+    fn new(order: ByteOrder) -> Self {
+        Importer {
+            order,
+            sites: Sites::default(),
+            seq: 1,
+            records: 0,
+            cpus: BTreeMap::new(),
+            buf: Vec::with_capacity(64),
+        }
+    }
+
+    /// The CPU and encoded record of one input line (its end of line included or not), or
+    /// `None` when it is not an imported kmem event. Bytes that are not UTF-8 (a process name
+    /// can be any bytes) are read as U+FFFD: the event's own fields are ASCII.
+    fn line(&mut self, line: &[u8]) -> Option<(u32, &[u8])> {
+        let e = parse_line(&String::from_utf8_lossy(line))?;
+        let rec = Record {
+            type_id: e.type_id,
+            seq: self.seq,
+            call_site: self.sites.addr(&e.call_site),
+            ptr: e.ptr,
+            alloc: e.alloc.then_some(AllocFields {
+                bytes_req: e.bytes_req,
+                bytes_alloc: e.bytes_alloc,
+                gfp_flags: 0,
+                numa_node: e.node,
+            }),
+            features: vec![],
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.buf.clear();
+        rec.encode_into(self.order, &mut self.buf);
+        *self.cpus.entry(e.cpu).or_default() += self.buf.len() as u64;
+        self.records += 1;
+        Some((e.cpu, &self.buf))
+    }
+
+    /// The `kallsyms` text and the metadata of what was imported.
+    fn finish(self) -> (String, Meta) {
+        let meta = Meta {
+            kmemtrace_meta: 1,
+            collector: Some(format!(
+                "kmemtrace import-perf {}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            abi_version: Some(1),
+            byte_order: Some(self.order),
+            page_size: Some(4096),
+            cpus: self
+                .cpus
+                .iter()
+                .map(|(&cpu, &bytes)| MetaCpu {
+                    cpu,
+                    node: Some(-1),
+                    file: Some(format!("cpu{cpu}.out")),
+                    bytes: Some(bytes),
+                })
+                .collect(),
+            ..Meta::default()
+        };
+        (self.sites.kallsyms(), meta)
     }
 }
 
@@ -143,91 +251,74 @@ pub fn import_perf(reader: impl BufRead, dir: &Path, order: ByteOrder) -> Result
 /// written whole or not at all (see `dest.rs`): input that fails half-way, or holds no kmem event
 /// ([`Error::NoPerfEvents`]: there would be no CPU file), leaves it untouched.
 pub fn import_perf_named(
-    reader: impl BufRead,
+    mut reader: impl BufRead,
     input: &str,
     dir: &Path,
     order: ByteOrder,
 ) -> Result<u64> {
     let staging = Staging::new(dir)?;
-    type Out = (std::io::BufWriter<std::fs::File>, u64, PathBuf);
+    type Out = (std::io::BufWriter<std::fs::File>, PathBuf);
     let mut files: HashMap<u32, Out> = HashMap::new();
-    let mut sites = Sites::default();
-    let mut seq: i32 = 1;
-    let (mut n, mut lines) = (0u64, 0u64);
-    let mut buf = Vec::with_capacity(64);
-    for line in reader.lines() {
-        let line = line.map_err(io_in(input, "cannot read"))?;
+    let mut imp = Importer::new(order);
+    let mut line = Vec::new();
+    let mut lines = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_in(input, "cannot read"))?;
+        if n == 0 {
+            break;
+        }
         lines += 1;
-        let Some(e) = parse_line(&line) else { continue };
-        let rec = Record {
-            type_id: e.type_id,
-            seq,
-            call_site: sites.addr(&e.call_site),
-            ptr: e.ptr,
-            alloc: e.alloc.then_some(AllocFields {
-                bytes_req: e.bytes_req,
-                bytes_alloc: e.bytes_alloc,
-                gfp_flags: 0,
-                numa_node: e.node,
-            }),
-            features: vec![],
+        let Some((cpu, rec)) = imp.line(&line) else {
+            continue;
         };
-        seq = seq.wrapping_add(1);
-        buf.clear();
-        rec.encode_into(order, &mut buf);
-        let entry = match files.entry(e.cpu) {
+        let entry = match files.entry(cpu) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let name = format!("cpu{}.out", e.cpu);
-                v.insert((staging.create(&name)?, 0, staging.shown(&name)))
+                let name = format!("cpu{cpu}.out");
+                v.insert((staging.create(&name)?, staging.shown(&name)))
             }
         };
         entry
             .0
-            .write_all(&buf)
-            .map_err(io_out(&entry.2, "cannot write"))?;
-        entry.1 += buf.len() as u64;
-        n += 1;
+            .write_all(rec)
+            .map_err(io_out(&entry.1, "cannot write"))?;
     }
-    if n == 0 {
+    if imp.records == 0 {
         return Err(Error::NoPerfEvents {
             input: input.to_string(),
             lines,
         });
     }
-    let mut cpus: Vec<MetaCpu> = Vec::new();
-    for (cpu, (mut w, bytes, shown)) in files {
+    for (mut w, shown) in files.into_values() {
         w.flush().map_err(io_out(&shown, "cannot write"))?;
-        cpus.push(MetaCpu {
-            cpu,
-            node: Some(-1),
-            file: Some(format!("cpu{cpu}.out")),
-            bytes: Some(bytes),
-        });
     }
-    cpus.sort_by_key(|c| c.cpu);
-    let mut syms: Vec<(u64, &String)> = sites.fns.iter().map(|(n, a)| (*a, n)).collect();
-    syms.sort();
-    let text: String = syms
-        .iter()
-        .map(|(a, n)| format!("{a:016x} T {n}\n"))
-        .collect();
-    staging.write("kallsyms", text.as_bytes())?;
-    let meta = Meta {
-        kmemtrace_meta: 1,
-        collector: Some(format!(
-            "kmemtrace import-perf {}",
-            env!("CARGO_PKG_VERSION")
-        )),
-        abi_version: Some(1),
-        byte_order: Some(order),
-        page_size: Some(4096),
-        cpus,
-        ..Meta::default()
-    };
+    let records = imp.records;
+    let (kallsyms, meta) = imp.finish();
+    staging.write("kallsyms", kallsyms.as_bytes())?;
     staging.write("meta.json", meta.to_json().as_bytes())?;
     staging.commit()?;
-    Ok(n)
+    Ok(records)
+}
+
+/// [`import_perf`] in memory: the trace it would write (streams, metadata and the symbols of its
+/// `kallsyms`) and the number of records.
+pub fn import_perf_in_memory(text: &[u8], order: ByteOrder) -> (TraceInput, u64) {
+    let mut streams: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut imp = Importer::new(order);
+    for line in text.split(|b| *b == b'\n') {
+        if let Some((cpu, rec)) = imp.line(line) {
+            streams.entry(cpu).or_default().extend_from_slice(rec);
+        }
+    }
+    let records = imp.records;
+    let (kallsyms, meta) = imp.finish();
+    let mut input = TraceInput::from_streams(streams);
+    input.meta = Some(meta);
+    input.symbols = Some(Symbols::parse(&kallsyms));
+    (input, records)
 }
 
 #[cfg(test)]
@@ -256,5 +347,66 @@ mod tests {
         assert_eq!(s.addr("f+0x10"), FN_BASE + 0x10);
         assert_eq!(s.addr("g+0x0"), FN_BASE + FN_SPAN);
         assert_eq!(s.addr("f+0x20"), FN_BASE + 0x20);
+        // The last function's range ends at the top of the address space; past it, call site 0.
+        assert_eq!(MAX_FNS, 1 << 27);
+        assert_eq!(FN_BASE + (MAX_FNS - 1) * FN_SPAN + (FN_SPAN - 1), u64::MAX);
+        s.max_fns = 3;
+        assert_eq!(s.addr("h+0x8"), FN_BASE + 2 * FN_SPAN + 8);
+        assert_eq!(s.addr("one_too_many+0x8"), 0);
+        assert_eq!(s.addr("f+0x8"), FN_BASE + 8);
+    }
+
+    const SCRIPT: &[u8] = b"\
+ perf 10 [001] 1.000001: kmem:kmalloc: call_site=f+0x10 ptr=0xffff888100001000 bytes_req=30 bytes_alloc=32 gfp_flags=GFP_KERNEL node=-1 accounted=false
+ ls 11 [000] 1.000002: sched:sched_switch: prev_comm=ls
+ \xff\xfe 12 [000] 1.000003: kmem:kfree: call_site=g+0x4 ptr=0xffff888100001000\r
+ perf 10 [001] 1.000004: kmem:mm_page_alloc: page=0x1 pfn=0x1000 order=1 migratetype=0 gfp_flags=GFP_KERNEL
+";
+
+    #[test]
+    fn in_memory_import_is_what_the_directory_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("t");
+        let n = import_perf(SCRIPT, &dir, ByteOrder::Big).unwrap();
+        let (mem, m) = import_perf_in_memory(SCRIPT, ByteOrder::Big);
+        assert_eq!(
+            (n, m),
+            (3, 3),
+            "the line from a non-UTF-8 process name is imported too"
+        );
+        let disk = crate::load_dir(&dir).unwrap();
+        assert_eq!(disk.meta, mem.meta);
+        assert_eq!(disk.symbols, mem.symbols);
+        let bytes = |t: &TraceInput| {
+            t.files
+                .iter()
+                .map(|f| (f.cpu, f.bytes().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bytes(&disk), bytes(&mem));
+    }
+
+    /// Found by reading, not by the fuzzer (its inputs are too short): function 1536 and every
+    /// one after it overflowed the synthetic address range past 2^64 (a panic with overflow
+    /// checks, call sites near 0 that no symbol names without).
+    #[test]
+    fn import_perf_gives_each_of_many_functions_its_own_range() {
+        let script: String = (0..3000)
+            .map(|i| {
+                format!(
+                    "p 1 [000] 1.0: kmem:kmalloc: call_site=fn_{i}+0x10 ptr=0x{:x} bytes_req=8 \
+                     bytes_alloc=8 gfp_flags=GFP_KERNEL node=-1\n",
+                    0x1000 + i * 64
+                )
+            })
+            .collect();
+        let (input, n) = import_perf_in_memory(script.as_bytes(), ByteOrder::Little);
+        assert_eq!(n, 3000);
+        let syms = input.symbols.as_ref().unwrap();
+        assert_eq!(syms.len(), 3000);
+        let recs = crate::decode_all(input.files[0].bytes(), ByteOrder::Little);
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(syms.resolve(r.call_site), Some((&*format!("fn_{i}"), 0x10)));
+        }
     }
 }

@@ -118,6 +118,20 @@ mod tests {
         assert_eq!(again, m);
     }
 
+    /// Found by the `meta` fuzz target: serde_json's default float parsing is not correctly
+    /// rounded, so a number in an unknown key (here an integer too big for u64, read as f64)
+    /// changed when `convert` rewrote meta.json.
+    #[test]
+    fn meta_json_number_in_an_unknown_key_survives_a_rewrite() {
+        for text in [
+            r#"{"":700000000000000002801234}"#,
+            r#"{"future": 1.7641700000000000000000001e136}"#,
+        ] {
+            let m = Meta::from_json(text).unwrap();
+            assert_eq!(Meta::from_json(&m.to_json()).unwrap(), m, "{text}");
+        }
+    }
+
     #[test]
     fn cpus_without_node_information_are_on_node_0() {
         let m = Meta::from_json(EXAMPLE).unwrap();

@@ -108,6 +108,12 @@ impl Report {
         }
     }
 
+    /// Parse `report.json` bytes (what [`Report::to_json`] writes; unknown keys are ignored).
+    /// Nothing is checked beyond the shape: a report is data, and a side of `diff`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
     /// Pretty JSON (with a final newline).
     pub fn to_json(&self) -> String {
         let mut v = Vec::new();

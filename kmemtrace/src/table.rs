@@ -1,6 +1,6 @@
 //! The open-allocation table: pointer → value, open addressing with linear probing and
 //! backward-shift deletion, Fibonacci hashing, load factor at most 1/2 (3/4 for a
-//! [`PtrTable::dense`] one).
+//! [`PtrTable::dense_for_at_most`] one).
 //!
 //! Why not `HashMap`: the replay's cost is dominated by cache misses on this table (pointers are
 //! random), and a flat table lets the replay prefetch the slot of a record a few records ahead.
@@ -21,10 +21,6 @@ const K: u64 = 0x9E37_79B9_7F4A_7C15;
 const MIN_BITS: u32 = 14;
 
 impl<V: Copy + Default> PtrTable<V> {
-    pub fn new() -> Self {
-        Self::with_bits(MIN_BITS)
-    }
-
     /// A table of `2^bits` slots to start with (small tables stay in the L1 cache).
     pub fn with_bits(bits: u32) -> Self {
         let bits = bits.clamp(1, 63);
@@ -36,14 +32,22 @@ impl<V: Copy + Default> PtrTable<V> {
         }
     }
 
+    /// A table for at most `entries` entries: the usual `2^14` slots, or fewer when that many
+    /// could never be filled (a small trace need not clear and fault in a megabyte per table).
+    pub fn for_at_most(entries: u64) -> Self {
+        let slots = entries.saturating_mul(2).clamp(64, 1 << MIN_BITS);
+        Self::with_bits(slots.next_power_of_two().ilog2())
+    }
+
     /// A table that fills to 3/4 before it grows: for tables that are only ever added to, such
     /// as the per-address rows, which can number in the millions. Probe runs get longer, but
     /// the table (and its growth, when the old and the new table coexist) needs a third less
     /// memory in the worst case and half in the best.
-    pub fn dense() -> Self {
+    /// Sized as [`PtrTable::for_at_most`].
+    pub fn dense_for_at_most(entries: u64) -> Self {
         PtrTable {
             dense: true,
-            ..Self::new()
+            ..Self::for_at_most(entries)
         }
     }
 
@@ -251,13 +255,29 @@ mod tests {
 
     #[test]
     fn behaves_like_a_hashmap_under_random_operations() {
-        like_a_hashmap(PtrTable::new());
+        like_a_hashmap(PtrTable::for_at_most(u64::MAX));
+    }
+
+    #[test]
+    fn a_table_sized_for_a_small_trace_starts_small_and_still_grows() {
+        assert_eq!(PtrTable::<u32>::for_at_most(0).slots.len(), 64);
+        assert_eq!(PtrTable::<u32>::for_at_most(500).slots.len(), 1024);
+        assert_eq!(
+            PtrTable::<u32>::for_at_most(u64::MAX).slots.len(),
+            1 << MIN_BITS
+        );
+        assert_eq!(PtrTable::<u32>::dense_for_at_most(40).slots.len(), 128);
+        like_a_hashmap(PtrTable::for_at_most(3));
+        like_a_hashmap(PtrTable::dense_for_at_most(3));
     }
 
     #[test]
     fn a_dense_table_behaves_like_a_hashmap_and_stays_smaller() {
-        like_a_hashmap(PtrTable::dense());
-        let (mut sparse, mut dense) = (PtrTable::<u32>::new(), PtrTable::<u32>::dense());
+        like_a_hashmap(PtrTable::dense_for_at_most(u64::MAX));
+        let (mut sparse, mut dense) = (
+            PtrTable::<u32>::for_at_most(u64::MAX),
+            PtrTable::<u32>::dense_for_at_most(u64::MAX),
+        );
         for k in 1..=90_000u64 {
             sparse.insert(k << 6, 0);
             dense.insert(k << 6, 0);
