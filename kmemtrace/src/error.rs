@@ -192,13 +192,7 @@ pub(crate) fn io_in(
     path: impl Into<PathBuf>,
     what: &'static str,
 ) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.into();
-    move |source| Error::Io {
-        path,
-        what,
-        side: IoSide::Input,
-        source,
-    }
+    io_on(IoSide::Input, path.into(), what)
 }
 
 /// An error writing the output at `path` (for `map_err`).
@@ -206,11 +200,14 @@ pub(crate) fn io_out(
     path: impl Into<PathBuf>,
     what: &'static str,
 ) -> impl FnOnce(std::io::Error) -> Error {
-    let path = path.into();
+    io_on(IoSide::Output, path.into(), what)
+}
+
+fn io_on(side: IoSide, path: PathBuf, what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io {
         path,
         what,
-        side: IoSide::Output,
+        side,
         source,
     }
 }

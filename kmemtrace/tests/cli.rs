@@ -157,15 +157,12 @@ ls 7 [001] 1.000002: kmem:kfree: call_site=g+0x8 ptr=0xffff888100001000
 /// full disk, as an unprivileged test can have it.
 fn kmemtrace_with_file_limit(blocks: u32, args: &[&str]) -> (i32, String, String) {
     let script = format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\"");
-    let o = std::process::Command::new("sh")
-        .args(["-c", &script, env!("CARGO_BIN_EXE_kmemtrace")])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
+    common::outcome(
+        std::process::Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_kmemtrace")])
+            .args(args)
+            .output()
+            .unwrap(),
     )
 }
 

@@ -59,10 +59,16 @@ pub fn input(streams: Vec<(u32, Vec<u8>)>) -> TraceInput {
 
 /// Runs the `kmemtrace` binary: (exit code, stdout, stderr).
 pub fn kmemtrace(args: &[&str]) -> (i32, String, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
-        .args(args)
-        .output()
-        .unwrap();
+    outcome(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// A finished command's (exit code, stdout, stderr).
+pub fn outcome(o: std::process::Output) -> (i32, String, String) {
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
