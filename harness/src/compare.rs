@@ -218,11 +218,7 @@ pub struct CompareResult {
     pub out: PathBuf,
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-fn write_result(path: &Path, text: &str) -> Result<(), RunError> {
+fn write(path: &Path, text: &str) -> Result<(), RunError> {
     fs::write(path, text).map_err(crate::error::io("write", path))
 }
 
@@ -271,16 +267,17 @@ fn diff_arch(
     )
     .map_err(|e| e.to_string())?;
     let dir = req.out.join(arch.name);
+    let put = |path: &Path, text: &str| write(path, text).map_err(|e| e.chain());
     let t = kmemtrace::diff::DiffTextOptions { lines: req.lines };
-    write(
+    put(
         &dir.join("diff.txt"),
         &kmemtrace::diff::render_diff_text(&d, &t),
     )?;
-    write(
+    put(
         &dir.join("diff.md"),
         &kmemtrace::diff::render_diff_markdown(&d, &t),
     )?;
-    write(&dir.join("diff.json"), &d.to_json())?;
+    put(&dir.join("diff.json"), &d.to_json())?;
     let title = format!(
         "kmemtrace diff, {} {}: {} → {}",
         arch.name, req.workload, d.base.label, d.new.label
@@ -289,7 +286,7 @@ fn diff_arch(
         lines: req.lines,
         title: Some(title),
     };
-    write(&dir.join("diff.svg"), &kmemtrace::diff_svg(&d, &p))?;
+    put(&dir.join("diff.svg"), &kmemtrace::diff_svg(&d, &p))?;
     Ok(d)
 }
 
@@ -386,7 +383,7 @@ pub fn compare(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    write_result(
+    write(
         &req.out.join("compare.md"),
         &format!(
             "# kmt compare: {} ({} run(s) per side)\n\n{md}",
@@ -406,7 +403,7 @@ pub fn compare(
         results: &results,
     };
     let json = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
-    write_result(&req.out.join("compare.json"), &json)?;
+    write(&req.out.join("compare.json"), &json)?;
     Ok(CompareResult {
         outcome: worst,
         arches: results,

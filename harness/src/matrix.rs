@@ -48,7 +48,7 @@ pub fn plan(req: &MatrixRequest) -> Vec<PlannedRun> {
     for &arch in &req.arches {
         for w in &req.workloads {
             for index in 1..=repeat {
-                let dir = req.out.join(format!("{}-{w}", arch.name));
+                let dir = run_dir(&req.out, arch, w);
                 let out = if repeat == 1 {
                     dir
                 } else {
@@ -255,7 +255,7 @@ pub fn run_matrix(
     })
 }
 
-/// The output directory of a run of the matrix, for messages.
+/// The directory of an (architecture, workload)'s runs.
 pub fn run_dir(out: &Path, arch: &Arch, workload: &str) -> PathBuf {
     out.join(format!("{}-{workload}", arch.name))
 }

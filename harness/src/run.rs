@@ -191,9 +191,26 @@ pub fn prepare_out_dir(dir: &Path) -> Result<(), RunError> {
     fs::create_dir_all(dir).map_err(io("create", dir))
 }
 
+/// "FLAG VALUE: give A to B UNIT" when `value` is outside `range`. Pure.
+fn out_of_range<T: PartialOrd + std::fmt::Display>(
+    flag: &str,
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Option<String> {
+    (!range.contains(&value)).then(|| {
+        format!(
+            "{flag} {value}: give {} to {} {unit}",
+            range.start(),
+            range.end()
+        )
+    })
+}
+
 /// Checks every argument of a run before anything is built, booted or written: ranges,
-/// the workload and its program, the files named, the output directory. Cheap.
-pub fn validate(req: &RunRequest) -> Result<(), UsageError> {
+/// the workload and its program, the files named, the output directory. Cheap. Returns the
+/// `exec` workload's program, read and checked.
+pub fn validate(req: &RunRequest) -> Result<Option<Vec<u8>>, UsageError> {
     let u = |m: String| Err(UsageError::new(m));
     if !WORKLOADS.contains(&req.workload.as_str()) {
         return u(format!(
@@ -202,31 +219,19 @@ pub fn validate(req: &RunRequest) -> Result<(), UsageError> {
             WORKLOADS.join(", ")
         ));
     }
-    if !SMP_RANGE.contains(&req.smp) {
-        return u(format!(
-            "--smp {}: a guest has {} to {} vCPUs (the kernels' CONFIG_NR_CPUS)",
+    let ranges = [
+        out_of_range(
+            "--smp",
             req.smp,
-            SMP_RANGE.start(),
-            SMP_RANGE.end()
-        ));
-    }
-    if !MEMORY_RANGE.contains(&req.memory_mib) {
-        return u(format!(
-            "--memory {}: give {} to {} MiB",
-            req.memory_mib,
-            MEMORY_RANGE.start(),
-            MEMORY_RANGE.end()
-        ));
-    }
-    if let Some(t) = req.timeout {
-        if !TIMEOUT_RANGE.contains(&t.as_secs()) {
-            return u(format!(
-                "--timeout {}: give {} to {} seconds",
-                t.as_secs(),
-                TIMEOUT_RANGE.start(),
-                TIMEOUT_RANGE.end()
-            ));
-        }
+            &SMP_RANGE,
+            "vCPUs (the kernels' CONFIG_NR_CPUS)",
+        ),
+        out_of_range("--memory", req.memory_mib, &MEMORY_RANGE, "MiB"),
+        req.timeout
+            .and_then(|t| out_of_range("--timeout", t.as_secs(), &TIMEOUT_RANGE, "seconds")),
+    ];
+    if let Some(why) = ranges.into_iter().flatten().next() {
+        return u(why);
     }
     if let Some(p) = req.param.filter(|&p| p > MAX_PARAM) {
         return u(format!("--param {p}: at most {MAX_PARAM}"));
@@ -239,11 +244,11 @@ pub fn validate(req: &RunRequest) -> Result<(), UsageError> {
         }
     }
     kernel::check_request(&req.kernel).map_err(|e| UsageError::new(e.to_string()))?;
-    match (&req.exec, req.workload == "exec") {
-        (Some(e), true) => {
-            program::load(e, req.arch()).map_err(|e| UsageError::new(format!("--exec: {e}")))?;
-        }
-        (None, false) => {}
+    let program = match (&req.exec, req.workload == "exec") {
+        (Some(e), true) => Some(
+            program::load(e, req.arch()).map_err(|e| UsageError::new(format!("--exec: {e}")))?,
+        ),
+        (None, false) => None,
         (None, true) => {
             return u("the exec workload needs a program (kmt run --exec PROGRAM)".into());
         }
@@ -253,11 +258,11 @@ pub fn validate(req: &RunRequest) -> Result<(), UsageError> {
                 req.workload
             ));
         }
-    }
+    };
     if let Some(out) = &req.out {
         check_out_dir(out)?;
     }
-    Ok(())
+    Ok(program)
 }
 
 /// The hard timeout when the user gives none: TCG is slow, and some architectures slower still.
@@ -402,16 +407,12 @@ pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
     let mut report_text = None;
     // Only a directory this run created gets a manifest: a refused one is not touched.
     let mut created = false;
-    let result = validate(req)
-        .map_err(RunError::from)
-        .and_then(|()| {
-            scratch::sweep();
-            prepare_out_dir(&out_dir)
-        })
-        .and_then(|()| {
-            created = true;
-            run_steps(req, cache, &out_dir, &mut m, &mut report_text)
-        });
+    let result = validate(req).map_err(RunError::from).and_then(|program| {
+        scratch::sweep();
+        prepare_out_dir(&out_dir)?;
+        created = true;
+        run_steps(req, program, cache, &out_dir, &mut m, &mut report_text)
+    });
     let (outcome, message) = match result {
         Ok(message) => (Outcome::Ok, message),
         // Ctrl-C reaches make and QEMU too; whatever step failed because of it, say why.
@@ -438,29 +439,24 @@ pub fn run(req: &RunRequest, cache: &Cache) -> RunResult {
     }
 }
 
+/// The steps after [`validate`]; `program` is the `exec` workload's, as validate read it.
 fn run_steps(
     req: &RunRequest,
+    program: Option<Vec<u8>>,
     cache: &Cache,
     out_dir: &Path,
     m: &mut Manifest,
     report_text: &mut Option<String>,
 ) -> Result<String, RunError> {
     let arch = req.arch();
-    // Checked by validate(); loaded again here for the bytes and the manifest.
-    let program = match &req.exec {
-        Some(e) if req.workload == "exec" => {
-            let bytes = program::load(e, arch)
-                .map_err(|why| RunError::Usage(UsageError::new(format!("--exec: {why}"))))?;
-            m.exec = Some(ExecInfo {
-                program: e.program.display().to_string(),
-                args: e.args.clone(),
-                sha256: format!("{:x}", Sha256::digest(&bytes)),
-                bytes: bytes.len() as u64,
-            });
-            Some(bytes)
-        }
-        _ => None,
-    };
+    if let (Some(e), Some(bytes)) = (&req.exec, &program) {
+        m.exec = Some(ExecInfo {
+            program: e.program.display().to_string(),
+            args: e.args.clone(),
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+            bytes: bytes.len() as u64,
+        });
+    }
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
     ensure_prerequisites(&[arch], req.install_missing, &setup_log)

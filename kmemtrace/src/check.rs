@@ -165,23 +165,13 @@ pub fn check(paths: &[PathBuf]) -> CheckReport {
                     input.meta = t.meta;
                 }
             }
-            Err(e) => unusable.push(error_chain(&e)),
+            Err(e) => unusable.push(crate::error::error_chain(&e)),
         }
     }
     let mut r = check_input(&input);
     unusable.append(&mut r.unusable);
     r.unusable = unusable;
     r
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(&format!(": {x}"));
-        src = x.source();
-    }
-    s
 }
 
 /// Check a loaded trace (pure). A trace with bytes of which not one record decodes is listed in

@@ -66,7 +66,7 @@ pub use analyze::{analyze, AnalyzeOptions, MAX_DAMAGE_LISTED};
 pub use check::{check, check_input, CheckReport, Problem, ProblemKind};
 pub use convert::{convert_bytes, convert_dir, convert_stream};
 pub use diff::{diff, load_side, Diff, DiffOptions, Threshold};
-pub use error::{Error, IoSide, Result};
+pub use error::{error_chain, Error, IoSide, Result};
 pub use exit_code::KmemtraceExitCode;
 pub use input::{load, load_dir, CpuFile, LoadOptions, TraceInput};
 pub use meta::{Meta, MetaCpu};

@@ -251,17 +251,6 @@ impl CliError {
     }
 }
 
-/// `e` and its sources, joined by ": ".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(&format!(": {x}"));
-        src = x.source();
-    }
-    s
-}
-
 /// The process exit code for one of the table's codes (all fit in a byte).
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
@@ -272,7 +261,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => exit(code),
         Err(e) => {
-            eprintln!("kmemtrace: {}", chain(&e));
+            eprintln!("kmemtrace: {}", kmemtrace::error_chain(&e));
             exit(e.exit_code())
         }
     }
