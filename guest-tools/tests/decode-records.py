@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""decode-records.py TRACE_DIR [N] - sanity check of a trace directory (contracts.md section 1).
+"""decode-records.py [--json] TRACE_DIR [N] - sanity check of a trace directory (contracts.md section 1).
 
 Reads meta.json, decodes every record of every cpu<N>.out in the byte order meta.json gives
 (ABI v1, ../shared/reference/ABI.md), checks that each record is sane (event and type ids known,
@@ -9,6 +9,12 @@ sequence numbers increasing within a CPU, unique across CPUs and without holes u
 kernel counted overruns, file sizes match meta.json),
 names call sites from kallsyms and prints the first N records (default 5) of each CPU, plus the
 records whose call site is a kmemtrace_selftest_* function.
+
+With --json, the report goes to stderr and stdout gets one JSON object: "sane" (bool),
+"problems" (count), "files" (per CPU file: file, cpu, records, allocs, frees) and "selftest"
+(every kmemtrace_selftest_* record: seq, cpu, event, type, function, and req and alloc for an
+allocation). tests/e2e.rs compares it with the kmemtrace crate's report of the same trace: an
+independent decoder of the same bytes.
 
 Exit codes: 0 sane, 1 insane records or a size mismatch, 2 usage or unreadable input.
 This is a quick guest-tools test aid; the real decoder is the kmemtrace crate.
@@ -68,11 +74,19 @@ def decode(data, bo):
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
+    args = sys.argv[1:]
+    as_json = args[:1] == ["--json"]
+    if as_json:
+        args = args[1:]
+    if len(args) not in (1, 2):
         print(__doc__.splitlines()[0], file=sys.stderr)
         return 2
-    d = sys.argv[1]
-    show = int(sys.argv[2]) if len(sys.argv) == 3 else 5
+    d = args[0]
+    show = int(args[1]) if len(args) == 2 else 5
+    stdout = sys.stdout
+    if as_json:
+        sys.stdout = sys.stderr
+    files = []
     try:
         meta = json.load(open(os.path.join(d, "meta.json")))
     except (OSError, ValueError) as e:
@@ -122,6 +136,7 @@ def main():
             insane += 1
         print("%s: %d bytes, %d records (%d alloc, %d free), %d insane allocs, "
               "%d seq steps backwards" % (c["file"], len(data), n, allocs, frees, bad, back))
+        files.append(dict(file=c["file"], cpu=c["cpu"], records=n, allocs=allocs, frees=frees))
         insane += bad + back
     dups = len(seqs) - len(set(seqs))
     if dups:
@@ -145,6 +160,16 @@ def main():
             print("  seq %d cpu%d %s/%s ptr %#x %s%s" % (seq, cpu, EVENTS[r["event"]],
                   TYPES[r["type"]], r["ptr"], sym, extra))
     print("sane" if not insane else "INSANE (%d problems)" % insane)
+    if as_json:
+        records = []
+        for seq, cpu, r, sym in sorted(selftest):
+            rec = dict(seq=seq, cpu=cpu, event=EVENTS[r["event"]], type=TYPES[r["type"]],
+                       function=sym.split("+")[0])
+            if r["event"] == 0:
+                rec.update(req=r["req"], alloc=r["alloc"])
+            records.append(rec)
+        json.dump(dict(sane=not insane, problems=insane, files=files, selftest=records), stdout)
+        stdout.write("\n")
     return 0 if not insane else 1
 
 
