@@ -35,6 +35,35 @@ fn encode_features(f: &[(u8, Vec<u8>)], order: ByteOrder) -> Vec<u8> {
     v
 }
 
+/// The ABI v1 encoding of `r` in `order`, written from the ABI table field by field at its
+/// offset: independent of the crate's encoder, so that a property comparing with it fails when
+/// the crate's encoding (or `convert`'s) is wrong, not only when it is inconsistent.
+fn abi_bytes(r: &Record, order: ByteOrder) -> Vec<u8> {
+    let base = if r.alloc.is_some() { 48 } else { 24 };
+    let mut b = vec![0u8; base];
+    let mut put = |at: usize, le: &[u8]| {
+        let f = &mut b[at..at + le.len()];
+        f.copy_from_slice(le);
+        if order == ByteOrder::Big {
+            f.reverse();
+        }
+    };
+    put(0, &[r.alloc.is_none() as u8]);
+    put(1, &[r.type_id as u8]);
+    put(2, &((base + r.features.len()) as u16).to_le_bytes());
+    put(4, &r.seq.to_le_bytes());
+    put(8, &r.call_site.to_le_bytes());
+    put(16, &r.ptr.to_le_bytes());
+    if let Some(a) = &r.alloc {
+        put(24, &a.bytes_req.to_le_bytes());
+        put(32, &a.bytes_alloc.to_le_bytes());
+        put(40, &a.gfp_flags.to_le_bytes());
+        put(44, &a.numa_node.to_le_bytes());
+    }
+    b.extend_from_slice(&r.features);
+    b
+}
+
 fn record() -> impl Strategy<Value = (Record, Vec<(u8, Vec<u8>)>)> {
     (
         0u8..3,
@@ -93,21 +122,26 @@ fn events() -> impl Strategy<Value = Vec<(u32, Record)>> {
 }
 
 proptest! {
-    /// Invariant: any record, with any well-formed feature chain, decodes to itself in both byte
-    /// orders (features kept verbatim).
+    /// Invariant: any record, with any well-formed feature chain, encodes to the ABI's bytes
+    /// ([`abi_bytes`]) and decodes to itself in both byte orders (features kept verbatim);
+    /// `convert` to the other order gives exactly that order's ABI bytes (feature sizes
+    /// re-encoded, so the stream differs from its input), and back the original bytes.
     #[test]
     fn round_trip_in_both_byte_orders(recs in proptest::collection::vec(record(), 1..20), order in order()) {
-        let recs: Vec<Record> = recs
-            .into_iter()
-            .map(|(mut r, f)| {
-                r.features = encode_features(&f, order);
-                r
-            })
-            .collect();
-        let bytes = encode(&recs, order);
-        prop_assert_eq!(decode_all(&bytes, order), recs.clone());
-        // And the converted stream decodes to the same records (features re-encoded).
+        let in_order = |o: ByteOrder| -> Vec<Record> {
+            recs.iter()
+                .map(|(r, f)| Record { features: encode_features(f, o), ..r.clone() })
+                .collect()
+        };
+        let (these, those) = (in_order(order), in_order(order.swapped()));
+        let abi = |rs: &[Record], o| rs.iter().flat_map(|r| abi_bytes(r, o)).collect::<Vec<u8>>();
+        let bytes = abi(&these, order);
+        prop_assert_eq!(&encode(&these, order), &bytes);
+        prop_assert_eq!(decode_all(&bytes, order), these.clone());
         let other = kmemtrace::convert_bytes(&bytes, order, order.swapped());
+        prop_assert_eq!(&other, &abi(&those, order.swapped()));
+        prop_assert_ne!(&other, &bytes);
+        prop_assert_eq!(decode_all(&other, order.swapped()), those);
         let back = kmemtrace::convert_bytes(&other, order.swapped(), order);
         prop_assert_eq!(back, bytes);
     }
