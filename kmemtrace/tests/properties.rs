@@ -95,86 +95,223 @@ fn record() -> impl Strategy<Value = (Record, Vec<(u8, Vec<u8>)>)> {
         })
 }
 
-/// A plausible event stream in sequence order: allocations and frees over a small pointer space
-/// so that frees meet their allocations.
-fn events() -> impl Strategy<Value = Vec<(u32, Record)>> {
-    proptest::collection::vec(
-        (0u32..3, any::<bool>(), 0u8..3, 0u64..12, 0u64..4, 1u64..300),
-        0..200,
-    )
-    .prop_map(|v| {
-        v.into_iter()
-            .enumerate()
-            .map(|(i, (cpu, is_alloc, t, p, site, sz))| {
-                let ty = AllocType::from_id(t).unwrap();
-                let seq = i as i32 + 1;
-                let ptr = p * 64;
-                let site = 0x1000 + site * 0x10;
-                let r = if is_alloc {
-                    alloc(seq, ty, site, ptr, sz, sz.next_power_of_two())
-                } else {
-                    free(seq, ty, site, ptr)
-                };
-                (cpu, r)
-            })
+/// Records per replay batch in the analysis (`BATCH` in `analyze.rs`): the split property
+/// generates record counts that reach and straddle it, in one batch and in two shards' batches.
+const BATCH: usize = 2048;
+
+/// A generated trace: its records in sequence order (each with the CPU that logs it), and what
+/// the analysis must count in it.
+#[derive(Debug, Clone)]
+struct Events {
+    evs: Vec<(u32, Record)>,
+    /// Sequence numbers skipped between consecutive records.
+    lost: u64,
+}
+
+impl Events {
+    fn per_cpu(&self, cpu: u32) -> Vec<Record> {
+        self.evs
+            .iter()
+            .filter(|e| e.0 == cpu)
+            .map(|e| e.1.clone())
             .collect()
-    })
+    }
+
+    /// Whether the numbering passes `i32::MAX` to `i32::MIN` (the signed wrap) or -1 to 0 (the
+    /// unsigned one).
+    fn wraps(&self) -> (bool, bool) {
+        let w = |f: fn(i32, i32) -> bool| self.evs.windows(2).any(|p| f(p[0].1.seq, p[1].1.seq));
+        (w(|a, b| b < a), w(|a, b| a < 0 && b >= 0))
+    }
+}
+
+/// A plausible event stream in sequence order: allocations and frees over a small pointer space
+/// (0 included, for failed allocations and NULL frees) so that frees meet their allocations, on
+/// three CPUs and three NUMA preferences. The numbering starts anywhere, near both wraps
+/// included, and steps by 1 or, now and then, skips numbers (lost events); the count is small or
+/// around one or two replay batches.
+fn events() -> impl Strategy<Value = Events> {
+    let len = prop_oneof![
+        4 => 0usize..200,
+        1 => BATCH - 3..BATCH + 4,
+        1 => 2 * BATCH - 40..2 * BATCH + 200,
+    ];
+    let start = prop_oneof![
+        Just(1i32),
+        (i32::MAX - 300)..=i32::MAX,
+        -300i32..=-1,
+        any::<i32>(),
+    ];
+    let step = prop_oneof![30 => Just(1u32), 2 => 2u32..10, 1 => Just(100_000u32)];
+    let ev = (
+        0u32..3,
+        any::<bool>(),
+        0u8..3,
+        0u64..12,
+        0u64..4,
+        1u64..300,
+        -1i32..2,
+        step,
+    );
+    (
+        start,
+        len.prop_flat_map(move |n| proptest::collection::vec(ev.clone(), n)),
+    )
+        .prop_map(|(start, v)| {
+            let (mut seq, mut lost) = (start, 0u64);
+            let evs = v
+                .into_iter()
+                .enumerate()
+                .map(|(i, (cpu, is_alloc, t, p, site, sz, node, step))| {
+                    if i > 0 {
+                        seq = seq.wrapping_add(step as i32);
+                        lost += step as u64 - 1;
+                    }
+                    let ty = AllocType::from_id(t).unwrap();
+                    let (ptr, site) = (p * 64, 0x1000 + site * 0x10);
+                    let mut r = if is_alloc {
+                        alloc(seq, ty, site, ptr, sz, sz.next_power_of_two())
+                    } else {
+                        free(seq, ty, site, ptr)
+                    };
+                    if let Some(a) = &mut r.alloc {
+                        a.numa_node = node;
+                    }
+                    (cpu, r)
+                })
+                .collect();
+            Events { evs, lost }
+        })
+}
+
+/// How often a property met the cases its strategy is meant to generate.
+#[derive(Default)]
+struct Seen(std::cell::RefCell<std::collections::BTreeMap<&'static str, u32>>);
+
+impl Seen {
+    fn note(&self, what: &'static str, happened: bool) {
+        *self.0.borrow_mut().entry(what).or_default() += happened as u32;
+    }
+
+    /// Fail unless every case noted happened at least once.
+    fn assert_all(&self) {
+        let m = self.0.borrow();
+        let never: Vec<_> = m
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(k, _)| *k)
+            .collect();
+        assert!(never.is_empty(), "never generated: {never:?} (seen: {m:?})");
+    }
+}
+
+/// Run `test` on `strategy` like `proptest!` does (the `PROPTEST_*` environment included, the
+/// failure persisted), then demand that it met every case in `seen`.
+fn run_counting<S: Strategy>(
+    name: &str,
+    strategy: S,
+    seen: &Seen,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+    let config = Config {
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel(
+            "proptest-regressions",
+        ))),
+        source_file: Some(file!()),
+        test_name: Some(Box::leak(name.to_string().into_boxed_str())),
+        ..Config::default()
+    };
+    if let Err(e) = TestRunner::new(config).run(&strategy, test) {
+        panic!("{name}: {e}");
+    }
+    seen.assert_all();
+}
+
+/// Invariant: splitting each CPU's stream into any number of files (same CPU number, order
+/// kept) and decoding on one to three replay threads with any batch size gives the same report
+/// as one file per CPU on one thread, in either byte order; and that report counts every record,
+/// the lost events as the numbers skipped, and no duplicate, out-of-order or corrupt number,
+/// also across the wrap of the sequence number. The strategy reaches one and two batches of
+/// records, gaps and both wraps (checked: the test fails if a kind of case never occurs).
+#[test]
+fn any_split_into_files_gives_the_same_report() {
+    let seen = Seen::default();
+    let strategy = (
+        events(),
+        proptest::collection::vec(0usize..5000, 0..4),
+        order(),
+        1usize..4,
+        prop_oneof![
+            Just(None),
+            (1usize..5).prop_map(Some),
+            (BATCH - 1..BATCH + 2).prop_map(Some)
+        ],
+    );
+    run_counting(
+        "any_split_into_files_gives_the_same_report",
+        strategy,
+        &seen,
+        |(ev, cuts, order, threads, batch)| {
+            let n = ev.evs.len();
+            let (signed_wrap, unsigned_wrap) = ev.wraps();
+            seen.note("more records than a batch", n > BATCH);
+            seen.note("more records than two batches", n > 2 * BATCH);
+            seen.note("a batch and one record", n == BATCH + 1);
+            seen.note("exactly a batch", n == BATCH);
+            seen.note("lost events", ev.lost > 0);
+            seen.note("a large gap", ev.lost >= 100_000);
+            seen.note("wrap of i32", signed_wrap);
+            seen.note("wrap of u32", unsigned_wrap);
+            seen.note("small batches", batch.is_some_and(|b| b < 5));
+
+            let whole = TraceInput::from_streams(
+                (0..3).map(|c| (c, encode(&ev.per_cpu(c), ByteOrder::Little))),
+            );
+            let base = analyze(
+                &whole,
+                &AnalyzeOptions {
+                    parallel: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let s = &base.summary;
+            prop_assert_eq!(s.records, n as u64);
+            let allocs = ev.evs.iter().filter(|e| e.1.alloc.is_some()).count() as u64;
+            prop_assert_eq!((s.allocs, s.frees), (allocs, n as u64 - allocs));
+            prop_assert_eq!(s.lost_events, ev.lost);
+            prop_assert_eq!(
+                (s.duplicate_seqs, s.out_of_order_seqs, s.bad_seqs),
+                (0, 0, 0)
+            );
+
+            let mut streams = Vec::new();
+            for c in 0..3u32 {
+                let recs = ev.per_cpu(c);
+                let mut points: Vec<usize> = cuts.iter().map(|x| x % (recs.len() + 1)).collect();
+                points.push(0);
+                points.push(recs.len());
+                points.sort();
+                points.dedup();
+                for w in points.windows(2) {
+                    streams.push((c, encode(&recs[w[0]..w[1]], order)));
+                }
+            }
+            let split = TraceInput::from_streams(streams);
+            let opts = AnalyzeOptions {
+                replay_threads: threads,
+                batch_records: batch,
+                ..Default::default()
+            };
+            let r = analyze(&split, &opts).unwrap();
+            prop_assert_eq!(r.without_trace(), base.without_trace());
+            Ok(())
+        },
+    );
 }
 
 proptest! {
-    /// Invariant: any record, with any well-formed feature chain, encodes to the ABI's bytes
-    /// ([`abi_bytes`]) and decodes to itself in both byte orders (features kept verbatim);
-    /// `convert` to the other order gives exactly that order's ABI bytes (feature sizes
-    /// re-encoded, so the stream differs from its input), and back the original bytes.
-    #[test]
-    fn round_trip_in_both_byte_orders(recs in proptest::collection::vec(record(), 1..20), order in order()) {
-        let in_order = |o: ByteOrder| -> Vec<Record> {
-            recs.iter()
-                .map(|(r, f)| Record { features: encode_features(f, o), ..r.clone() })
-                .collect()
-        };
-        let (these, those) = (in_order(order), in_order(order.swapped()));
-        let abi = |rs: &[Record], o| rs.iter().flat_map(|r| abi_bytes(r, o)).collect::<Vec<u8>>();
-        let bytes = abi(&these, order);
-        prop_assert_eq!(&encode(&these, order), &bytes);
-        prop_assert_eq!(decode_all(&bytes, order), these.clone());
-        let other = kmemtrace::convert_bytes(&bytes, order, order.swapped());
-        prop_assert_eq!(&other, &abi(&those, order.swapped()));
-        prop_assert_ne!(&other, &bytes);
-        prop_assert_eq!(decode_all(&other, order.swapped()), those);
-        let back = kmemtrace::convert_bytes(&other, order.swapped(), order);
-        prop_assert_eq!(back, bytes);
-    }
-
-    /// Invariant: splitting each CPU's stream into any number of files (same CPU number, order
-    /// kept) and decoding on one or two threads gives the same report, in either byte order.
-    #[test]
-    fn any_split_into_files_gives_the_same_report(
-        evs in events(),
-        cuts in proptest::collection::vec(0usize..200, 0..4),
-        order in order(),
-    ) {
-        let per_cpu = |cpu: u32| -> Vec<Record> { evs.iter().filter(|e| e.0 == cpu).map(|e| e.1.clone()).collect() };
-        let whole = TraceInput::from_streams((0..3).map(|c| (c, encode(&per_cpu(c), ByteOrder::Little))));
-        let base = analyze(&whole, &AnalyzeOptions { parallel: false, ..Default::default() }).unwrap();
-
-        let mut streams = Vec::new();
-        for c in 0..3u32 {
-            let recs = per_cpu(c);
-            let mut points: Vec<usize> = cuts.iter().map(|x| x % (recs.len() + 1)).collect();
-            points.push(0);
-            points.push(recs.len());
-            points.sort();
-            points.dedup();
-            for w in points.windows(2) {
-                streams.push((c, encode(&recs[w[0]..w[1]], order)));
-            }
-        }
-        let split = TraceInput::from_streams(streams);
-        let r = analyze(&split, &AnalyzeOptions::default()).unwrap();
-        prop_assert_eq!(r.without_trace(), base.without_trace());
-    }
-
     /// Invariant: arbitrary bytes never panic the detector, the scanner, check or the analysis,
     /// and every byte is accounted as a record, an unknown record or damage; the analysis fails
     /// only when not one record decodes from bytes that are all damage, starting at byte 0.
@@ -198,6 +335,30 @@ proptest! {
             }
             Err(e) => prop_assert!(false, "{e}"),
         }
+    }
+
+    /// Invariant: any record, with any well-formed feature chain, encodes to the ABI's bytes
+    /// ([`abi_bytes`]) and decodes to itself in both byte orders (features kept verbatim);
+    /// `convert` to the other order gives exactly that order's ABI bytes (feature sizes
+    /// re-encoded, so the stream differs from its input), and back the original bytes.
+    #[test]
+    fn round_trip_in_both_byte_orders(recs in proptest::collection::vec(record(), 1..20), order in order()) {
+        let in_order = |o: ByteOrder| -> Vec<Record> {
+            recs.iter()
+                .map(|(r, f)| Record { features: encode_features(f, o), ..r.clone() })
+                .collect()
+        };
+        let (these, those) = (in_order(order), in_order(order.swapped()));
+        let abi = |rs: &[Record], o| rs.iter().flat_map(|r| abi_bytes(r, o)).collect::<Vec<u8>>();
+        let bytes = abi(&these, order);
+        prop_assert_eq!(&encode(&these, order), &bytes);
+        prop_assert_eq!(decode_all(&bytes, order), these.clone());
+        let other = kmemtrace::convert_bytes(&bytes, order, order.swapped());
+        prop_assert_eq!(&other, &abi(&those, order.swapped()));
+        prop_assert_ne!(&other, &bytes);
+        prop_assert_eq!(decode_all(&other, order.swapped()), those);
+        let back = kmemtrace::convert_bytes(&other, order.swapped(), order);
+        prop_assert_eq!(back, bytes);
     }
 
     /// Invariant: garbage spliced between valid records keeps every record before it, invents
