@@ -311,32 +311,169 @@ fn any_split_into_files_gives_the_same_report() {
     );
 }
 
-proptest! {
-    /// Invariant: arbitrary bytes never panic the detector, the scanner, check or the analysis,
-    /// and every byte is accounted as a record, an unknown record or damage; the analysis fails
-    /// only when not one record decodes from bytes that are all damage, starting at byte 0.
-    #[test]
-    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000), order in order()) {
-        let _ = kmemtrace::detect_byte_order(&bytes);
-        let input = TraceInput::from_streams(vec![(0, bytes.clone())]);
-        let _ = check_input(&input);
-        let recs = decode_all(&bytes, order);
-        match analyze(&input, &AnalyzeOptions { endian: Some(order), ..Default::default() }) {
-            Ok(r) => {
-                prop_assert_eq!(recs.len() as u64, r.summary.records);
-                let rec_bytes: u64 = recs.iter().map(|r| r.event_size() as u64).sum();
-                prop_assert!(rec_bytes + r.damage.bytes <= bytes.len() as u64);
-                prop_assert!(bytes.is_empty() || r.summary.records + r.summary.unknown_records > 0);
+/// Bytes that are partly a trace: records (with features), records of unknown ids, records
+/// cut short and garbage, in any order; or garbage alone.
+fn damaged_stream() -> impl Strategy<Value = (Vec<u8>, ByteOrder)> {
+    let piece = prop_oneof![
+        6 => record().prop_map(|(r, f)| (0u8, r, f, Vec::new())),
+        1 => (2u8..=255, any::<u8>(), proptest::collection::vec(any::<u8>(), 20..60))
+            .prop_map(|(e, t, rest)| (1u8, free(0, AllocType::Kmalloc, 0, 0), vec![(e, vec![t])], rest)),
+        1 => (record(), 1usize..47).prop_map(|((r, f), cut)| (2u8, r, f, vec![0; cut])),
+        2 => proptest::collection::vec(any::<u8>(), 1..40)
+            .prop_map(|g| (3u8, free(0, AllocType::Kmalloc, 0, 0), Vec::new(), g)),
+    ];
+    let pieces = (proptest::collection::vec(piece, 0..30), order()).prop_map(|(pieces, order)| {
+        let mut b = Vec::new();
+        for (kind, mut r, f, extra) in pieces {
+            match kind {
+                0 | 2 => {
+                    r.features = encode_features(&f, order);
+                    let e = abi_bytes(&r, order);
+                    let keep = if kind == 0 {
+                        e.len()
+                    } else {
+                        extra.len().min(e.len() - 1)
+                    };
+                    b.extend_from_slice(&e[..keep]);
+                }
+                1 => {
+                    // A well-framed record of an unknown event id: (event id, [type id]).
+                    let (e, t) = (f[0].0, f[0].1[0]);
+                    let size = (4 + extra.len()) as u16;
+                    b.extend_from_slice(&[e, t]);
+                    b.extend_from_slice(&match order {
+                        ByteOrder::Little => size.to_le_bytes(),
+                        ByteOrder::Big => size.to_be_bytes(),
+                    });
+                    b.extend_from_slice(&extra);
+                }
+                _ => b.extend_from_slice(&extra),
             }
-            Err(Error::NothingDecodes { bytes: n, first, .. }) => {
-                prop_assert!(recs.is_empty());
-                prop_assert_eq!(n, bytes.len() as u64);
-                prop_assert_eq!(first.offset, 0);
-            }
-            Err(e) => prop_assert!(false, "{e}"),
         }
-    }
+        (b, order)
+    });
+    prop_oneof![
+        1 => (proptest::collection::vec(any::<u8>(), 0..2000), order()),
+        3 => pieces,
+    ]
+}
 
+/// Invariant: arbitrary bytes never panic the detector, the scanner, check or the analysis,
+/// and every byte is accounted, exactly once and in order, as a record, an unknown record or
+/// damage: the report's damaged regions and the records between them tile the input (each known
+/// record is the ABI encoding of what it decoded to), so records + unknown records + damaged
+/// bytes = the input's bytes. The analysis fails only when not one record decodes from bytes
+/// that are all damage, starting at byte 0. (The strategy is checked to reach both outcomes,
+/// unknown records and damage among records.)
+#[test]
+fn garbage_never_panics() {
+    let seen = Seen::default();
+    run_counting(
+        "garbage_never_panics",
+        damaged_stream(),
+        &seen,
+        |(bytes, order)| {
+            let _ = kmemtrace::detect_byte_order(&bytes);
+            let input = TraceInput::from_streams(vec![(0, bytes.clone())]);
+            let _ = check_input(&input);
+            let recs = decode_all(&bytes, order);
+            let analysed = analyze(
+                &input,
+                &AnalyzeOptions {
+                    endian: Some(order),
+                    ..Default::default()
+                },
+            );
+            seen.note(
+                "nothing decodes",
+                matches!(analysed, Err(Error::NothingDecodes { .. })),
+            );
+            match analysed {
+                Ok(r) => {
+                    prop_assert_eq!(recs.len() as u64, r.summary.records);
+                    prop_assert!(
+                        bytes.is_empty() || r.summary.records + r.summary.unknown_records > 0
+                    );
+                    seen.note(
+                        "records and damage",
+                        r.summary.records > 0 && r.damage.bytes > 0,
+                    );
+                    seen.note("unknown records", r.summary.unknown_records > 0);
+                    let regions = &r.damage.regions;
+                    prop_assert_eq!(
+                        regions.len() as u64,
+                        r.damage.regions_total,
+                        "all regions listed"
+                    );
+                    let (mut at, mut next_region, mut known, mut unknown) = (0usize, 0, 0, 0u64);
+                    let (mut known_bytes, mut unknown_bytes, mut damaged_bytes) =
+                        (0u64, 0u64, 0u64);
+                    while at < bytes.len() {
+                        if let Some(d) = regions.get(next_region).filter(|d| d.offset == at as u64)
+                        {
+                            prop_assert!(d.length > 0);
+                            at += d.length as usize;
+                            damaged_bytes += d.length;
+                            next_region += 1;
+                            continue;
+                        }
+                        prop_assert!(
+                            bytes.len() - at >= 24,
+                            "a record at {} of {}",
+                            at,
+                            bytes.len()
+                        );
+                        let s = [bytes[at + 2], bytes[at + 3]];
+                        let size = match order {
+                            ByteOrder::Little => u16::from_le_bytes(s),
+                            ByteOrder::Big => u16::from_be_bytes(s),
+                        } as usize;
+                        prop_assert!(
+                            size >= 24 && at + size <= bytes.len(),
+                            "size {} at {}",
+                            size,
+                            at
+                        );
+                        if bytes[at] <= 1 && bytes[at + 1] < 3 {
+                            prop_assert!(known < recs.len(), "more records than decoded at {}", at);
+                            prop_assert_eq!(
+                                &bytes[at..at + size],
+                                &abi_bytes(&recs[known], order)[..]
+                            );
+                            known += 1;
+                            known_bytes += size as u64;
+                        } else {
+                            unknown += 1;
+                            unknown_bytes += size as u64;
+                        }
+                        at += size;
+                    }
+                    prop_assert_eq!(at, bytes.len());
+                    prop_assert_eq!(next_region, regions.len());
+                    prop_assert_eq!(known, recs.len());
+                    prop_assert_eq!(unknown, r.summary.unknown_records);
+                    prop_assert_eq!(damaged_bytes, r.damage.bytes);
+                    prop_assert_eq!(damaged_bytes, r.summary.damaged_bytes);
+                    prop_assert_eq!(
+                        known_bytes + unknown_bytes + damaged_bytes,
+                        bytes.len() as u64
+                    );
+                }
+                Err(Error::NothingDecodes {
+                    bytes: n, first, ..
+                }) => {
+                    prop_assert!(recs.is_empty());
+                    prop_assert_eq!(n, bytes.len() as u64);
+                    prop_assert_eq!(first.offset, 0);
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+            Ok(())
+        },
+    );
+}
+
+proptest! {
     /// Invariant: any record, with any well-formed feature chain, encodes to the ABI's bytes
     /// ([`abi_bytes`]) and decodes to itself in both byte orders (features kept verbatim);
     /// `convert` to the other order gives exactly that order's ABI bytes (feature sizes
