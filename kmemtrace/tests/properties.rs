@@ -520,3 +520,136 @@ proptest! {
         }
     }
 }
+
+/// The sum of `f` over `rows`.
+fn total<T>(rows: &[T], f: impl Fn(&T) -> u64) -> u64 {
+    rows.iter().map(f).sum()
+}
+
+/// The figures of a [`kmemtrace::SiteStats`] that add up over rows, by name.
+fn site_figures(s: &kmemtrace::SiteStats) -> [(&'static str, i128); 11] {
+    [
+        ("hits", s.hits as i128),
+        ("bytes_requested", s.bytes_requested as i128),
+        ("bytes_allocated", s.bytes_allocated as i128),
+        ("fragmentation_bytes", s.fragmentation_bytes as i128),
+        ("frees", s.frees as i128),
+        ("freed", s.freed as i128),
+        ("cross_cpu_frees", s.cross_cpu_frees as i128),
+        ("cross_cpu_allocs", s.cross_cpu_allocs as i128),
+        ("mismatched_frees", s.mismatched_frees as i128),
+        ("live_allocations", s.live_allocations as i128),
+        ("live_bytes", s.live_bytes as i128),
+    ]
+}
+
+/// [`site_figures`] summed over rows.
+fn summed<'a>(stats: impl Iterator<Item = &'a kmemtrace::SiteStats>) -> Vec<(&'static str, i128)> {
+    let mut acc: Option<Vec<(&'static str, i128)>> = None;
+    for s in stats {
+        let f = site_figures(s);
+        match &mut acc {
+            None => acc = Some(f.to_vec()),
+            Some(a) => a.iter_mut().zip(f).for_each(|(x, y)| x.1 += y.1),
+        }
+    }
+    acc.unwrap_or_else(|| site_figures(&Default::default()).to_vec())
+}
+
+proptest! {
+    /// Invariant: with every row kept (`max_rows: None`, `alloc_rows`), the rows add up to the
+    /// summary: the type rows, the call-site rows, the function rows (the call sites grouped by
+    /// symbol) and the size classes to every total they share with it; the page orders to the
+    /// page type's row; the per-address rows to the allocations that got an address; each call
+    /// site's split by type to the call site and, over the call sites, to the type rows; each
+    /// finding's call sites to its count (at most 4 call sites here, under `FINDING_SITES`). A
+    /// row limit keeps the first rows of the full report and only those.
+    #[test]
+    fn the_rows_add_up_to_the_summary(ev in events(), order in order(), limit in 0usize..6) {
+        let mut input = TraceInput::from_streams((0..3).map(|c| (c, encode(&ev.per_cpu(c), order))));
+        // Call sites 0x1000 and 0x1010 are in one function, 0x1020 and 0x1030 in another.
+        input.symbols = Some(kmemtrace::Symbols::from_pairs([(0x1000u64, "fa"), (0x1020, "fb")]));
+        let opts = AnalyzeOptions { alloc_rows: true, ..Default::default() };
+        let r = analyze(&input, &opts).unwrap();
+        let s = &r.summary;
+        let t = &r.types;
+        prop_assert_eq!(t.len(), 3);
+        prop_assert_eq!(total(t, |x| x.allocs), s.allocs);
+        prop_assert_eq!(total(t, |x| x.frees), s.frees);
+        prop_assert_eq!(total(t, |x| x.bytes_requested), s.bytes_requested);
+        prop_assert_eq!(total(t, |x| x.bytes_allocated), s.bytes_allocated);
+        prop_assert_eq!(total(t, |x| x.bytes_freed), s.bytes_freed);
+        prop_assert_eq!(total(t, |x| x.live_allocations), s.live_allocations);
+        prop_assert_eq!(total(t, |x| x.live_bytes), s.live_bytes);
+        prop_assert_eq!(t.iter().map(|x| x.fragmentation_bytes).sum::<i64>(), s.fragmentation_bytes);
+
+        // Every free closes an allocation unless it is a NULL or an unknown free.
+        let closed = s.frees - s.null_frees - s.unknown_frees;
+        let want = vec![
+            ("hits", s.allocs as i128),
+            ("bytes_requested", s.bytes_requested as i128),
+            ("bytes_allocated", s.bytes_allocated as i128),
+            ("fragmentation_bytes", s.fragmentation_bytes as i128),
+            ("frees", s.frees as i128),
+            ("freed", closed as i128),
+            ("cross_cpu_frees", s.cross_cpu_frees as i128),
+            ("cross_cpu_allocs", s.cross_cpu_allocs as i128),
+            ("mismatched_frees", s.mismatched_frees as i128),
+            ("live_allocations", s.live_allocations as i128),
+            ("live_bytes", s.live_bytes as i128),
+        ];
+        prop_assert_eq!(&summed(r.callsites.iter().map(|c| &c.stats)), &want);
+        prop_assert_eq!(&summed(r.functions.iter().map(|f| &f.stats)), &want);
+        prop_assert_eq!(total(&r.functions, |f| f.call_sites), r.callsites.len() as u64);
+        let distinct_sites: std::collections::BTreeSet<u64> = ev.evs.iter().map(|e| e.1.call_site).collect();
+        prop_assert_eq!(r.callsites.len(), distinct_sites.len());
+
+        for c in &r.callsites {
+            let bt = &c.stats.by_type;
+            prop_assert_eq!(total(bt, |x| x.allocs), c.stats.hits);
+            prop_assert_eq!(total(bt, |x| x.frees), c.stats.frees);
+            prop_assert_eq!(total(bt, |x| x.bytes_requested), c.stats.bytes_requested);
+            prop_assert_eq!(total(bt, |x| x.bytes_allocated), c.stats.bytes_allocated);
+        }
+        for row in t {
+            let of_type = || r.callsites.iter().flat_map(|c| &c.stats.by_type).filter(|x| x.type_id == row.type_id);
+            prop_assert_eq!(of_type().map(|x| x.allocs).sum::<u64>(), row.allocs);
+            prop_assert_eq!(of_type().map(|x| x.frees).sum::<u64>(), row.frees);
+            prop_assert_eq!(of_type().map(|x| x.bytes_requested).sum::<u64>(), row.bytes_requested);
+            prop_assert_eq!(of_type().map(|x| x.bytes_allocated).sum::<u64>(), row.bytes_allocated);
+        }
+
+        let z = &r.sizes;
+        prop_assert_eq!(total(z, |x| x.requests), s.allocs);
+        prop_assert_eq!(total(z, |x| x.allocations), s.allocs);
+        prop_assert_eq!(total(z, |x| x.bytes_requested), s.bytes_requested);
+        prop_assert_eq!(total(z, |x| x.bytes_allocated), s.bytes_allocated);
+
+        let pages = &t[AllocType::Pages as usize];
+        prop_assert_eq!(total(&r.pages, |x| x.allocs), pages.allocs);
+        prop_assert_eq!(total(&r.pages, |x| x.bytes_allocated), pages.bytes_allocated);
+        prop_assert_eq!(total(&r.pages, |x| x.live_allocations), pages.live_allocations);
+        prop_assert!(total(&r.pages, |x| x.frees) <= pages.frees);
+
+        // Allocations that returned NULL have no address row.
+        let failed: Vec<&AllocFields> = ev.evs.iter().filter(|e| e.1.ptr == 0).filter_map(|e| e.1.alloc.as_ref()).collect();
+        prop_assert_eq!(failed.len() as u64, s.failed_allocs);
+        let a = r.allocations.as_deref().unwrap();
+        prop_assert_eq!(total(a, |x| x.hits) + s.failed_allocs, s.allocs);
+        prop_assert_eq!(total(a, |x| x.bytes_requested) + total(&failed, |f| f.bytes_req), s.bytes_requested);
+        prop_assert_eq!(total(a, |x| x.bytes_allocated) + total(&failed, |f| f.bytes_alloc), s.bytes_allocated);
+        prop_assert_eq!(total(a, |x| x.cross_cpu_frees), s.cross_cpu_frees);
+
+        for f in &r.findings {
+            if !f.by_call_site.is_empty() {
+                prop_assert_eq!(total(&f.by_call_site, |x| x.count), f.count, "{:?}", f.kind);
+            }
+        }
+
+        let mut cut = analyze(&input, &AnalyzeOptions { max_rows: Some(limit), ..opts.clone() }).unwrap();
+        let mut want = r.clone();
+        want.truncate_rows(limit);
+        cut.trace = want.trace.clone();
+        prop_assert_eq!(cut, want);
+    }
+}
