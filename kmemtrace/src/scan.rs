@@ -556,6 +556,200 @@ mod tests {
         assert_eq!(decode_all(&v, o), vec![r, rec(5, false)]);
     }
 
+    /// The records `tests/common/golden.rs` writes by hand from the ABI table.
+    mod golden {
+        use crate::abi::{AllocFields, AllocType, Record};
+        include!("../tests/common/golden.rs");
+    }
+
+    /// What the analysis's decoders must make of `r`.
+    fn ev_of(r: &Record) -> Ev {
+        let a = r.alloc.as_ref();
+        Ev {
+            event_id: if a.is_some() { 0 } else { 1 },
+            type_id: r.type_id.id(),
+            seq: r.seq,
+            call_site: r.call_site,
+            ptr: r.ptr,
+            bytes_req: a.map_or(0, |a| a.bytes_req),
+            bytes_alloc: a.map_or(0, |a| a.bytes_alloc),
+            gfp: a.map_or(0, |a| a.gfp_flags),
+            node: a.map_or(-1, |a| a.numa_node),
+        }
+    }
+
+    /// Every way the analysis reads the known records of `b` (the scanner's own [`Ev`],
+    /// [`decode_at`], [`decode_as`], [`site_and_ptr_as`] and, where it applies,
+    /// [`Scanner::next_plain_seq`]), each turned into a list of [`Ev`]s, with their offsets.
+    fn analysis_views(b: &[u8], order: ByteOrder) -> Vec<(usize, Ev)> {
+        let mut out = Vec::new();
+        let mut plain = Scanner::new(b, order);
+        for item in Scanner::new(b, order) {
+            let Item::Rec { offset, ev } = item else {
+                continue;
+            };
+            assert_eq!(decode_at(b, offset, order), ev, "decode_at at {offset}");
+            let (as_, sp) = match order {
+                ByteOrder::Little => (
+                    decode_as::<false>(b, offset),
+                    site_and_ptr_as::<false>(b, offset),
+                ),
+                ByteOrder::Big => (
+                    decode_as::<true>(b, offset),
+                    site_and_ptr_as::<true>(b, offset),
+                ),
+            };
+            assert_eq!(as_, ev, "decode_as at {offset}");
+            assert_eq!(sp, (ev.call_site, ev.ptr), "site_and_ptr_as at {offset}");
+            // The fast path, from the same position, says the same or leaves it to `next`.
+            while plain.pos() < offset {
+                plain.next();
+            }
+            let mut p2 = plain.clone();
+            let fast = match order {
+                ByteOrder::Little => p2.next_plain_seq::<false>(),
+                ByteOrder::Big => p2.next_plain_seq::<true>(),
+            };
+            if let Some(seq) = fast {
+                assert_eq!(seq, ev.seq, "next_plain_seq at {offset}");
+                let mut slow = plain.clone();
+                slow.next();
+                assert_eq!(p2.pos(), slow.pos(), "next_plain_seq's step at {offset}");
+            }
+            out.push((offset, ev));
+        }
+        out
+    }
+
+    #[test]
+    fn the_analysis_decoders_read_the_golden_records() {
+        use golden::*;
+        for (bytes, order, want) in [
+            (&ALLOC_LE[..], ByteOrder::Little, alloc_record()),
+            (&ALLOC_BE, ByteOrder::Big, alloc_record()),
+            (&FREE_LE, ByteOrder::Little, free_record()),
+            (&FREE_BE, ByteOrder::Big, free_record()),
+            (&FEAT_ALLOC_LE, ByteOrder::Little, feat_alloc_record(false)),
+            (&FEAT_ALLOC_BE, ByteOrder::Big, feat_alloc_record(true)),
+        ] {
+            assert_eq!(analysis_views(bytes, order), vec![(0, ev_of(&want))]);
+        }
+        let (le, be) = golden_streams();
+        for (b, order) in [(le, ByteOrder::Little), (be, ByteOrder::Big)] {
+            let evs: Vec<Ev> = analysis_views(&b, order).into_iter().map(|x| x.1).collect();
+            let want = [alloc_record(), free_record(), feat_alloc_record(false)];
+            assert_eq!(evs, want.iter().map(ev_of).collect::<Vec<_>>());
+        }
+    }
+
+    /// A record, a well-framed record of an unknown id, or garbage, for the agreement property.
+    #[derive(Debug, Clone)]
+    enum Piece {
+        Known(Record, Vec<(u8, Vec<u8>)>),
+        Unknown(u8, u8, Vec<u8>),
+        Garbage(Vec<u8>),
+    }
+
+    fn piece() -> impl proptest::strategy::Strategy<Value = Piece> {
+        use proptest::prelude::*;
+        let fields = (any::<u64>(), any::<u64>(), any::<u32>(), any::<i32>());
+        let known = (
+            0u8..3,
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(fields),
+            proptest::collection::vec(
+                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..5)),
+                0..3,
+            ),
+        )
+            .prop_map(|(t, seq, call_site, ptr, alloc, feats)| {
+                let r = Record {
+                    type_id: AllocType::from_id(t).unwrap(),
+                    seq,
+                    call_site,
+                    ptr,
+                    alloc: alloc.map(|(bytes_req, bytes_alloc, gfp_flags, numa_node)| {
+                        AllocFields {
+                            bytes_req,
+                            bytes_alloc,
+                            gfp_flags,
+                            numa_node,
+                        }
+                    }),
+                    features: vec![],
+                };
+                Piece::Known(r, feats)
+            });
+        prop_oneof![
+            8 => known,
+            1 => (2u8..=255, any::<u8>(), proptest::collection::vec(any::<u8>(), 20..40))
+                .prop_map(|(e, t, rest)| Piece::Unknown(e, t, rest)),
+            1 => proptest::collection::vec(any::<u8>(), 1..30).prop_map(Piece::Garbage),
+        ]
+    }
+
+    fn encode_pieces(pieces: &[Piece], order: ByteOrder) -> Vec<u8> {
+        let u16_ = |x: u16| match order {
+            ByteOrder::Little => x.to_le_bytes(),
+            ByteOrder::Big => x.to_be_bytes(),
+        };
+        let mut v = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Known(r, feats) => {
+                    let mut r = r.clone();
+                    for (id, data) in feats {
+                        r.features.extend_from_slice(&u16_(3 + data.len() as u16));
+                        r.features.push(*id);
+                        r.features.extend_from_slice(data);
+                    }
+                    r.encode_into(order, &mut v);
+                }
+                Piece::Unknown(e, t, rest) => {
+                    v.extend_from_slice(&[*e, *t]);
+                    v.extend_from_slice(&u16_(4 + rest.len() as u16));
+                    v.extend_from_slice(rest);
+                }
+                Piece::Garbage(g) => v.extend_from_slice(g),
+            }
+        }
+        v
+    }
+
+    proptest::proptest! {
+        /// Invariant: on any byte stream (records with features, unknown records, garbage), in
+        /// either byte order, the analysis's decoders (see [`analysis_views`]) and `convert`'s
+        /// (`decode_known`, through [`decode_all`]) find the same records with the same fields;
+        /// and after `convert` to the other order the analysis reads the same fields there.
+        #[test]
+        fn the_analysis_and_convert_decoders_agree(
+            pieces in proptest::collection::vec(piece(), 0..40),
+            big in proptest::bool::ANY,
+        ) {
+            let order = if big { ByteOrder::Big } else { ByteOrder::Little };
+            let b = encode_pieces(&pieces, order);
+            let views: Vec<Ev> = analysis_views(&b, order).into_iter().map(|x| x.1).collect();
+            let converts: Vec<Ev> = decode_all(&b, order).iter().map(ev_of).collect();
+            proptest::prop_assert_eq!(&views, &converts);
+            let other = crate::convert::convert_bytes(&b, order, order.swapped());
+            let there: Vec<Ev> = analysis_views(&other, order.swapped()).into_iter().map(|x| x.1).collect();
+            proptest::prop_assert_eq!(&there, &views);
+            // Without garbage, every known piece is found, as it was generated.
+            if pieces.iter().all(|p| !matches!(p, Piece::Garbage(_))) {
+                let want: Vec<Ev> = pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Known(r, _) => Some(ev_of(r)),
+                        _ => None,
+                    })
+                    .collect();
+                proptest::prop_assert_eq!(&views, &want);
+            }
+        }
+    }
+
     #[test]
     fn huge_zero_region_gives_up_after_the_limit() {
         let v = vec![0u8; MAX_RESYNC_SCAN + 4096];

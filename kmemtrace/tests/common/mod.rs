@@ -3,6 +3,12 @@
 
 use kmemtrace::{AllocFields, AllocType, ByteOrder, Record, TraceInput};
 
+/// Hand-written records in both byte orders (see the file for how they were made).
+pub mod golden {
+    use kmemtrace::{AllocFields, AllocType, Record};
+    include!("golden.rs");
+}
+
 pub fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64) -> Record {
     Record {
         type_id: ty,
