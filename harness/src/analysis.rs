@@ -6,8 +6,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::run::RunResult;
-
 /// The figures of a trace that decide a run's outcome and fill the matrix table.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TraceFigures {
@@ -119,34 +117,6 @@ pub fn analyse(trace_dir: &Path, out_dir: &Path) -> Result<Analysis, AnalysisErr
         report_text,
         report,
     })
-}
-
-/// The header of `kmt matrix`'s table.
-pub const MATRIX_HEADER: &str =
-    "arch     workload  outcome               events  overruns  kernel_s  image_s  boot_s  total_s";
-
-/// One line of `kmt matrix`'s table.
-pub fn matrix_line(r: &RunResult) -> String {
-    let m = &r.manifest;
-    let (events, overruns) = match &m.trace {
-        Some(t) => (
-            t.events.to_string(),
-            t.total_overruns.map_or("?".to_string(), |o| o.to_string()),
-        ),
-        None => ("-".to_string(), "-".to_string()),
-    };
-    format!(
-        "{:<8} {:<9} {:<20} {:>7} {:>9} {:>9.1} {:>8.1} {:>7.1} {:>8.1}",
-        m.arch,
-        m.workload,
-        format!("{} ({})", r.outcome, r.outcome.exit_code()),
-        events,
-        overruns,
-        m.phases.kernel_s,
-        m.phases.image_s,
-        m.phases.boot_s,
-        m.phases.total_s,
-    )
 }
 
 #[cfg(test)]

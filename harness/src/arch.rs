@@ -86,7 +86,7 @@ pub static ARCHES: &[Arch] = &[
         qemu_package: "qemu-system-arm",
         machine: "virt",
         // `virt` has no default CPU under TCG; cortex-a57 is a plain ARMv8.0 core that every
-        // QEMU since 2.x emulates, and the one FACTS.md booted.
+        // QEMU since 2.x emulates, and the one the bring-up booted (kernel/README.md, "Measured").
         cpu: Some("cortex-a57"),
         console: "ttyAMA0",
         ninep: NinePForm::FsdevPci,
@@ -108,7 +108,8 @@ pub static ARCHES: &[Arch] = &[
         // Big-endian pseries guest under SLOF.
         machine: "pseries",
         // POWER8 is the newest CPU with which Debian's big-endian ppc64 user space and a
-        // tinyconfig kernel booted here (FACTS.md); later models assume little-endian firmware paths.
+        // tinyconfig kernel booted in the bring-up (kernel/README.md, "Measured"); later models
+        // assume little-endian firmware paths.
         cpu: Some("power8"),
         console: "hvc0",
         ninep: NinePForm::FsdevPci,

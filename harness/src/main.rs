@@ -595,7 +595,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                         p.arch.name, p.workload, p.index, r.manifest.phases.total_s
                     );
                 }
-                lines.push(kmt::analysis::matrix_line(r));
+                lines.push(kmt::matrix::matrix_line(r));
             });
             let res = match res {
                 Ok(res) => res,
@@ -604,7 +604,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                     return Ok(e.outcome());
                 }
             };
-            println!("{}", kmt::analysis::MATRIX_HEADER);
+            println!("{}", kmt::matrix::MATRIX_HEADER);
             for l in lines {
                 println!("{l}");
             }

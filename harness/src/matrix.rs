@@ -166,6 +166,34 @@ pub fn tally(runs: &[RunLine]) -> Vec<Tally> {
     out
 }
 
+/// The header of `kmt matrix`'s table.
+pub const MATRIX_HEADER: &str =
+    "arch     workload  outcome               events  overruns  kernel_s  image_s  boot_s  total_s";
+
+/// One line of `kmt matrix`'s table.
+pub fn matrix_line(r: &RunResult) -> String {
+    let m = &r.manifest;
+    let (events, overruns) = match &m.trace {
+        Some(t) => (
+            t.events.to_string(),
+            t.total_overruns.map_or("?".to_string(), |o| o.to_string()),
+        ),
+        None => ("-".to_string(), "-".to_string()),
+    };
+    format!(
+        "{:<8} {:<9} {:<20} {:>7} {:>9} {:>9.1} {:>8.1} {:>7.1} {:>8.1}",
+        m.arch,
+        m.workload,
+        format!("{} ({})", r.outcome, r.outcome.exit_code()),
+        events,
+        overruns,
+        m.phases.kernel_s,
+        m.phases.image_s,
+        m.phases.boot_s,
+        m.phases.total_s,
+    )
+}
+
 /// The tally table, one line per (architecture, workload).
 pub fn render_tally(tallies: &[Tally]) -> String {
     let mut s = String::from("arch     workload  runs    ok  failed  median_s   max_s\n");
