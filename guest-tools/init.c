@@ -710,6 +710,7 @@ static int run_exec(long n, char *why, size_t size)
 	return 0;
 }
 
+/* The host half of each row is harness/src/workload.rs; a test there keeps the two equal. */
 static const struct workload workloads[] = {
 	{ "selftest", 1, 0, run_selftest },
 	{ "boot", 0, 1, run_boot },

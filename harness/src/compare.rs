@@ -89,10 +89,9 @@ pub struct CompareRequest {
 /// the selftest (the rest of the kernel allocates concurrently and differently on every run),
 /// nothing for the others.
 pub fn default_callsite_filter(workload: &str) -> Vec<String> {
-    match workload {
-        "selftest" => vec!["kmemtrace_selftest_*".to_string()],
-        _ => Vec::new(),
-    }
+    crate::workload::find(workload)
+        .map(|w| w.callsite_filter.iter().map(|g| g.to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// One run of the plan.

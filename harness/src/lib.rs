@@ -22,6 +22,7 @@ pub mod run;
 pub mod scratch;
 pub mod share;
 pub mod vm;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 

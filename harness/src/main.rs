@@ -13,6 +13,7 @@ use kmt::kernel::KernelRequest;
 use kmt::outcome::Outcome;
 use kmt::program::Exec;
 use kmt::run::{self, AccelChoice, RunRequest};
+use kmt::workload;
 use kmt::{compare, doctor, image, kernel};
 
 #[derive(Parser)]
@@ -76,7 +77,7 @@ enum Command {
         #[arg(long)]
         arch: Vec<ArchArg>,
         /// Workloads (default: selftest).
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(run::WORKLOADS.iter().filter(|w| **w != "exec")))]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(workload::without_program()))]
         workload: Vec<String>,
         /// Runs of each architecture and workload, back to back, with a tally of outcomes (a
         /// soak test: e.g. --repeat 50).
@@ -107,10 +108,11 @@ struct RunArgs {
 /// What the guest runs while tracing: shared by `run` and `compare`.
 #[derive(clap::Args)]
 struct WorkloadArgs {
-    /// selftest, boot, fork, files or exec (default: exec with --exec, else selftest).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(run::WORKLOADS))]
+    /// The workload (default: exec with --exec, else selftest).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(workload::names()),
+          long_help = format!("The workload (default: exec with --exec, else selftest):\n{}", workload::help()))]
     workload: Option<String>,
-    /// The workload's size parameter (fork: rounds, files: files, exec: runs of the program).
+    /// The workload's size parameter (see --workload; at most 1e9).
     #[arg(long)]
     param: Option<u64>,
     /// Your program as the workload: a static executable for the guest's architecture, run

@@ -21,13 +21,11 @@ use crate::qemu::{self, Accel, Boot};
 use crate::scratch::{self, Scratch};
 use crate::share::{self, Intake, TRACE_DIR};
 use crate::vm::{Guard, Monitor};
+use crate::workload::{self, Workload};
 use crate::{analysis, doctor};
 
 /// Set by the Ctrl-C / SIGTERM handler; every wait loop checks it.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// The workloads init knows (docs/contracts.md §2).
-pub const WORKLOADS: &[&str] = &["selftest", "boot", "fork", "files", "exec"];
 
 /// The vCPUs a guest may have: the kernels are built with `CONFIG_NR_CPUS=8`
 /// (kernel/config/common.config).
@@ -212,13 +210,13 @@ fn out_of_range<T: PartialOrd + std::fmt::Display>(
 /// `exec` workload's program, read and checked.
 pub fn validate(req: &RunRequest) -> Result<Option<Vec<u8>>, UsageError> {
     let u = |m: String| Err(UsageError::new(m));
-    if !WORKLOADS.contains(&req.workload.as_str()) {
+    let Some(work) = workload::find(&req.workload) else {
         return u(format!(
             "unknown workload {:?} (known: {})",
             req.workload,
-            WORKLOADS.join(", ")
+            workload::names().collect::<Vec<_>>().join(", ")
         ));
-    }
+    };
     let ranges = [
         out_of_range(
             "--smp",
@@ -244,7 +242,7 @@ pub fn validate(req: &RunRequest) -> Result<Option<Vec<u8>>, UsageError> {
         }
     }
     kernel::check_request(&req.kernel).map_err(|e| UsageError::new(e.to_string()))?;
-    let program = match (&req.exec, req.workload == "exec") {
+    let program = match (&req.exec, work.needs_program) {
         (Some(e), true) => Some(
             program::load(e, req.arch()).map_err(|e| UsageError::new(format!("--exec: {e}")))?,
         ),
@@ -266,23 +264,10 @@ pub fn validate(req: &RunRequest) -> Result<Option<Vec<u8>>, UsageError> {
 }
 
 /// The hard timeout when the user gives none: TCG is slow, and some architectures slower still.
-pub fn default_timeout(arch: &Arch, accel: Accel, workload: &str) -> Duration {
-    let base = match workload {
-        "selftest" | "boot" => 30,
-        _ => 60,
-    };
-    Duration::from_secs(base * u64::from(accel.slowness()) * u64::from(arch.tcg_slowness))
-}
-
-/// Kernel command-line tokens a workload needs.
-pub fn workload_append(workload: &str) -> Vec<String> {
-    match workload {
-        // Trace from the first allocation the tracer can see. Early boot logs before the
-        // collector runs: x86_64 logged ~12 MB on one CPU, more than the default 20 sub-buffers
-        // of 512 KiB hold, so give each CPU 64 (32 MiB).
-        "boot" => vec!["kmemtrace.enable=yes".into(), "kmemtrace.subbufs=64".into()],
-        _ => Vec::new(),
-    }
+pub fn default_timeout(arch: &Arch, accel: Accel, work: &Workload) -> Duration {
+    Duration::from_secs(
+        work.base_timeout_s * u64::from(accel.slowness()) * u64::from(arch.tcg_slowness),
+    )
 }
 
 /// The job file init reads from the share; `args` are the `exec` workload's program's.
@@ -457,6 +442,8 @@ fn run_steps(
             bytes: bytes.len() as u64,
         });
     }
+    let work = workload::find(&req.workload)
+        .ok_or_else(|| UsageError::new(format!("unknown workload {:?}", req.workload)))?;
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
     ensure_prerequisites(&[arch], req.install_missing, &setup_log)
@@ -481,7 +468,7 @@ fn run_steps(
     };
     let timeout = req
         .timeout
-        .unwrap_or_else(|| default_timeout(arch, accel, &req.workload));
+        .unwrap_or_else(|| default_timeout(arch, accel, work));
     m.timeout_s = timeout.as_secs();
 
     let t = Instant::now();
@@ -546,7 +533,9 @@ fn boot(
         fs::write(&p, bytes).map_err(io("put the program on the share at", &p))?;
     }
     let console_log = out_dir.join("console.log");
-    let mut extra = workload_append(&req.workload);
+    // Known: run_steps looked it up.
+    let needs = workload::find(&req.workload).map_or(&[][..], |w| w.append);
+    let mut extra: Vec<String> = needs.iter().map(|a| a.to_string()).collect();
     extra.extend(req.append.iter().cloned());
     let b = Boot {
         arch,
@@ -834,12 +823,9 @@ mod tests {
     fn timeouts_scale_with_accel_and_arch() {
         let x = lookup("x86_64").unwrap();
         let p = lookup("ppc64").unwrap();
-        assert!(
-            default_timeout(x, Accel::Tcg, "selftest") > default_timeout(x, Accel::Kvm, "selftest")
-        );
-        assert!(
-            default_timeout(p, Accel::Tcg, "selftest") > default_timeout(x, Accel::Tcg, "selftest")
-        );
+        let w = &workload::WORKLOADS[0];
+        assert!(default_timeout(x, Accel::Tcg, w) > default_timeout(x, Accel::Kvm, w));
+        assert!(default_timeout(p, Accel::Tcg, w) > default_timeout(x, Accel::Tcg, w));
     }
 
     #[test]
@@ -853,15 +839,6 @@ mod tests {
             job_file("exec", None, &["64".into(), "-v".into()]),
             "# written by kmt\nworkload=exec\nout=trace\narg=64\narg=-v\n"
         );
-    }
-
-    #[test]
-    fn only_boot_traces_from_boot() {
-        assert_eq!(
-            workload_append("boot"),
-            ["kmemtrace.enable=yes", "kmemtrace.subbufs=64"]
-        );
-        assert!(workload_append("selftest").is_empty());
     }
 
     #[test]
