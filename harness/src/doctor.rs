@@ -3,8 +3,16 @@
 
 use std::path::Path;
 
+use std::fs;
+use std::time::Duration;
+
 use crate::arch::Arch;
+use crate::cache::Cache;
+use crate::kernel::KernelBuild;
 use crate::proc::{Cmd, CommandFailed};
+use crate::qemu;
+use crate::scratch::Scratch;
+use crate::vm::Guard;
 
 /// How to tell a prerequisite is present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +173,72 @@ pub fn kvm_device_usable() -> bool {
         .write(true)
         .open("/dev/kvm")
         .is_ok()
+}
+
+/// Checks the prerequisites for `arches`; installs what is missing when allowed and root.
+pub fn ensure_prerequisites(arches: &[&Arch], allowed: bool, log: &Path) -> Result<(), String> {
+    let lacking = missing(arches);
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let pkgs = packages(&lacking);
+    let what: Vec<String> = lacking.iter().map(|m| m.what.clone()).collect();
+    if allowed && is_root() {
+        eprintln!("kmt: installing missing packages: {}", pkgs.join(" "));
+        install(&pkgs, log).map_err(|e| e.to_string())?;
+        let still = missing(arches);
+        if still.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "still missing after installing: {}",
+            still
+                .iter()
+                .map(|m| m.what.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Err(format!(
+        "missing: {}\ninstall with:\n  {}",
+        what.join(", "),
+        install_line(&pkgs)
+    ))
+}
+
+/// Does KVM actually run a guest here? Boots the kernel with no initramfs under KVM: it must
+/// reach its "no root" panic and reboot (ending QEMU) within a bound. The answer is cached per
+/// kernel, because a guest that hangs costs the whole bound.
+pub fn kvm_works(arch: &Arch, kernel: &KernelBuild, cache: &Cache) -> bool {
+    if !arch.is_host() || !kvm_device_usable() {
+        return false;
+    }
+    let record = cache.root.join("kvm-probe").join(&kernel.key);
+    if let Ok(s) = fs::read_to_string(&record) {
+        return s.trim() == "works";
+    }
+    let Ok(tmp) = Scratch::new("kmt-kvm-probe-") else {
+        return false;
+    };
+    let console = tmp.path().join("console.log");
+    let args = qemu::kvm_probe_args(arch, &kernel.image, &console);
+    let works = Guard::spawn(arch.qemu, &args, &tmp.path().join("qemu.log"))
+        .and_then(|mut g| g.wait_for(Duration::from_secs(20)))
+        .ok()
+        .flatten()
+        .is_some()
+        && fs::read_to_string(&console).is_ok_and(|c| c.contains("Kernel panic"));
+    let _ = fs::create_dir_all(record.parent().unwrap_or(Path::new(".")));
+    let _ = fs::write(&record, if works { "works\n" } else { "hangs or fails\n" });
+    tracing::info!(
+        "KVM probe: {}",
+        if works {
+            "works"
+        } else {
+            "does not work; using TCG"
+        }
+    );
+    works
 }
 
 #[cfg(test)]

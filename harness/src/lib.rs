@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod error;
 pub mod image;
 pub mod kernel;
+pub mod manifest;
 pub mod matrix;
 pub mod outcome;
 pub mod proc;
@@ -21,6 +22,7 @@ pub mod qemu;
 pub mod run;
 pub mod scratch;
 pub mod share;
+pub mod verdict;
 pub mod vm;
 pub mod workload;
 

@@ -336,7 +336,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Setup { arch } => {
             let a = arches(&arch);
             fs_create(&cache.root.join("logs"))?;
-            match run::ensure_prerequisites(&a, true, &cache.root.join("logs/setup.log")) {
+            match doctor::ensure_prerequisites(&a, true, &cache.root.join("logs/setup.log")) {
                 Ok(()) => {
                     println!("all prerequisites are installed");
                     Ok(Outcome::Ok)

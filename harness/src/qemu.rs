@@ -80,6 +80,22 @@ fn os(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()
 }
 
+/// QEMU's arguments for the KVM probe: the kernel alone under KVM, one vCPU, no initramfs, an
+/// init that does not exist, so a working guest panics and (`panic=-1`) ends QEMU at once.
+pub fn kvm_probe_args(arch: &Arch, kernel: &Path, console: &Path) -> Vec<OsString> {
+    let mut v = base_args();
+    v.extend(machine_args(arch, Accel::Kvm));
+    v.extend(resource_args(1, 256));
+    v.extend([
+        "-kernel".into(),
+        kernel.into(),
+        "-append".into(),
+        format!("console={} panic=-1 rdinit=/kmt-no-such-init", arch.console).into(),
+    ]);
+    v.extend(console_args(console));
+    v
+}
+
 /// Arguments every boot has: no default devices, no display, and a guest reboot ends QEMU.
 pub fn base_args() -> Vec<OsString> {
     os(&[

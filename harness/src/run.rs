@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
@@ -14,12 +13,14 @@ use crate::cache::Cache;
 use crate::error::{io, RunError, UsageError};
 use crate::image::{self, ImageBuild};
 use crate::kernel::{self, KernelBuild, KernelRequest};
+pub use crate::manifest::{ExecInfo, Manifest, Phases, QemuInfo};
 use crate::outcome::Outcome;
 use crate::proc::tail_of;
 use crate::program::{self, Exec};
 use crate::qemu::{self, Accel, Boot};
 use crate::scratch::{self, Scratch};
 use crate::share::{self, Intake, TRACE_DIR};
+use crate::verdict::{verdict, Ended, Verdict};
 use crate::vm::{Guard, Monitor};
 use crate::workload::{self, Workload};
 use crate::{analysis, doctor};
@@ -69,62 +70,6 @@ impl RunRequest {
     pub fn arch(&self) -> &'static Arch {
         self.kernel.arch
     }
-}
-
-/// Seconds spent in each phase.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Phases {
-    pub prerequisites_s: f64,
-    pub kernel_s: f64,
-    pub image_s: f64,
-    pub boot_s: f64,
-    pub analysis_s: f64,
-    pub total_s: f64,
-}
-
-/// What QEMU did.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct QemuInfo {
-    pub command: String,
-    pub version: Option<String>,
-    pub accel: Option<Accel>,
-    pub shutdown_reason: Option<String>,
-    pub exit_status: Option<String>,
-}
-
-/// `manifest.json`: everything needed to know what this run was and to repeat it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Manifest {
-    pub kmt_manifest: u32,
-    pub kmt_version: &'static str,
-    pub outcome: Outcome,
-    pub message: String,
-    pub arch: &'static str,
-    pub workload: String,
-    pub param: Option<u64>,
-    /// The `exec` workload's program.
-    pub exec: Option<ExecInfo>,
-    pub smp: u32,
-    pub memory_mib: u32,
-    pub timeout_s: u64,
-    pub kernel_cmdline: String,
-    pub qemu: QemuInfo,
-    pub kernel: Option<KernelBuild>,
-    pub image: Option<ImageBuild>,
-    pub trace: Option<analysis::TraceFigures>,
-    /// What came back from the guest's share: taken files, and what the guest left that kmt
-    /// refused (docs/contracts.md §2; `share.rs`).
-    pub share: Option<Intake>,
-    pub phases: Phases,
-}
-
-/// The `exec` workload's program, as the manifest records it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecInfo {
-    pub program: String,
-    pub args: Vec<String>,
-    pub sha256: String,
-    pub bytes: u64,
 }
 
 /// The result of a run.
@@ -282,82 +227,6 @@ pub fn job_file(workload: &str, param: Option<u64>, args: &[String]) -> String {
     s
 }
 
-/// Checks the prerequisites for `arches`; installs what is missing when allowed and root.
-pub fn ensure_prerequisites(arches: &[&Arch], install: bool, log: &Path) -> Result<(), String> {
-    let missing = doctor::missing(arches);
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let pkgs = doctor::packages(&missing);
-    let what: Vec<String> = missing.iter().map(|m| m.what.clone()).collect();
-    if install && doctor::is_root() {
-        eprintln!("kmt: installing missing packages: {}", pkgs.join(" "));
-        doctor::install(&pkgs, log).map_err(|e| e.to_string())?;
-        let still = doctor::missing(arches);
-        if still.is_empty() {
-            return Ok(());
-        }
-        return Err(format!(
-            "still missing after installing: {}",
-            still
-                .iter()
-                .map(|m| m.what.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Err(format!(
-        "missing: {}\ninstall with:\n  {}",
-        what.join(", "),
-        doctor::install_line(&pkgs)
-    ))
-}
-
-/// Does KVM actually run a guest here? Boots the kernel with no initramfs under KVM: it must
-/// reach its "no root" panic and reboot (ending QEMU) within a bound. The answer is cached per
-/// kernel, because a guest that hangs costs the whole bound.
-pub fn kvm_works(arch: &Arch, kernel: &KernelBuild, cache: &Cache) -> bool {
-    if !arch.is_host() || !doctor::kvm_device_usable() {
-        return false;
-    }
-    let record = cache.root.join("kvm-probe").join(&kernel.key);
-    if let Ok(s) = fs::read_to_string(&record) {
-        return s.trim() == "works";
-    }
-    let Ok(tmp) = Scratch::new("kmt-kvm-probe-") else {
-        return false;
-    };
-    let console = tmp.path().join("console.log");
-    let mut args = qemu::base_args();
-    args.extend(qemu::machine_args(arch, Accel::Kvm));
-    args.extend(qemu::resource_args(1, 256));
-    let cmdline = format!("console={} panic=-1 rdinit=/kmt-no-such-init", arch.console);
-    args.extend([
-        "-kernel".into(),
-        kernel.image.clone().into(),
-        "-append".into(),
-        cmdline.into(),
-    ]);
-    args.extend(qemu::console_args(&console));
-    let works = Guard::spawn(arch.qemu, &args, &tmp.path().join("qemu.log"))
-        .and_then(|mut g| g.wait_for(Duration::from_secs(20)))
-        .ok()
-        .flatten()
-        .is_some()
-        && fs::read_to_string(&console).is_ok_and(|c| c.contains("Kernel panic"));
-    let _ = fs::create_dir_all(record.parent().unwrap_or(Path::new(".")));
-    let _ = fs::write(&record, if works { "works\n" } else { "hangs or fails\n" });
-    tracing::info!(
-        "KVM probe: {}",
-        if works {
-            "works"
-        } else {
-            "does not work; using TCG"
-        }
-    );
-    works
-}
-
 /// Runs one workload on one architecture. Never panics on a failed step: every failure is an
 /// outcome with a message, and the output directory holds what there is. A request that fails
 /// [`validate`] ends with `usage_error` before anything is built or written, the output
@@ -446,7 +315,7 @@ fn run_steps(
         .ok_or_else(|| UsageError::new(format!("unknown workload {:?}", req.workload)))?;
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
-    ensure_prerequisites(&[arch], req.install_missing, &setup_log)
+    doctor::ensure_prerequisites(&[arch], req.install_missing, &setup_log)
         .map_err(RunError::Prerequisites)?;
     m.phases.prerequisites_s = t.elapsed().as_secs_f64();
 
@@ -463,7 +332,7 @@ fn run_steps(
     let accel = match req.accel {
         AccelChoice::Tcg => Accel::Tcg,
         AccelChoice::Kvm => Accel::Kvm,
-        AccelChoice::Auto if kvm_works(arch, &kernel, cache) => Accel::Kvm,
+        AccelChoice::Auto if doctor::kvm_works(arch, &kernel, cache) => Accel::Kvm,
         AccelChoice::Auto => Accel::Tcg,
     };
     let timeout = req
@@ -587,28 +456,19 @@ fn boot(
         console_log.display(),
         qemu_log.display()
     );
-    if ended.interrupted {
-        return Err(RunError::Interrupted(format!("QEMU was stopped\n{tail}")));
-    }
-    if let Some(line) = qemu::find_failure(&console) {
-        return Err(RunError::Panic {
-            line: line.trim().to_string(),
-            tail,
-        });
-    }
-    if ended.timed_out {
-        return Err(RunError::Timeout {
+    match verdict(&console, &ended) {
+        Verdict::Interrupted => Err(RunError::Interrupted(format!("QEMU was stopped\n{tail}"))),
+        Verdict::Panic(line) => Err(RunError::Panic { line, tail }),
+        Verdict::TimedOut => Err(RunError::Timeout {
             seconds: timeout.as_secs(),
             tail,
-        });
-    }
-    match qemu::find_sentinel(&console) {
-        None => Err(RunError::Boot { tail }),
-        Some(Err(reason)) => Err(RunError::Collector(format!(
+        }),
+        Verdict::NoSentinel => Err(RunError::Boot { tail }),
+        Verdict::GuestFailed(reason) => Err(RunError::Collector(format!(
             "the guest reported failure: {reason}\nguest log: {}\n{tail}",
             out_dir.join("guest.log").display(),
         ))),
-        Some(Ok(())) => kept.map_err(RunError::Collector),
+        Verdict::Ok => kept.map_err(RunError::Collector),
     }
 }
 
@@ -631,15 +491,6 @@ fn trace_complete(intake: &Intake, out_dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// How the wait ended.
-#[derive(Debug, Default)]
-struct Ended {
-    timed_out: bool,
-    interrupted: bool,
-    shutdown_reason: Option<String>,
-    exit_status: Option<String>,
 }
 
 /// Waits for QEMU to exit by itself (the guest reboots after its sentinel; a panic reboots too),
