@@ -49,6 +49,19 @@ struct PerfRow {
     pingpong: u64,
 }
 
+impl PerfRow {
+    /// A row with these bytes allocated and requested, hits and ping-pongs (for hand-worked
+    /// expectations).
+    fn new(bytes_allocated: u64, bytes_requested: u64, hits: u64, pingpong: u64) -> Self {
+        PerfRow {
+            bytes_allocated,
+            bytes_requested,
+            hits,
+            pingpong,
+        }
+    }
+}
+
 /// What `perf kmem --caller --alloc stat` prints.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct PerfKmem {
@@ -775,12 +788,7 @@ Cross CPU allocations: 0/1807132
 
 fn parse_trial() -> Result<(), Failed> {
     let p = parse_perf_kmem(SAMPLE)?;
-    let row = |a, r, h, pp| PerfRow {
-        bytes_allocated: a,
-        bytes_requested: r,
-        hits: h,
-        pingpong: pp,
-    };
+    let row = PerfRow::new;
     let want = PerfKmem {
         callsites: [
             ("proc_sys_call_handler+148".to_string(), row(176, 44, 22, 0)),
@@ -847,12 +855,7 @@ fn replays_trial() -> Result<(), Failed> {
     if events.len() != 11 {
         return Err(format!("read {} events, not 11", events.len()).into());
     }
-    let row = |a, r, h, pp| PerfRow {
-        bytes_allocated: a,
-        bytes_requested: r,
-        hits: h,
-        pingpong: pp,
-    };
+    let row = PerfRow::new;
     // perf: the second free of the first object adds its size again and is a ping-pong again
     // (its CPU was forgotten); pages, the NULL and the unknown free count nowhere.
     let want = PerfKmem {
