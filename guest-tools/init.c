@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * init - PID 1 of the kmt initramfs: run one kmemtrace job, report, end the guest.
  *

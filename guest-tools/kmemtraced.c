@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * kmemtraced - copy the kmemtrace relay buffers of every online CPU into a trace directory.
  *

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * kmt-true - exit 0 at once: the program the `fork` workload of init execs in every round.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! End-to-end trials: each boots the real kmemtrace kernel of one architecture under QEMU through
 //! the harness library (kernels and images come from the content-addressed cache), collects the
 //! trace over virtio-9p and checks the analysis.

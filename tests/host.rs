@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Host trials: kmemtrace against an independent implementation on real kernel events.
 //!
 //! - `host::perf_agreement`: `perf kmem record` traces this host's kernel while `ls` runs; the

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * hostile - a workload for `kmt run --exec` that attacks the host through the 9p share, as a
  * reproducer from a bug report or a pull request's workload could. kmt must take none of it:

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * pipes - an example workload for `kmt run --exec`: creates and closes N pipes (the first
  * argument, default 64) and says so on stdout (which init sends to the share's guest.log).

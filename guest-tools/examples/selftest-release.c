@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * selftest-release - an example workload for `kmt run --exec`: runs the kernel's known-answer
  * selftest once and then frees its deliberate leak, by writing "run" and then "release" to

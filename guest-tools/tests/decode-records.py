@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# SPDX-License-Identifier: GPL-2.0
+# SPDX-License-Identifier: GPL-2.0-only
 """decode-records.py [--json] TRACE_DIR [N] - sanity check of a trace directory (contracts.md section 1).
 
 Reads meta.json, decodes every record of every cpu<N>.out in the byte order meta.json gives

@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: GPL-2.0
+# SPDX-License-Identifier: GPL-2.0-only
 #
 # host-check.sh KMEMTRACED - host tests of a native kmemtraced against a fake debugfs.
 #

@@ -1,5 +1,5 @@
 #!/bin/bash
-# SPDX-License-Identifier: GPL-2.0
+# SPDX-License-Identifier: GPL-2.0-only
 #
 # qemu-boot.sh ARCH KERNEL BUILD_DIR WORK_DIR [KEY=VALUE...] - boot one kmt job by hand.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The seam to the `kmemtrace` crate: check and report a collected trace in-process and write
 //! `check.txt`, `report.txt` and `report.json` beside it.
 

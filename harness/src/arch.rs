@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The architectures kmt knows, as data: one record each, nothing arch-specific elsewhere.
 
 use std::fmt;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! A content-addressed build cache: an entry is a directory named by the hash of everything that
 //! went into it. Entries appear atomically (built in a staging directory, then renamed) and
 //! builders of the same key wait for one another (an exclusive lock per key).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `kmt compare`: the same workload on two kernels (two source trees, two sets of Kconfig
 //! fragments, or two kernel command lines), `repeat` times each, on one or more architectures,
 //! then `kmemtrace diff` of the two sets of runs per architecture.

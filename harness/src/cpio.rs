@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The initramfs: a manifest (gen_init_cpio's line format) and a cpio "newc" writer.
 //!
 //! Pure: parsing takes text, writing takes entries with their contents and returns bytes, so the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Prerequisites: what kmt needs on the host, how to tell it is there, and which Debian package
 //! brings it.
 

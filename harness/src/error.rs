@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! How a run fails: one typed error per outcome, with its cause kept as `#[source]`, so the exit
 //! code comes from the type ([`RunError::outcome`]) and never from the wording of a message.
 

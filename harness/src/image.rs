@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The guest's initramfs: guest-tools built for the architecture, packed as `images/` says.
 
 use std::fs;

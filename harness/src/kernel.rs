@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Building the kmemtrace kernel for an architecture: source, patches, Kconfig fragments on
 //! `tinyconfig`, a check that every requested symbol survived, an out-of-tree build, all cached
 //! by content.

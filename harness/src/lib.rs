@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! kmt: build a kmemtrace kernel, boot it under QEMU, collect the trace over virtio-9p and
 //! analyse it with the `kmemtrace` crate, for every architecture in [`arch::ARCHES`].
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `kmt`: the kmemtrace harness's command line. See the README for the exit-code table.
 
 use std::path::PathBuf;

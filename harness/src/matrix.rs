@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `kmt matrix`: workloads × architectures, each `repeat` times back to back, with a tally of
 //! outcomes per (architecture, workload). With `--repeat 50` it is the soak test: any outcome but
 //! `ok` is a flake, listed with the run directory that holds its console log.

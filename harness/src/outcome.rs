@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The outcomes of a run, each with its own exit code (a documented table, see the README).
 
 use serde::Serialize;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Running a build command with its whole output in a log file, a progress line on a terminal,
 //! and an error that carries everything needed to act on a failure.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Your own program as the workload (`kmt run --exec PROGRAM`): the guest's init copies it from
 //! the share and runs it while tracing, so a reproducer of an allocator regression runs on every
 //! architecture. It must be a static ELF executable for the guest's architecture (the initramfs

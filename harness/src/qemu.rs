@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! QEMU command lines, built by small pure functions (one per concern) so each is testable.
 
 use std::ffi::OsString;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! One run: build what is missing, boot, wait for the guest under a hard timeout, bring the
 //! trace back, analyse it, and leave everything in the output directory with a manifest.
 

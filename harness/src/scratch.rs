@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Per-run scratch directories under the system's temp directory (the 9p share, the QMP socket,
 //! the initramfs of a probe), and the removal of those a killed kmt left behind.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Bringing the guest's files back from the 9p share, treating all of it as hostile input.
 //!
 //! The guest runs code kmt did not write (a user's kernel tree, a reproducer from a bug report, a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! How a boot ended: a pure function of what the guest printed on its console and of how the
 //! wait for QEMU ended. `run::boot` turns the verdict into its outcome and message.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! A running QEMU: the process under a guard that kills and reaps it on every path out, and its
 //! QMP monitor.
 //!

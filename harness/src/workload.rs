@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The workloads init runs in the guest (docs/contracts.md §2), as one table like the
 //! architectures: the CLI's value parser and help, the validation, the default timeout and
 //! kernel command line, and the compare's default call-site filter all come from it. init.c has

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The `kmt` binary's usage errors, run as a user would: exit 2, a message on stderr, and
 //! nothing created (no `kmt-runs/`, no output directory, no cache), in milliseconds.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Benchmark `kmemtrace report` on a synthetic trace.
 #
 # Usage: kmemtrace/scripts/bench.sh [EVENTS] [RUNS]    (defaults: 10000000 events, 5 runs)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Fuzz every cargo-fuzz target of kmemtrace/fuzz for a bounded time, on the stable toolchain.
 #
 # Usage: kmemtrace/scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default: 60 s, every target)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-only
 # Compare `kmemtrace report` with `perf kmem --caller --alloc stat` on the same events.
 #
 # Usage (as root): kmemtrace/scripts/perf-compare.sh [RUNS_OF_LS] [TIMES]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Analysis: per-file decoding, the merge by sequence number and the replay.
 //!
 //! Two stages. The *producer* decodes every CPU file straight from its bytes, merges the streams

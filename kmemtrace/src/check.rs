@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `kmemtrace check`: kmemtrace_check done properly. Validates each CPU file on its own (framing,
 //! ids, sizes, sequence numbers increasing in serial-number order, partial records at the end)
 //! and the files together (one byte order, agreeing with `meta.json`), and lists every problem

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Re-encoding a trace in the other byte order (`kmemtrace convert`): the cross-architecture
 //! proof re-encodes a real trace and demands an identical report.
 //!

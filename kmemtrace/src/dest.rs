@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Writing a new trace directory (`synth`, `convert`, `import-perf`) without risking anything of
 //! the user's.
 //!

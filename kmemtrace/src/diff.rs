@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Comparing traces: what changed between a BASE and a NEW report, and CI gates on it.
 //!
 //! Pure: [`diff`] takes the reports of one or more runs per side and returns a [`Diff`] value;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The library's error type.
 
 use crate::abi::ByteOrder;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The `kmemtrace` command's exit codes: the one table the CLI maps its errors onto
 //! ([`crate::Error::exit_code`], [`crate::CheckReport::exit_code`]). The tables in `main.rs` and
 //! `README.md` are checked against [`KmemtraceExitCode::TABLE`] by a test, so they cannot drift.

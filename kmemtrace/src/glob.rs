@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! A tiny glob matcher for call-site filters: `*` (any run), `?` (one character),
 //! `[abc]`/`[a-z]`/`[!a]` (a set), `\x` (a literal x). Matching is on whole names.
 

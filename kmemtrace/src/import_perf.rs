@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Import `perf script` output of the kmem tracepoints as a kmemtrace trace directory, so
 //! `kmemtrace report` and `perf kmem stat` can be timed on the same events.
 //!

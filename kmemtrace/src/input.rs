@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Loading a trace: per-CPU files (memory-mapped), `meta.json` and symbols. This is the library's
 //! only file-reading edge; the analysis works on [`TraceInput`] values, which tests build from
 //! bytes with [`TraceInput::from_streams`].

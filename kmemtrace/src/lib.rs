@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Decode, check and report kmemtrace ABI v1 traces (Linux kernel memory allocation traces).
 //!
 //! The library is a pure core with its file I/O at a few named edges ([`load`], [`load_dir`],

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `kmemtrace`: report, check, synthesise and convert kmemtrace ABI v1 traces.
 //!
 //! Exit codes ([`kmemtrace::KmemtraceExitCode`]; the same table is in the README, and a test

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `meta.json`, the metadata the guest collector writes beside the `cpu<N>.out` files
 //! (`docs/contracts.md` §1).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Pictures: plain SVG that a browser or a pull request shows. Pure: a [`Report`] or a [`Diff`]
 //! in, the SVG text out (built with the `svg` crate, which escapes text and orders attributes, so
 //! the output is deterministic and snapshot-tested).

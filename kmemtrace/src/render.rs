@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Text rendering of a [`Report`], in the spirit of `perf kmem stat`. Pure: returns a `String`.
 
 use crate::report::*;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The report: one aggregate value, serialised as the documented JSON contract
 //! (`kmemtrace/docs/report-schema.md`), rendered as text by [`crate::render`].
 //!

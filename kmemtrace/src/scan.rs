@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Walking one per-CPU byte stream: records, unknown records, damage and resynchronisation.
 //!
 //! The scanner never panics and never loops: every step advances by at least one byte, and the

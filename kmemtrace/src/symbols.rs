@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Call-site symbolisation from `/proc/kallsyms` or `System.map` text (`ADDR TYPE NAME [MODULE]`).
 
 /// A sorted address table of text symbols.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `kmemtrace synth`: a realistic synthetic trace and the exact summary it must produce.
 //!
 //! The generator keeps its own model of the live allocations (not the analyser's code) and counts

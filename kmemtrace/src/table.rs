@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The open-allocation table: pointer → value, open addressing with linear probing and
 //! backward-shift deletion, Fibonacci hashing, load factor at most 1/2 (3/4 for a
 //! [`PtrTable::dense_for_at_most`] one).

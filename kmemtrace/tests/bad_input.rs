@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Bad input: never a panic, never a hang, never unbounded memory; problems named with file and
 //! byte offset; `check` exit codes 0/1/2.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The binary end to end: synth → report (the printed expected summary is reproduced),
 //! convert → identical report, callsite filter, text output.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! `diff` and the pictures: golden SVG and diff output on synthetic traces (insta), the SVG's
 //! structure, and the `diff` command's exit codes (0 clean, 1 threshold crossed, 2 bad input).
 

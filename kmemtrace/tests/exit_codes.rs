@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The exit-code tables of the documentation are the code's: `README.md` and the top of
 //! `main.rs` hold the table of `KmemtraceExitCode::TABLE`, row for row.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Golden bytes: records written by hand from the ABI table (`tests/common/golden.rs`) against
 //! every decoder the crate has and against `convert`. The other tests encode with the crate's
 //! own encoder, so a layout misunderstanding shared by encoder and decoders passes them; it

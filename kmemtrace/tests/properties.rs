@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Property tests of the decoder and the analysis.
 
 mod common;

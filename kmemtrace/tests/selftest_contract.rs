@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The kernel selftest's known answers (`kernel/selftest-expected.json`, docs/contracts.md §3)
 //! replayed from a hand-built record sequence of the same shape, with unrelated kernel
 //! allocations interleaved: `--callsite-filter 'kmemtrace_selftest_*'` must isolate exactly the

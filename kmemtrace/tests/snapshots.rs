@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Golden reports (insta, explicit names) on `synth` traces, and the same trace in both byte
 //! orders giving identical reports. Snapshots live in `kmemtrace/tests/snapshots/`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! What the trial binaries (`tests/e2e.rs`, `tests/host.rs`) share.
 
 use std::path::PathBuf;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz the decoder and the whole analysis: arbitrary bytes, split into up to four CPU files,
 //! in both byte orders, must never panic; `check` must agree with `report` on the record count.
 #![no_main]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz `meta.json` (`Meta::from_json`, what loading a trace directory reads): any bytes give a
 //! value or a typed error; a value rewritten (as `convert` does) reads back the same, and a trace
 //! analysed and checked under it (any page size, nodes, byte order, file sizes) never panics.

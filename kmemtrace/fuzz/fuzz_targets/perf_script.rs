@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz `perf script` text through `kmemtrace import-perf` (`import_perf_in_memory`, the same
 //! core the directory import uses): any bytes import without a panic, and what is imported is a
 //! clean trace: every event decodes, nothing is lost, damaged or out of order, `check` finds no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz `report.json` as `kmemtrace diff` reads a side (`Report::from_json`): any bytes give a
 //! report or a typed error; a report writes back to JSON that reads as the same report; and a
 //! diff of a report against itself is clean (nothing changed, no gate crossed) and renders as

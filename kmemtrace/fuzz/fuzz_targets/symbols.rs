@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz the kallsyms / System.map parser (`Symbols::parse`, fed as the loader feeds it, lossy
 //! UTF-8): the table is sorted and every symbol resolves to itself; rebuilding it from its own
 //! pairs gives the same table; a trace symbolised and filtered with it never panics.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz the `--fail-on` grammar (`Threshold::parse`): any text gives a threshold or a typed
 //! error; a threshold's display is canonical (it parses back to the same threshold and displays
 //! the same); and it evaluates on any delta and in a diff without a panic.

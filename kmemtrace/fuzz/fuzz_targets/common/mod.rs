@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! What the targets share: single-threaded analysis options (a fuzzer runs on one core) and a
 //! small, fixed, realistic trace to analyse with fuzzed side files.
 #![allow(dead_code)]
