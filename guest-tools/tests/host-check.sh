@@ -116,8 +116,11 @@ else
 			bad "meta.json content" "got '$got', want '$want'"
 		fi
 	fi
-	grep -q "total_overruns is 7" "$T/stderr" && ok "overruns warning" ||
+	if grep -q "total_overruns is 7" "$T/stderr"; then
+		ok "overruns warning"
+	else
 		bad "overruns warning" "no warning for total_overruns 7"
+	fi
 fi
 
 # --- SIGINT stops too; output dir created; stale meta.json replaced ---
@@ -128,8 +131,11 @@ echo stale >"$D/out/meta.json"
 run sigint "$D" -o "$D/out/new"
 finish INT
 expect_rc "SIGINT stops with exit 0, creates the output dir" 0
-[ -s "$D/out/new/meta.json" ] && cmp -s "$D/dbg/kmemtrace/cpu1" "$D/out/new/cpu1.out" &&
-	ok "SIGINT trace complete" || bad "SIGINT trace complete" "data or meta.json missing"
+if [ -s "$D/out/new/meta.json" ] && cmp -s "$D/dbg/kmemtrace/cpu1" "$D/out/new/cpu1.out"; then
+	ok "SIGINT trace complete"
+else
+	bad "SIGINT trace complete" "data or meta.json missing"
+fi
 
 # --- a stop request before the readers run stays pending ---
 D=$T/early

@@ -25,19 +25,19 @@ case $ARCH in
 x86_64)
 	QEMU=(qemu-system-x86_64 -accel tcg)
 	CONSOLE=ttyS0
-	NINEP=(-virtfs "local,path=$WORK/share,mount_tag=kmt,security_model=none,id=kmt")
+	NINEP=(-virtfs "local,path=$WORK/share,mount_tag=kmt,security_model=mapped-xattr,id=kmt")
 	;;
 arm64)
 	QEMU=(qemu-system-aarch64 -M virt -cpu cortex-a57)
 	CONSOLE=ttyAMA0
-	NINEP=(-fsdev "local,id=kmt,path=$WORK/share,security_model=none"
-		-device virtio-9p-pci,fsdev=kmt,mount_tag=kmt)
+	NINEP=(-fsdev "local,id=kmt,path=$WORK/share,security_model=mapped-xattr"
+		-device "virtio-9p-pci,fsdev=kmt,mount_tag=kmt")
 	;;
 ppc64)
 	QEMU=(qemu-system-ppc64 -M pseries -cpu power8)
 	CONSOLE=hvc0
-	NINEP=(-fsdev "local,id=kmt,path=$WORK/share,security_model=none"
-		-device virtio-9p-pci,fsdev=kmt,mount_tag=kmt)
+	NINEP=(-fsdev "local,id=kmt,path=$WORK/share,security_model=mapped-xattr"
+		-device "virtio-9p-pci,fsdev=kmt,mount_tag=kmt")
 	;;
 *) echo "qemu-boot: unknown ARCH $ARCH" >&2; exit 2 ;;
 esac
@@ -45,7 +45,7 @@ esac
 rm -rf "$WORK/root" "$WORK/share"
 mkdir -p "$WORK/root" "$WORK/share" || exit 2
 # Stage the manifest's entries (format: images/README.md).
-while read -r kind path a b c d e f; do
+while read -r kind path a b _ d e f; do
 	case $kind in
 	'' | '#'*) continue ;;
 	dir) mkdir -p "$WORK/root$path" && chmod "$a" "$WORK/root$path" ;;
