@@ -6,7 +6,7 @@ use super::{Rec, MAX_DAMAGE_LISTED};
 use crate::abi::ByteOrder;
 use crate::glob::Glob;
 use crate::input::TraceInput;
-use crate::report::{Example, Gap};
+use crate::report::{Example, Gap, Summary};
 use crate::scan::{self, DamageRegion, Ev, Item, Scanner};
 use crate::symbols::{plain_name, Symbols};
 use crate::table::PtrTable;
@@ -31,24 +31,18 @@ const FILTERED: u32 = u32::MAX;
 /// Everything the producer learns besides the records.
 #[derive(Debug, Default)]
 pub(super) struct Produced {
+    /// The summary's figures that the merge counts (`records`, `lost_events`, the sequence and
+    /// damage counts; the replay's are zero here).
+    pub(super) s: Summary,
     /// Call-site addresses by site index.
     pub(super) sites: Vec<u64>,
     pub(super) damage: Vec<DamageRegion>,
-    pub(super) damage_total: u64,
-    pub(super) damage_bytes: u64,
-    pub(super) unknown_records: u64,
     pub(super) unknown_examples: Vec<Example>,
     pub(super) records_per_file: Vec<u64>,
-    pub(super) records: u64,
-    pub(super) filtered_out: u64,
-    pub(super) lost: u64,
     pub(super) gaps: Vec<Gap>,
     pub(super) gap_count: u64,
-    pub(super) dup: u64,
     pub(super) dup_examples: Vec<Example>,
-    pub(super) ooo: u64,
     pub(super) ooo_examples: Vec<Example>,
-    pub(super) bad_seq: u64,
     pub(super) bad_seq_examples: Vec<Example>,
 }
 
@@ -197,7 +191,7 @@ impl Stream<'_> {
                     type_id,
                     size,
                 } => {
-                    out.unknown_records += 1;
+                    out.s.unknown_records += 1;
                     if out.unknown_examples.len() < examples {
                         out.unknown_examples.push(Example {
                             file: Some(input.files[self.file].name.clone()),
@@ -215,8 +209,8 @@ impl Stream<'_> {
                     kind,
                     detail,
                 } => {
-                    out.damage_total += 1;
-                    out.damage_bytes += length as u64;
+                    out.s.damaged_regions += 1;
+                    out.s.damaged_bytes += length as u64;
                     if out.damage.len() < MAX_DAMAGE_LISTED {
                         out.damage.push(DamageRegion {
                             file: input.files[self.file].name.clone(),
@@ -382,7 +376,7 @@ fn produce_as<const BIG: bool>(
         // Emit the head (the smallest key), then more while at or below the runner-up.
         loop {
             let key = s.key;
-            out.records += 1;
+            out.s.records += 1;
             if s.bad {
                 note_bad_seq(&mut out, input, s, examples);
             } else {
@@ -398,7 +392,7 @@ fn produce_as<const BIG: bool>(
             let (call_site, ptr) = s.site_and_ptr::<BIG>();
             let site = sites.get(call_site, &mut out.sites, filter);
             if site == FILTERED {
-                out.filtered_out += 1;
+                out.s.filtered_out += 1;
             } else {
                 let ev = s.head_as::<BIG>();
                 let rec = Rec {
@@ -409,7 +403,7 @@ fn produce_as<const BIG: bool>(
                     site,
                     cpu: s.cpu,
                     node: ev.node,
-                    pos: out.records as u32,
+                    pos: out.s.records as u32,
                     event_id: ev.event_id,
                     type_id: ev.type_id,
                 };
@@ -512,7 +506,7 @@ impl SiteIndex {
 #[cold]
 #[inline(never)]
 fn note_bad_seq(out: &mut Produced, input: &TraceInput, s: &Stream<'_>, examples: usize) {
-    out.bad_seq += 1;
+    out.s.bad_seqs += 1;
     if out.bad_seq_examples.len() < examples {
         let ev = s.head();
         let mut e = example_of(&ev, s.cpu, None);
@@ -536,7 +530,7 @@ fn note_bad_seq(out: &mut Produced, input: &TraceInput, s: &Stream<'_>, examples
 fn account_seq(out: &mut Produced, d: i64, lseq: i32, s: &Stream<'_>, examples: usize) {
     let (ev, cpu) = (&s.head(), s.cpu);
     if d > 1 {
-        out.lost += (d - 1) as u64;
+        out.s.lost_events += (d - 1) as u64;
         out.gap_count += 1;
         if out.gaps.len() < MAX_GAPS_LISTED {
             out.gaps.push(Gap {
@@ -545,12 +539,12 @@ fn account_seq(out: &mut Produced, d: i64, lseq: i32, s: &Stream<'_>, examples: 
             });
         }
     } else if d == 0 {
-        out.dup += 1;
+        out.s.duplicate_seqs += 1;
         if out.dup_examples.len() < examples {
             out.dup_examples.push(example_of(ev, cpu, None));
         }
     } else {
-        out.ooo += 1;
+        out.s.out_of_order_seqs += 1;
         if out.ooo_examples.len() < examples {
             out.ooo_examples
                 .push(example_of(ev, cpu, Some(format!("after seq {lseq}"))));

@@ -31,7 +31,7 @@ use crate::input::TraceInput;
 use crate::meta;
 use crate::report::{parse_sort_keys, Report, DEFAULT_SORT};
 use crate::scan;
-use assemble::build_report;
+use assemble::{build_report, Plan};
 use merge::{produce, Filter};
 use replay::{Replay, ReplayOut};
 
@@ -253,7 +253,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
     };
 
     // Every byte damage: not an empty trace (which has no bytes), but no trace at all.
-    if let (0, 0, Some(d)) = (p.records, p.unknown_records, p.damage.first()) {
+    if let (0, 0, Some(d)) = (p.s.records, p.s.unknown_records, p.damage.first()) {
         let files = input
             .files
             .iter()
@@ -270,18 +270,21 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
                 offset: d.offset,
                 kind: d.kind.name(),
                 detail: d.detail.clone(),
-                more: p.damage_total - 1,
+                more: p.s.damaged_regions - 1,
             });
         }
     }
     let sites = p.sites.len();
-    Ok(build_report(
-        input,
-        opts,
+    let plan = Plan {
         sort,
         detected,
         order,
         page_size,
+    };
+    Ok(build_report(
+        input,
+        opts,
+        plan,
         p,
         replays
             .into_iter()

@@ -17,58 +17,125 @@ pub(super) struct Open {
     pub(super) type_id: u8,
 }
 
+// The accumulators, named like the report's figures they become (`assemble`), each adding a
+// shard's own kind with `+=` (`ReplayOut::merge`).
+
+/// One type's share of a call site (becomes a [`TypeSplit`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct TypeAcc {
     pub(super) allocs: u64,
     pub(super) frees: u64,
-    pub(super) req: u64,
-    pub(super) alloc: u64,
+    pub(super) bytes_requested: u64,
+    pub(super) bytes_allocated: u64,
 }
 
+impl std::ops::AddAssign<&TypeAcc> for TypeAcc {
+    fn add_assign(&mut self, b: &TypeAcc) {
+        self.allocs += b.allocs;
+        self.frees += b.frees;
+        self.bytes_requested = self.bytes_requested.saturating_add(b.bytes_requested);
+        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
+    }
+}
+
+/// One call site (becomes a [`SiteStats`]; the totals per site are summed from `types`).
 #[derive(Clone, Debug, Default)]
 pub(super) struct SiteAcc {
     pub(super) types: [TypeAcc; TYPE_COUNT],
     pub(super) freed: u64,
-    pub(super) cross_frees: u64,
-    pub(super) cross_allocs: u64,
-    pub(super) mismatched: u64,
-    pub(super) live: u64,
+    pub(super) cross_cpu_frees: u64,
+    pub(super) cross_cpu_allocs: u64,
+    pub(super) mismatched_frees: u64,
+    pub(super) live_allocations: u64,
     pub(super) live_bytes: u64,
 }
 
+impl std::ops::AddAssign<&SiteAcc> for SiteAcc {
+    fn add_assign(&mut self, b: &SiteAcc) {
+        for (x, y) in self.types.iter_mut().zip(&b.types) {
+            *x += y;
+        }
+        self.freed += b.freed;
+        self.cross_cpu_frees += b.cross_cpu_frees;
+        self.cross_cpu_allocs += b.cross_cpu_allocs;
+        self.mismatched_frees += b.mismatched_frees;
+        self.live_allocations += b.live_allocations;
+        self.live_bytes = self.live_bytes.saturating_add(b.live_bytes);
+    }
+}
+
+/// One address (becomes an [`AllocRow`]). Shards own disjoint addresses: nothing to add.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct PtrAcc {
     pub(super) hits: u64,
-    pub(super) req: u64,
-    pub(super) alloc: u64,
-    pub(super) cross_frees: u64,
+    pub(super) bytes_requested: u64,
+    pub(super) bytes_allocated: u64,
+    pub(super) cross_cpu_frees: u64,
     pub(super) site: u32,
     pub(super) live: bool,
 }
 
+/// One allocator family (becomes a [`TypeRow`]; all but `bytes_freed` summed from the sites').
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct TypeTotals {
     pub(super) allocs: u64,
     pub(super) frees: u64,
-    pub(super) req: u64,
-    pub(super) alloc: u64,
-    pub(super) freed: u64,
+    pub(super) bytes_requested: u64,
+    pub(super) bytes_allocated: u64,
+    pub(super) bytes_freed: u64,
 }
 
+impl std::ops::AddAssign<&TypeTotals> for TypeTotals {
+    fn add_assign(&mut self, b: &TypeTotals) {
+        self.allocs += b.allocs;
+        self.frees += b.frees;
+        self.bytes_requested = self.bytes_requested.saturating_add(b.bytes_requested);
+        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
+        self.bytes_freed = self.bytes_freed.saturating_add(b.bytes_freed);
+    }
+}
+
+/// One size class (becomes a [`SizeRow`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct SizeAcc {
     pub(super) requests: u64,
-    pub(super) req: u64,
+    pub(super) bytes_requested: u64,
     pub(super) allocations: u64,
-    pub(super) alloc: u64,
+    pub(super) bytes_allocated: u64,
 }
 
+impl std::ops::AddAssign<&SizeAcc> for SizeAcc {
+    fn add_assign(&mut self, b: &SizeAcc) {
+        self.requests += b.requests;
+        self.bytes_requested = self.bytes_requested.saturating_add(b.bytes_requested);
+        self.allocations += b.allocations;
+        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
+    }
+}
+
+/// One page order (becomes a [`PageOrderRow`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct PageAcc {
     pub(super) allocs: u64,
     pub(super) frees: u64,
-    pub(super) bytes: u64,
-    pub(super) live: u64,
+    pub(super) bytes_allocated: u64,
+    pub(super) live_allocations: u64,
+}
+
+impl std::ops::AddAssign<&PageAcc> for PageAcc {
+    fn add_assign(&mut self, b: &PageAcc) {
+        self.allocs += b.allocs;
+        self.frees += b.frees;
+        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
+        self.live_allocations += b.live_allocations;
+    }
+}
+
+/// Whether freeing an allocation of type `alloc` with a free of type `free` is a mismatched
+/// free: the allocator rules (today: only the allocating family's own free is right) live here.
+#[inline(always)]
+fn mismatched_free(alloc: usize, free: usize) -> bool {
+    alloc != free
 }
 
 /// Examples of one finding kind: the records, turned into [`Example`]s at the end.
@@ -199,17 +266,17 @@ impl Replay {
             let site = &mut self.sites[si as usize];
             let ta = &mut site.types[t];
             ta.allocs += 1;
-            ta.req = ta.req.saturating_add(r.bytes_req);
-            ta.alloc = ta.alloc.saturating_add(r.bytes_alloc);
+            ta.bytes_requested = ta.bytes_requested.saturating_add(r.bytes_req);
+            ta.bytes_allocated = ta.bytes_allocated.saturating_add(r.bytes_alloc);
             let sr = &mut self.sizes[size_class(r.bytes_req)];
             sr.requests += 1;
-            sr.req = sr.req.saturating_add(r.bytes_req);
+            sr.bytes_requested = sr.bytes_requested.saturating_add(r.bytes_req);
             let sa = &mut self.sizes[size_class(r.bytes_alloc)];
             sa.allocations += 1;
-            sa.alloc = sa.alloc.saturating_add(r.bytes_alloc);
+            sa.bytes_allocated = sa.bytes_allocated.saturating_add(r.bytes_alloc);
             if r.node != -1 && r.node != self.node_of(r.cpu) {
                 self.s.cross_cpu_allocs += 1;
-                self.sites[si as usize].cross_allocs += 1;
+                self.sites[si as usize].cross_cpu_allocs += 1;
             }
             if r.bytes_req == 0 {
                 self.s.zero_byte_requests += 1;
@@ -229,7 +296,7 @@ impl Replay {
                 let o = self.page_order(r.bytes_alloc);
                 let p = self.pages.entry(o).or_default();
                 p.allocs += 1;
-                p.bytes = p.bytes.saturating_add(r.bytes_alloc);
+                p.bytes_allocated = p.bytes_allocated.saturating_add(r.bytes_alloc);
             }
             if r.ptr == 0 {
                 self.s.failed_allocs += 1;
@@ -238,8 +305,8 @@ impl Replay {
             if let Some(p) = &mut self.ptrs {
                 let a = p.entry(r.ptr);
                 a.hits += 1;
-                a.req = a.req.saturating_add(r.bytes_req);
-                a.alloc = a.alloc.saturating_add(r.bytes_alloc);
+                a.bytes_requested = a.bytes_requested.saturating_add(r.bytes_req);
+                a.bytes_allocated = a.bytes_allocated.saturating_add(r.bytes_alloc);
                 a.site = si;
                 a.live = true;
             }
@@ -272,28 +339,27 @@ impl Replay {
                 return;
             };
             self.s.bytes_freed = self.s.bytes_freed.saturating_add(o.bytes_alloc);
-            self.types[o.type_id as usize].freed = self.types[o.type_id as usize]
-                .freed
-                .saturating_add(o.bytes_alloc);
+            let tt = &mut self.types[o.type_id as usize];
+            tt.bytes_freed = tt.bytes_freed.saturating_add(o.bytes_alloc);
             let cross = o.cpu != r.cpu;
-            let mismatched = o.type_id as usize != t;
+            let mismatched = mismatched_free(o.type_id as usize, t);
             let site = &mut self.sites[o.site as usize];
             site.freed += 1;
             if cross {
-                site.cross_frees += 1;
+                site.cross_cpu_frees += 1;
                 self.s.cross_cpu_frees += 1;
             }
             if let Some(p) = &mut self.ptrs {
                 let a = p.entry(r.ptr);
                 a.live = false;
-                a.cross_frees += cross as u64;
+                a.cross_cpu_frees += cross as u64;
             }
             if o.type_id as usize == AllocType::Pages as usize {
                 let order = self.page_order(o.bytes_alloc);
                 self.pages.entry(order).or_default().frees += 1;
             }
             if mismatched {
-                self.sites[o.site as usize].mismatched += 1;
+                self.sites[o.site as usize].mismatched_frees += 1;
                 self.s.mismatched_frees += 1;
                 let d = || {
                     Some(format!(
@@ -317,23 +383,23 @@ impl Replay {
                 let tt = &mut self.types[t];
                 tt.allocs += ta.allocs;
                 tt.frees += ta.frees;
-                tt.req = tt.req.saturating_add(ta.req);
-                tt.alloc = tt.alloc.saturating_add(ta.alloc);
+                tt.bytes_requested = tt.bytes_requested.saturating_add(ta.bytes_requested);
+                tt.bytes_allocated = tt.bytes_allocated.saturating_add(ta.bytes_allocated);
                 self.s.allocs += ta.allocs;
                 self.s.frees += ta.frees;
-                self.s.bytes_requested = self.s.bytes_requested.saturating_add(ta.req);
-                self.s.bytes_allocated = self.s.bytes_allocated.saturating_add(ta.alloc);
+                self.s.bytes_requested = self.s.bytes_requested.saturating_add(ta.bytes_requested);
+                self.s.bytes_allocated = self.s.bytes_allocated.saturating_add(ta.bytes_allocated);
             }
         }
         for (_, o) in self.open.iter().chain(self.open_pages.iter()) {
             self.s.live_allocations += 1;
             self.s.live_bytes = self.s.live_bytes.saturating_add(o.bytes_alloc);
             let site = &mut self.sites[o.site as usize];
-            site.live += 1;
+            site.live_allocations += 1;
             site.live_bytes = site.live_bytes.saturating_add(o.bytes_alloc);
             if o.type_id as usize == AllocType::Pages as usize {
                 let order = self.page_order(o.bytes_alloc);
-                self.pages.entry(order).or_default().live += 1;
+                self.pages.entry(order).or_default().live_allocations += 1;
             }
         }
         let mut live_types = [(0u64, 0u64); TYPE_COUNT];
@@ -358,40 +424,18 @@ impl ReplayOut {
             a.sites.resize(r.sites.len(), SiteAcc::default());
         }
         for (x, y) in a.sites.iter_mut().zip(&r.sites) {
-            for (tx, ty) in x.types.iter_mut().zip(&y.types) {
-                tx.allocs += ty.allocs;
-                tx.frees += ty.frees;
-                tx.req = tx.req.saturating_add(ty.req);
-                tx.alloc = tx.alloc.saturating_add(ty.alloc);
-            }
-            x.freed += y.freed;
-            x.cross_frees += y.cross_frees;
-            x.cross_allocs += y.cross_allocs;
-            x.mismatched += y.mismatched;
-            x.live += y.live;
-            x.live_bytes = x.live_bytes.saturating_add(y.live_bytes);
+            *x += y;
         }
-        for (tx, ty) in a.types.iter_mut().zip(&r.types) {
-            tx.allocs += ty.allocs;
-            tx.frees += ty.frees;
-            tx.req = tx.req.saturating_add(ty.req);
-            tx.alloc = tx.alloc.saturating_add(ty.alloc);
-            tx.freed = tx.freed.saturating_add(ty.freed);
+        for (x, y) in a.types.iter_mut().zip(&r.types) {
+            *x += y;
         }
         for (x, y) in a.sizes.iter_mut().zip(&r.sizes) {
-            x.requests += y.requests;
-            x.req = x.req.saturating_add(y.req);
-            x.allocations += y.allocations;
-            x.alloc = x.alloc.saturating_add(y.alloc);
+            *x += y;
         }
         for (o, p) in &r.pages {
-            let q = a.pages.entry(*o).or_default();
-            q.allocs += p.allocs;
-            q.frees += p.frees;
-            q.bytes = q.bytes.saturating_add(p.bytes);
-            q.live += p.live;
+            *a.pages.entry(*o).or_default() += p;
         }
-        add_summary(&mut a.s, &r.s);
+        a.s += &r.s;
         for (k, f) in r.found {
             let g = a.found.entry(k).or_default();
             g.count += f.count;
@@ -423,26 +467,6 @@ impl ReplayOut {
         }
         self
     }
-}
-
-/// Add the replay-side fields of `b` to `a`.
-fn add_summary(a: &mut Summary, b: &Summary) {
-    a.allocs += b.allocs;
-    a.frees += b.frees;
-    a.bytes_requested = a.bytes_requested.saturating_add(b.bytes_requested);
-    a.bytes_allocated = a.bytes_allocated.saturating_add(b.bytes_allocated);
-    a.bytes_freed = a.bytes_freed.saturating_add(b.bytes_freed);
-    a.cross_cpu_allocs += b.cross_cpu_allocs;
-    a.cross_cpu_frees += b.cross_cpu_frees;
-    a.null_frees += b.null_frees;
-    a.unknown_frees += b.unknown_frees;
-    a.mismatched_frees += b.mismatched_frees;
-    a.live_allocations += b.live_allocations;
-    a.live_bytes = a.live_bytes.saturating_add(b.live_bytes);
-    a.lost_frees += b.lost_frees;
-    a.failed_allocs += b.failed_allocs;
-    a.short_allocs += b.short_allocs;
-    a.zero_byte_requests += b.zero_byte_requests;
 }
 
 pub(super) struct ReplayOut {
