@@ -47,9 +47,32 @@ macro_rules! figures {
     };
 }
 
-/// A struct of counters only: declared through this macro it gets its figure list
-/// (`FIELDS`, `fields()`, every field in declaration order) and `+=` (saturating, field by
-/// field), so a new counter is one field here.
+/// A struct of counters that add up: declared through this macro it gets `+=` (saturating,
+/// field by field), so a new counter is one field. Used for [`Summary`] (through `counters!`)
+/// and the replay's accumulators.
+macro_rules! summable {
+    (
+        $(#[$m:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fm:meta])* $fvis:vis $f:ident: $t:ty,)+
+        }
+    ) => {
+        $(#[$m])*
+        $vis struct $name {
+            $($(#[$fm])* $fvis $f: $t,)+
+        }
+
+        impl std::ops::AddAssign<&$name> for $name {
+            fn add_assign(&mut self, b: &$name) {
+                $(self.$f = self.$f.saturating_add(b.$f);)+
+            }
+        }
+    };
+}
+pub(crate) use summable;
+
+/// [`summable!`] for a public struct of figures: also its figure list (`FIELDS`, `fields()`,
+/// every field in declaration order).
 macro_rules! counters {
     (
         $(#[$m:meta])*
@@ -57,18 +80,14 @@ macro_rules! counters {
             $($(#[$fm:meta])* pub $f:ident: $t:ty,)+
         }
     ) => {
-        $(#[$m])*
-        pub struct $name {
-            $($(#[$fm])* pub $f: $t,)+
+        summable! {
+            $(#[$m])*
+            pub struct $name {
+                $($(#[$fm])* pub $f: $t,)+
+            }
         }
 
         figures!($name: FIELDS, fields => $($f),+);
-
-        impl std::ops::AddAssign<&$name> for $name {
-            fn add_assign(&mut self, b: &$name) {
-                $(self.$f = self.$f.saturating_add(b.$f);)+
-            }
-        }
     };
 }
 

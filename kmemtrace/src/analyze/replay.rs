@@ -18,23 +18,16 @@ pub(super) struct Open {
 }
 
 // The accumulators, named like the report's figures they become (`assemble`), each adding a
-// shard's own kind with `+=` (`ReplayOut::merge`).
+// shard's own kind with `+=` (`ReplayOut::merge`; `summable!` writes it for the flat ones).
 
-/// One type's share of a call site (becomes a [`TypeSplit`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct TypeAcc {
-    pub(super) allocs: u64,
-    pub(super) frees: u64,
-    pub(super) bytes_requested: u64,
-    pub(super) bytes_allocated: u64,
-}
-
-impl std::ops::AddAssign<&TypeAcc> for TypeAcc {
-    fn add_assign(&mut self, b: &TypeAcc) {
-        self.allocs += b.allocs;
-        self.frees += b.frees;
-        self.bytes_requested = self.bytes_requested.saturating_add(b.bytes_requested);
-        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
+summable! {
+    /// One type's share of a call site (becomes a [`TypeSplit`]).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(super) struct TypeAcc {
+        pub(super) allocs: u64,
+        pub(super) frees: u64,
+        pub(super) bytes_requested: u64,
+        pub(super) bytes_allocated: u64,
     }
 }
 
@@ -75,59 +68,37 @@ pub(super) struct PtrAcc {
     pub(super) live: bool,
 }
 
-/// One allocator family (becomes a [`TypeRow`]; all but `bytes_freed` summed from the sites').
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct TypeTotals {
-    pub(super) allocs: u64,
-    pub(super) frees: u64,
-    pub(super) bytes_requested: u64,
-    pub(super) bytes_allocated: u64,
-    pub(super) bytes_freed: u64,
-}
-
-impl std::ops::AddAssign<&TypeTotals> for TypeTotals {
-    fn add_assign(&mut self, b: &TypeTotals) {
-        self.allocs += b.allocs;
-        self.frees += b.frees;
-        self.bytes_requested = self.bytes_requested.saturating_add(b.bytes_requested);
-        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
-        self.bytes_freed = self.bytes_freed.saturating_add(b.bytes_freed);
+summable! {
+    /// One allocator family (becomes a [`TypeRow`]; all but `bytes_freed` summed from the sites').
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(super) struct TypeTotals {
+        pub(super) allocs: u64,
+        pub(super) frees: u64,
+        pub(super) bytes_requested: u64,
+        pub(super) bytes_allocated: u64,
+        pub(super) bytes_freed: u64,
     }
 }
 
-/// One size class (becomes a [`SizeRow`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct SizeAcc {
-    pub(super) requests: u64,
-    pub(super) bytes_requested: u64,
-    pub(super) allocations: u64,
-    pub(super) bytes_allocated: u64,
-}
-
-impl std::ops::AddAssign<&SizeAcc> for SizeAcc {
-    fn add_assign(&mut self, b: &SizeAcc) {
-        self.requests += b.requests;
-        self.bytes_requested = self.bytes_requested.saturating_add(b.bytes_requested);
-        self.allocations += b.allocations;
-        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
+summable! {
+    /// One size class (becomes a [`SizeRow`]).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(super) struct SizeAcc {
+        pub(super) requests: u64,
+        pub(super) bytes_requested: u64,
+        pub(super) allocations: u64,
+        pub(super) bytes_allocated: u64,
     }
 }
 
-/// One page order (becomes a [`PageOrderRow`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct PageAcc {
-    pub(super) allocs: u64,
-    pub(super) frees: u64,
-    pub(super) bytes_allocated: u64,
-    pub(super) live_allocations: u64,
-}
-
-impl std::ops::AddAssign<&PageAcc> for PageAcc {
-    fn add_assign(&mut self, b: &PageAcc) {
-        self.allocs += b.allocs;
-        self.frees += b.frees;
-        self.bytes_allocated = self.bytes_allocated.saturating_add(b.bytes_allocated);
-        self.live_allocations += b.live_allocations;
+summable! {
+    /// One page order (becomes a [`PageOrderRow`]).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(super) struct PageAcc {
+        pub(super) allocs: u64,
+        pub(super) frees: u64,
+        pub(super) bytes_allocated: u64,
+        pub(super) live_allocations: u64,
     }
 }
 
