@@ -23,10 +23,39 @@ use serde::{Deserialize, Serialize};
 
 /// The ABI version this crate reads and writes.
 pub const ABI_VERSION: u32 = 1;
+/// Byte offsets of a record's fields: the table above, the one definition of the layout that
+/// the decoder, the scanner and the encoder use. Each field ends where the next begins.
+pub mod field {
+    /// `event_id`, 1 byte.
+    pub const EVENT_ID: usize = 0;
+    /// `type_id`, 1 byte.
+    pub const TYPE_ID: usize = 1;
+    /// `event_size`, 2 bytes.
+    pub const EVENT_SIZE: usize = 2;
+    /// `seq_num`, 4 bytes.
+    pub const SEQ_NUM: usize = 4;
+    /// `call_site`, 8 bytes.
+    pub const CALL_SITE: usize = 8;
+    /// `ptr`, 8 bytes.
+    pub const PTR: usize = 16;
+    /// `bytes_req`, 8 bytes (alloc only).
+    pub const BYTES_REQ: usize = 24;
+    /// `bytes_alloc`, 8 bytes (alloc only).
+    pub const BYTES_ALLOC: usize = 32;
+    /// `gfp_flags`, 4 bytes (alloc only).
+    pub const GFP_FLAGS: usize = 40;
+    /// `numa_node`, 4 bytes (alloc only).
+    pub const NUMA_NODE: usize = 44;
+}
+
+/// Bytes of the header every record starts with (`event_id`, `type_id`, `event_size`).
+pub const HEADER_SIZE: usize = field::SEQ_NUM;
 /// Size of a free record (the common header).
-pub const FREE_SIZE: usize = 24;
+pub const FREE_SIZE: usize = field::PTR + 8;
 /// Size of an allocation record without features.
-pub const ALLOC_SIZE: usize = 48;
+pub const ALLOC_SIZE: usize = field::NUMA_NODE + 4;
+// The sizes the kernel's records have (`event_size` detection depends on them).
+const _: () = assert!(HEADER_SIZE == 4 && FREE_SIZE == 24 && ALLOC_SIZE == 48);
 /// `event_id` of an allocation.
 pub const EVENT_ALLOC: u8 = 0;
 /// `event_id` of a free.
@@ -205,22 +234,35 @@ impl Record {
     /// `features` are copied verbatim; see [`swap_features`] to re-encode them.
     pub fn encode_into(&self, order: ByteOrder, out: &mut Vec<u8>) {
         let size = self.event_size();
-        out.push(if self.alloc.is_some() {
-            EVENT_ALLOC
-        } else {
-            EVENT_FREE
-        });
-        out.push(self.type_id.id());
-        out.extend_from_slice(&order.put_u16(size.min(u16::MAX as usize) as u16));
-        out.extend_from_slice(&order.put_u32(self.seq as u32));
-        out.extend_from_slice(&order.put_u64(self.call_site));
-        out.extend_from_slice(&order.put_u64(self.ptr));
-        if let Some(a) = &self.alloc {
-            out.extend_from_slice(&order.put_u64(a.bytes_req));
-            out.extend_from_slice(&order.put_u64(a.bytes_alloc));
-            out.extend_from_slice(&order.put_u32(a.gfp_flags));
-            out.extend_from_slice(&order.put_u32(a.numa_node as u32));
-        }
+        let mut r = [0u8; ALLOC_SIZE];
+        let mut put = |at: usize, bytes: &[u8]| r[at..at + bytes.len()].copy_from_slice(bytes);
+        put(
+            field::EVENT_ID,
+            &[if self.alloc.is_some() {
+                EVENT_ALLOC
+            } else {
+                EVENT_FREE
+            }],
+        );
+        put(field::TYPE_ID, &[self.type_id.id()]);
+        put(
+            field::EVENT_SIZE,
+            &order.put_u16(size.min(u16::MAX as usize) as u16),
+        );
+        put(field::SEQ_NUM, &order.put_u32(self.seq as u32));
+        put(field::CALL_SITE, &order.put_u64(self.call_site));
+        put(field::PTR, &order.put_u64(self.ptr));
+        let len = match &self.alloc {
+            Some(a) => {
+                put(field::BYTES_REQ, &order.put_u64(a.bytes_req));
+                put(field::BYTES_ALLOC, &order.put_u64(a.bytes_alloc));
+                put(field::GFP_FLAGS, &order.put_u32(a.gfp_flags));
+                put(field::NUMA_NODE, &order.put_u32(a.numa_node as u32));
+                ALLOC_SIZE
+            }
+            None => FREE_SIZE,
+        };
+        out.extend_from_slice(&r[..len]);
         out.extend_from_slice(&self.features);
     }
 
@@ -250,13 +292,13 @@ pub(crate) fn arr<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
 /// Read a header at `at`; `None` if fewer than 4 bytes remain.
 #[inline(always)]
 pub(crate) fn header(b: &[u8], at: usize, order: ByteOrder) -> Option<Header> {
-    if b.len().checked_sub(at)? < 4 {
+    if b.len().checked_sub(at)? < HEADER_SIZE {
         return None;
     }
     Some(Header {
-        event_id: b[at],
-        type_id: b[at + 1],
-        event_size: order.u16(arr(b, at + 2)) as usize,
+        event_id: b[at + field::EVENT_ID],
+        type_id: b[at + field::TYPE_ID],
+        event_size: order.u16(arr(b, at + field::EVENT_SIZE)) as usize,
     })
 }
 
@@ -310,14 +352,14 @@ pub(crate) fn decode_known(b: &[u8], at: usize, h: Header, order: ByteOrder) -> 
     let base = min_size(h.event_id).unwrap_or(FREE_SIZE);
     Record {
         type_id: AllocType::from_id(h.type_id).unwrap_or(AllocType::Kmalloc),
-        seq: order.u32(arr(r, 4)) as i32,
-        call_site: order.u64(arr(r, 8)),
-        ptr: order.u64(arr(r, 16)),
+        seq: order.u32(arr(r, field::SEQ_NUM)) as i32,
+        call_site: order.u64(arr(r, field::CALL_SITE)),
+        ptr: order.u64(arr(r, field::PTR)),
         alloc: (h.event_id == EVENT_ALLOC).then(|| AllocFields {
-            bytes_req: order.u64(arr(r, 24)),
-            bytes_alloc: order.u64(arr(r, 32)),
-            gfp_flags: order.u32(arr(r, 40)),
-            numa_node: order.u32(arr(r, 44)) as i32,
+            bytes_req: order.u64(arr(r, field::BYTES_REQ)),
+            bytes_alloc: order.u64(arr(r, field::BYTES_ALLOC)),
+            gfp_flags: order.u32(arr(r, field::GFP_FLAGS)),
+            numa_node: order.u32(arr(r, field::NUMA_NODE)) as i32,
         }),
         features: r[base..].to_vec(),
     }

@@ -99,42 +99,6 @@ impl CheckReport {
         }
     }
 
-    /// Human-readable text: one line per unusable input, per problem and per file, a verdict.
-    pub fn render_text(&self) -> String {
-        let mut s = String::new();
-        for u in &self.unusable {
-            s.push_str(&format!("unusable: {u}\n"));
-        }
-        s + &self.render_findings_text()
-    }
-
-    /// [`CheckReport::render_text`] without the unusable inputs, which a command prints on
-    /// stderr instead: one line per problem and per file, a verdict.
-    pub fn render_findings_text(&self) -> String {
-        let mut s = String::new();
-        for p in &self.problems {
-            s.push_str(&format!("{p}\n"));
-        }
-        for f in &self.files {
-            s.push_str(&format!(
-                "{}: {} bytes, {} records, {} byte order, seq {}..{}, {} problems\n",
-                f.file,
-                f.bytes,
-                f.records,
-                f.byte_order.map(|o| o.as_str()).unwrap_or("unknown"),
-                f.first_seq.map(|x| x.to_string()).unwrap_or_default(),
-                f.last_seq.map(|x| x.to_string()).unwrap_or_default(),
-                f.problems
-            ));
-        }
-        s.push_str(match self.exit_code() {
-            KmemtraceExitCode::OK => "clean\n",
-            KmemtraceExitCode::PROBLEMS_FOUND => "problems found\n",
-            _ => "unusable input\n",
-        });
-        s
-    }
-
     /// The report as pretty JSON (the `Serialize` derive's field names), with a final newline.
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("a CheckReport serialises");

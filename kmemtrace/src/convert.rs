@@ -7,7 +7,7 @@
 //! re-encoded and the rest copied. Damaged bytes are copied verbatim, so the damage report of the
 //! converted trace names the same offsets.
 
-use crate::abi::{self, swap_features, ByteOrder};
+use crate::abi::{self, field, swap_features, ByteOrder, FREE_SIZE};
 use crate::dest::Staging;
 use crate::error::{io_out, nothing_decodes, Error, Result};
 use crate::input::{self, TraceInput};
@@ -62,7 +62,7 @@ fn convert_counting<W: Write>(
             Item::Unknown { offset, size, .. } => {
                 met.records += 1;
                 let raw = &b[offset..offset + size];
-                buf.extend_from_slice(&raw[..2]);
+                buf.extend_from_slice(&raw[..field::EVENT_SIZE]);
                 let sw = |x: &[u8]| -> Vec<u8> {
                     if from == to {
                         x.to_vec()
@@ -70,11 +70,11 @@ fn convert_counting<W: Write>(
                         x.iter().rev().copied().collect()
                     }
                 };
-                buf.extend_from_slice(&sw(&raw[2..4]));
-                buf.extend_from_slice(&sw(&raw[4..8]));
-                buf.extend_from_slice(&sw(&raw[8..16]));
-                buf.extend_from_slice(&sw(&raw[16..24]));
-                buf.extend_from_slice(&raw[24..]);
+                buf.extend_from_slice(&sw(&raw[field::EVENT_SIZE..field::SEQ_NUM]));
+                buf.extend_from_slice(&sw(&raw[field::SEQ_NUM..field::CALL_SITE]));
+                buf.extend_from_slice(&sw(&raw[field::CALL_SITE..field::PTR]));
+                buf.extend_from_slice(&sw(&raw[field::PTR..FREE_SIZE]));
+                buf.extend_from_slice(&raw[FREE_SIZE..]);
             }
             Item::Damage {
                 offset,

@@ -2,8 +2,10 @@
 //! Comparing traces: what changed between a BASE and a NEW report, and CI gates on it.
 //!
 //! Pure: [`diff`] takes the reports of one or more runs per side and returns a [`Diff`] value;
-//! [`render_diff_text`] and [`render_diff_markdown`] print it, serde gives the JSON. Loading a
-//! side from a trace directory or a `report.json` is the one edge, [`load_side`].
+//! [`render_diff_text`] and [`render_diff_markdown`] print it ([`crate::diff_render`]), serde
+//! gives the JSON. The `--fail-on` grammar is [`crate::threshold`]; loading a side from a trace
+//! directory or a `report.json`, the one edge, is [`crate::input::load_side`]. All three are
+//! re-exported here.
 //!
 //! # What counts as a change
 //! Each figure is compared as two ranges: the values of the base runs and the values of the new
@@ -21,14 +23,14 @@
 //! report has symbols, so that two different kernels, where addresses move, compare; else by
 //! call-site address.
 
-use crate::error::{io_in, nothing_decodes, Error, Result};
-use crate::glob::Glob;
-use crate::report::{Report, Summary};
-use crate::{analyze, load, AnalyzeOptions, LoadOptions};
+use crate::error::{Error, Result};
+use crate::report::{PageOrderRow, Report, SiteStats, SizeRow, Summary, TypeRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::path::{Path, PathBuf};
+
+pub use crate::diff_render::{render_diff_markdown, render_diff_text, DiffTextOptions};
+pub use crate::input::load_side;
+pub use crate::threshold::{Direction, Scope, Threshold, THRESHOLD_GRAMMAR};
 
 /// Version of the diff JSON; bumped when the meaning of an existing key changes.
 pub const DIFF_SCHEMA_VERSION: u32 = 1;
@@ -245,99 +247,34 @@ impl Diff {
     }
 }
 
-impl Summary {
-    /// Every field with its value, in declaration order (the JSON names).
-    pub fn fields(&self) -> Vec<(&'static str, i64)> {
-        let u = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        vec![
-            ("allocs", u(self.allocs)),
-            ("frees", u(self.frees)),
-            ("bytes_requested", u(self.bytes_requested)),
-            ("bytes_allocated", u(self.bytes_allocated)),
-            ("bytes_freed", u(self.bytes_freed)),
-            ("fragmentation_bytes", self.fragmentation_bytes),
-            ("cross_cpu_allocs", u(self.cross_cpu_allocs)),
-            ("cross_cpu_frees", u(self.cross_cpu_frees)),
-            ("null_frees", u(self.null_frees)),
-            ("unknown_frees", u(self.unknown_frees)),
-            ("mismatched_frees", u(self.mismatched_frees)),
-            ("live_allocations", u(self.live_allocations)),
-            ("live_bytes", u(self.live_bytes)),
-            ("lost_events", u(self.lost_events)),
-            ("lost_frees", u(self.lost_frees)),
-            ("failed_allocs", u(self.failed_allocs)),
-            ("short_allocs", u(self.short_allocs)),
-            ("zero_byte_requests", u(self.zero_byte_requests)),
-            ("records", u(self.records)),
-            ("filtered_out", u(self.filtered_out)),
-            ("unknown_records", u(self.unknown_records)),
-            ("duplicate_seqs", u(self.duplicate_seqs)),
-            ("out_of_order_seqs", u(self.out_of_order_seqs)),
-            ("bad_seqs", u(self.bad_seqs)),
-            ("damaged_regions", u(self.damaged_regions)),
-            ("damaged_bytes", u(self.damaged_bytes)),
-        ]
-    }
-}
-
 /// Figures of a call-site row, in output order.
-pub const CALLSITE_FIELDS: &[&str] = &[
-    "hits",
-    "bytes_requested",
-    "bytes_allocated",
-    "fragmentation_bytes",
-    "cross_cpu_frees",
-    "frees",
-];
+pub const CALLSITE_FIELDS: &[&str] = SiteStats::COMPARED;
 /// Figures of a type row.
-pub const TYPE_FIELDS: &[&str] = &[
-    "allocs",
-    "frees",
-    "bytes_requested",
-    "bytes_allocated",
-    "bytes_freed",
-    "fragmentation_bytes",
-    "live_allocations",
-    "live_bytes",
-];
+pub const TYPE_FIELDS: &[&str] = TypeRow::FIELDS;
 /// Figures of a page-order row.
-pub const PAGE_FIELDS: &[&str] = &["allocs", "frees", "bytes_allocated", "live_allocations"];
+pub const PAGE_FIELDS: &[&str] = PageOrderRow::FIELDS;
 /// Figures of a size-class row.
-pub const SIZE_FIELDS: &[&str] = &[
-    "requests",
-    "bytes_requested",
-    "allocations",
-    "bytes_allocated",
-];
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+pub const SIZE_FIELDS: &[&str] = SizeRow::FIELDS;
 
 /// One report's rows of a section: (ordering key, row key, values in the section's field order).
 type Rows = Vec<(u64, String, Vec<i64>)>;
 
+/// The values of a row's `figures` (named with the list the section is compared by).
+fn values(figures: Vec<(&'static str, i64)>) -> Vec<i64> {
+    figures.into_iter().map(|(_, v)| v).collect()
+}
+
 fn callsite_rows(r: &Report, by: MatchBy) -> Rows {
-    let vals = |s: &crate::SiteStats| {
-        vec![
-            int(s.hits),
-            int(s.bytes_requested),
-            int(s.bytes_allocated),
-            s.fragmentation_bytes,
-            int(s.cross_cpu_frees),
-            int(s.frees),
-        ]
-    };
     match by {
         MatchBy::Function => r
             .functions
             .iter()
-            .map(|f| (0, f.function.clone(), vals(&f.stats)))
+            .map(|f| (0, f.function.clone(), values(f.stats.compared())))
             .collect(),
         MatchBy::Address => r
             .callsites
             .iter()
-            .map(|c| (0, format!("{:#x}", c.call_site), vals(&c.stats)))
+            .map(|c| (0, format!("{:#x}", c.call_site), values(c.stats.compared())))
             .collect(),
     }
 }
@@ -348,17 +285,7 @@ fn type_rows(r: &Report) -> Rows {
         .enumerate()
         .map(|(i, t)| {
             let name = t.type_id.map(|t| t.name()).unwrap_or("unknown");
-            let v = vec![
-                int(t.allocs),
-                int(t.frees),
-                int(t.bytes_requested),
-                int(t.bytes_allocated),
-                int(t.bytes_freed),
-                t.fragmentation_bytes,
-                int(t.live_allocations),
-                int(t.live_bytes),
-            ];
-            (i as u64, name.to_string(), v)
+            (i as u64, name.to_string(), values(t.fields()))
         })
         .collect()
 }
@@ -366,30 +293,14 @@ fn type_rows(r: &Report) -> Rows {
 fn page_rows(r: &Report) -> Rows {
     r.pages
         .iter()
-        .map(|p| {
-            let v = vec![
-                int(p.allocs),
-                int(p.frees),
-                int(p.bytes_allocated),
-                int(p.live_allocations),
-            ];
-            (u64::from(p.order), p.order.to_string(), v)
-        })
+        .map(|p| (u64::from(p.order), p.order.to_string(), values(p.fields())))
         .collect()
 }
 
 fn size_rows(r: &Report) -> Rows {
     r.sizes
         .iter()
-        .map(|s| {
-            let v = vec![
-                int(s.requests),
-                int(s.bytes_requested),
-                int(s.allocations),
-                int(s.bytes_allocated),
-            ];
-            (s.min, format!("{}-{}", s.min, s.max), v)
-        })
+        .map(|s| (s.min, format!("{}-{}", s.min, s.max), values(s.fields())))
         .collect()
 }
 
@@ -484,174 +395,6 @@ fn side_info(label: &str, runs: &[Report]) -> SideInfo {
     }
 }
 
-/// Which direction of change a threshold is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// `+N`: an increase beyond N.
-    Up,
-    /// `-N`: a decrease beyond N.
-    Down,
-    /// `N`: a change beyond N either way.
-    Either,
-}
-
-/// What a threshold looks at.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Scope {
-    /// A summary field.
-    Summary,
-    /// The call sites whose key (function name, or `0x…` address) matches the glob.
-    Callsite(Glob),
-    /// An allocator family (`kmalloc`, `kmem_cache`, `pages`).
-    Type(String),
-    /// A page order.
-    Order(u32),
-}
-
-/// A parsed `--fail-on` expression: `[SCOPE:NAME:]FIELD:[+|-]AMOUNT[%]`.
-///
-/// It displays in a canonical form (no blanks, the amount as the shortest decimal that parses
-/// back to it), which [`Threshold::parse`] reads back to the same threshold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Threshold {
-    /// The expression as given.
-    pub expr: String,
-    /// What it looks at.
-    pub scope: Scope,
-    /// The figure.
-    pub field: String,
-    /// Which way.
-    pub direction: Direction,
-    /// The amount (bytes or counts, or percent).
-    pub amount: f64,
-    /// Whether `amount` is a percentage of the base value.
-    pub percent: bool,
-}
-
-/// The grammar, for error messages.
-pub const THRESHOLD_GRAMMAR: &str = "FIELD:[+|-]N[%], callsite:GLOB:FIELD:[+|-]N[%], \
-     type:kmalloc|kmem_cache|pages:FIELD:[+|-]N[%] or order:N:FIELD:[+|-]N[%] \
-     (e.g. bytes_allocated:+5%, fragmentation_bytes:+1000, callsite:foo:bytes_allocated:+10%)";
-
-impl Threshold {
-    /// Parse a `--fail-on` expression, checking the field name against its scope's fields.
-    pub fn parse(expr: &str) -> Result<Threshold> {
-        let bad = |why: String| Error::Threshold {
-            expr: expr.to_string(),
-            why,
-        };
-        let mut parts = expr.rsplitn(3, ':');
-        let amount = parts.next().unwrap_or_default().trim();
-        let field = parts
-            .next()
-            .ok_or_else(|| bad(format!("expected {THRESHOLD_GRAMMAR}")))?
-            .trim()
-            .to_string();
-        let (scope, known): (Scope, Vec<&str>) = match parts.next() {
-            None => (
-                Scope::Summary,
-                Summary::default().fields().iter().map(|f| f.0).collect(),
-            ),
-            Some(s) => {
-                let (kind, name) = s
-                    .split_once(':')
-                    .ok_or_else(|| bad(format!("expected {THRESHOLD_GRAMMAR}")))?;
-                match kind {
-                    "callsite" => (Scope::Callsite(Glob::new(name)?), CALLSITE_FIELDS.to_vec()),
-                    "type" => {
-                        if !["kmalloc", "kmem_cache", "pages"].contains(&name) {
-                            return Err(bad(format!(
-                                "unknown type {name:?} (known: kmalloc, kmem_cache, pages)"
-                            )));
-                        }
-                        (Scope::Type(name.to_string()), TYPE_FIELDS.to_vec())
-                    }
-                    "order" => (
-                        Scope::Order(
-                            name.parse()
-                                .map_err(|_| bad(format!("page order {name:?} is not a number")))?,
-                        ),
-                        PAGE_FIELDS.to_vec(),
-                    ),
-                    k => {
-                        return Err(bad(format!(
-                            "unknown scope {k:?} (known: callsite, type, order)"
-                        )))
-                    }
-                }
-            }
-        };
-        if !known.contains(&field.as_str()) {
-            return Err(bad(format!(
-                "unknown field {field:?} here (known: {})",
-                known.join(", ")
-            )));
-        }
-        let (direction, rest) = match amount.as_bytes().first() {
-            Some(b'+') => (Direction::Up, &amount[1..]),
-            Some(b'-') => (Direction::Down, &amount[1..]),
-            _ => (Direction::Either, amount),
-        };
-        let (percent, num) = match rest.strip_suffix('%') {
-            Some(n) => (true, n),
-            None => (false, rest),
-        };
-        // One sign at most: f64 parsing takes one of its own, and `+-0` (-0.0 >= 0) would pass.
-        let num = num.trim();
-        let amount: f64 = Some(num)
-            .filter(|n| !n.starts_with(['+', '-']))
-            .and_then(|n| n.parse().ok())
-            .filter(|a: &f64| a.is_finite() && *a >= 0.0)
-            .ok_or_else(|| {
-                bad(format!(
-                    "threshold {amount:?} is not [+|-]N or [+|-]N% with N >= 0"
-                ))
-            })?;
-        Ok(Threshold {
-            expr: expr.to_string(),
-            scope,
-            field,
-            direction,
-            amount,
-            percent,
-        })
-    }
-
-    /// Whether `d` crosses the threshold: a significant change in the threshold's direction
-    /// larger than its amount (a relative threshold on a base of 0 is crossed by any change).
-    pub fn crossed_by(&self, d: &Delta) -> bool {
-        let way = match self.direction {
-            Direction::Up => d.delta > 0,
-            Direction::Down => d.delta < 0,
-            Direction::Either => d.delta != 0,
-        };
-        let size = if self.percent {
-            d.relative.map_or(f64::INFINITY, |r| r.abs() * 100.0)
-        } else {
-            d.delta.unsigned_abs() as f64
-        };
-        d.significant && way && size > self.amount
-    }
-}
-
-impl std::fmt::Display for Threshold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.scope {
-            Scope::Summary => {}
-            Scope::Callsite(g) => write!(f, "callsite:{}:", g.as_str())?,
-            Scope::Type(t) => write!(f, "type:{t}:")?,
-            Scope::Order(o) => write!(f, "order:{o}:")?,
-        }
-        let sign = match self.direction {
-            Direction::Up => "+",
-            Direction::Down => "-",
-            Direction::Either => "",
-        };
-        let percent = if self.percent { "%" } else { "" };
-        write!(f, "{}:{sign}{}{percent}", self.field, self.amount)
-    }
-}
-
 /// How to compare.
 #[derive(Debug, Clone, Default)]
 pub struct DiffOptions {
@@ -684,11 +427,10 @@ pub fn diff(
     let summary: Vec<FieldDelta> = {
         let b: Vec<Vec<(&str, i64)>> = base.iter().map(|r| r.summary.fields()).collect();
         let n: Vec<Vec<(&str, i64)>> = new.iter().map(|r| r.summary.fields()).collect();
-        Summary::default()
-            .fields()
+        Summary::FIELDS
             .iter()
             .enumerate()
-            .map(|(j, (name, _))| FieldDelta {
+            .map(|(j, name)| FieldDelta {
                 field: name.to_string(),
                 delta: Delta::of(
                     &b.iter().map(|f| f[j].1).collect::<Vec<_>>(),
@@ -787,401 +529,11 @@ pub fn diff(
     })
 }
 
-/// Load one side: a trace directory (`cpu<N>.out`…), a `kmt run` output directory (its
-/// `trace/`), or a `report.json` written by `kmemtrace report --format json` or `kmt run`.
-///
-/// A trace is analysed with `opts`; a `report.json` is taken as it is, so a call-site filter can
-/// only be applied to it if it was made with that filter already. A side of which not one record
-/// decodes is [`Error::NothingDecodes`], whether it is a trace or the report of one.
-pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
-    let meta = std::fs::metadata(path).map_err(io_in(path, "cannot open"))?;
-    let has_cpu_files = |d: &Path| -> bool {
-        std::fs::read_dir(d)
-            .map(|it| {
-                it.filter_map(|e| e.ok())
-                    .any(|e| e.file_name().to_string_lossy().starts_with("cpu"))
-            })
-            .unwrap_or(false)
-    };
-    let (trace, json): (Option<PathBuf>, Option<PathBuf>) = if meta.is_dir() {
-        if has_cpu_files(path) {
-            (Some(path.to_path_buf()), None)
-        } else if has_cpu_files(&path.join("trace")) {
-            (Some(path.join("trace")), None)
-        } else if path.join("report.json").is_file() {
-            (None, Some(path.join("report.json")))
-        } else {
-            return Err(Error::NoTraceFiles {
-                path: path.to_path_buf(),
-            });
-        }
-    } else {
-        (None, Some(path.to_path_buf()))
-    };
-    if let Some(dir) = trace {
-        let input = load(&[dir], &LoadOptions::default())?;
-        return analyze(&input, opts);
-    }
-    let json = json.expect("one of the two");
-    let text = std::fs::read(&json).map_err(io_in(&json, "cannot read"))?;
-    let report = Report::from_json(&text).map_err(|source| Error::ReportJson {
-        path: json.clone(),
-        source,
-    })?;
-    // A report of a trace that did not decode (made before that was an error) is as unusable.
-    let s = &report.summary;
-    if let (0, 0, Some(first)) = (s.records, s.unknown_records, report.damage.regions.first()) {
-        let files = report.trace.files.iter().map(|f| (f.file.clone(), f.bytes));
-        let order = report.trace.byte_order.unwrap_or(crate::ByteOrder::Little);
-        let dir = report.trace.directory.as_deref().map(Path::new);
-        return Err(nothing_decodes(files, order, first, dir));
-    }
-    if !opts.callsite_filter.is_empty() && report.trace.callsite_filter != opts.callsite_filter {
-        return Err(Error::FilterOnReport {
-            path: json,
-            made_with: report.trace.callsite_filter,
-        });
-    }
-    Ok(report)
-}
-
-fn signed(v: i64) -> String {
-    if v > 0 {
-        format!("+{v}")
-    } else {
-        v.to_string()
-    }
-}
-
-fn rel(d: &Delta) -> String {
-    match d.relative {
-        Some(r) if r != 0.0 && (r * 100.0).abs() < 0.05 => {
-            format!("{}<0.1%", if r > 0.0 { "+" } else { "-" })
-        }
-        Some(r) => format!("{:+.1}%", r * 100.0),
-        None if d.delta != 0 => "new".to_string(),
-        None => "".to_string(),
-    }
-}
-
-/// `+64 (+50.0%)`, `=` for no change, `~+3` for a change within the spread of the repeats.
-fn cell(d: &Delta) -> String {
-    if d.delta == 0 && !d.significant {
-        "=".to_string()
-    } else if !d.significant {
-        format!("~{}", signed(d.delta))
-    } else {
-        match d.relative {
-            Some(_) => format!("{} ({})", signed(d.delta), rel(d)),
-            None => signed(d.delta),
-        }
-    }
-}
-
-fn range(r: [i64; 2]) -> String {
-    if r[0] == r[1] {
-        r[0].to_string()
-    } else {
-        format!("{}..{}", r[0], r[1])
-    }
-}
-
-/// The call-site columns of text and markdown: (field, title, text width, shown in markdown).
-const SITE_COLUMNS: &[(&str, &str, usize, bool)] = &[
-    ("hits", "hits", 12, true),
-    ("bytes_requested", "requested", 20, true),
-    ("bytes_allocated", "allocated", 20, true),
-    ("fragmentation_bytes", "fragmentation", 20, true),
-    ("cross_cpu_frees", "x-cpu frees", 12, true),
-    ("frees", "frees", 12, false),
-];
-
-fn site_cell(r: &RowDelta, field: &str) -> String {
-    r.field(field).map(cell).unwrap_or_default()
-}
-
-/// What to print.
-#[derive(Debug, Clone)]
-pub struct DiffTextOptions {
-    /// Call-site rows shown.
-    pub lines: usize,
-}
-
-impl Default for DiffTextOptions {
-    fn default() -> Self {
-        DiffTextOptions { lines: 20 }
-    }
-}
-
-fn header(d: &Diff) -> String {
-    let side = |s: &SideInfo| {
-        let mut t = format!(
-            "{} ({} run{}",
-            s.label,
-            s.runs,
-            if s.runs == 1 { "" } else { "s" }
-        );
-        if !s.kernel_release.is_empty() {
-            let _ = write!(t, ", {}", s.kernel_release.join(" / "));
-        }
-        if !s.machine.is_empty() {
-            let _ = write!(t, ", {}", s.machine.join(" / "));
-        }
-        t + ")"
-    };
-    format!("{} -> {}", side(&d.base), side(&d.new))
-}
-
-fn matched_note(d: &Diff) -> &'static str {
-    match d.matched_by {
-        MatchBy::Function => "call sites matched by function name",
-        MatchBy::Address if d.base.symbols && d.new.symbols => "call sites matched by address",
-        MatchBy::Address => "call sites matched by address (a side has no symbols)",
-    }
-}
-
-fn spread_note(d: &Diff) -> Option<String> {
-    (d.base.runs > 1 || d.new.runs > 1).then(|| {
-        "values are medians of the runs; a change counts only when the ranges of the two sides \
-         do not overlap and the medians differ by more than the wider range (~ marks a change \
-         within the spread)"
-            .to_string()
-    })
-}
-
-/// Text for a terminal.
-pub fn render_diff_text(d: &Diff, o: &DiffTextOptions) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "kmemtrace diff: {}", header(d));
-    let _ = writeln!(out, "{}", matched_note(d));
-    if let Some(n) = spread_note(d) {
-        let _ = writeln!(out, "{n}");
-    }
-    let spread = d.base.runs > 1 || d.new.runs > 1;
-    let _ = writeln!(out, "\nSUMMARY");
-    let _ = writeln!(
-        out,
-        " {:<22} {:>16} {:>16} {:>22}",
-        "field", "base", "new", "delta"
-    );
-    for f in &d.summary {
-        let input = INPUT_FIELDS.contains(&f.field.as_str());
-        let (b, n) = if spread {
-            (range(f.delta.base_range), range(f.delta.new_range))
-        } else {
-            (f.delta.base.to_string(), f.delta.new.to_string())
-        };
-        let _ = writeln!(
-            out,
-            " {:<22} {:>16} {:>16} {:>22}{}",
-            f.field,
-            b,
-            n,
-            cell(&f.delta),
-            if input && f.delta.delta != 0 {
-                "  (input size, not a change)"
-            } else {
-                ""
-            }
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nCALL SITES: {} changed, appeared or vanished; {} unchanged",
-        d.callsites.len(),
-        d.callsites_unchanged
-    );
-    if !d.callsites.is_empty() {
-        let _ = write!(out, " {:<40} {:<9}", "call site", "status");
-        for (_, title, w, _) in SITE_COLUMNS {
-            let _ = write!(out, " {title:>w$}");
-        }
-        out.push('\n');
-        for r in d.callsites.iter().take(o.lines) {
-            let _ = write!(out, " {:<40} {:<9}", r.key, r.status.name());
-            for (field, _, w, _) in SITE_COLUMNS {
-                let _ = write!(out, " {:>w$}", site_cell(r, field));
-            }
-            out.push('\n');
-        }
-        if d.callsites.len() > o.lines {
-            let _ = writeln!(out, " … {} more", d.callsites.len() - o.lines);
-        }
-    }
-    for (title, rows) in [
-        ("TYPES", &d.types),
-        ("PAGE ORDERS", &d.pages),
-        ("SIZE CLASSES (bytes)", &d.sizes),
-    ] {
-        let changed: Vec<&RowDelta> = rows.iter().filter(|r| r.status != Status::Same).collect();
-        if changed.is_empty() {
-            let _ = writeln!(out, "\n{title}: no change");
-            continue;
-        }
-        let _ = writeln!(out, "\n{title}");
-        for r in changed {
-            for f in r.fields.iter().filter(|f| f.delta.significant) {
-                let _ = writeln!(
-                    out,
-                    " {:<12} {:<9} {:<20} {:>12} -> {:<12} {}",
-                    r.key,
-                    r.status.name(),
-                    f.field,
-                    f.delta.base,
-                    f.delta.new,
-                    cell(&f.delta)
-                );
-            }
-        }
-    }
-    if !d.gates.is_empty() {
-        let _ = writeln!(out, "\nGATES");
-        for g in &d.gates {
-            let _ = writeln!(
-                out,
-                " {:<4}  {}{}: {} -> {}, {}",
-                if g.crossed { "FAIL" } else { "ok" },
-                g.expr,
-                g.row
-                    .as_ref()
-                    .map(|r| format!(" [{r}]"))
-                    .unwrap_or_default(),
-                g.delta.base,
-                g.delta.new,
-                cell(&g.delta)
-            );
-        }
-    }
-    let _ = writeln!(out, "\n{}", verdict(d));
-    out
-}
-
-fn verdict(d: &Diff) -> String {
-    let failed = d.gates.iter().filter(|g| g.crossed).count();
-    match (d.changed(), failed) {
-        (_, n) if n > 0 => format!("verdict: {n} threshold(s) crossed"),
-        (true, _) => "verdict: changes found, no threshold crossed".to_string(),
-        (false, _) => "verdict: no significant change".to_string(),
-    }
-}
-
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('*', "\\*")
-        .replace('_', "\\_")
-}
-
-/// Markdown for a pull-request comment.
-pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "### kmemtrace diff\n");
-    let _ = writeln!(
-        out,
-        "`{}` → `{}`; {}.",
-        d.base.label,
-        d.new.label,
-        matched_note(d)
-    );
-    if let Some(n) = spread_note(d) {
-        let _ = writeln!(out, "Runs: {} base, {} new; {n}.", d.base.runs, d.new.runs);
-    }
-    let _ = writeln!(
-        out,
-        "\n**{}**\n",
-        verdict(d).trim_start_matches("verdict: ")
-    );
-    if !d.gates.is_empty() {
-        let _ = writeln!(out, "| gate | row | base | new | change | result |");
-        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- |");
-        for g in &d.gates {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} | {} |",
-                g.expr,
-                g.row.as_deref().map(md_escape).unwrap_or_default(),
-                g.delta.base,
-                g.delta.new,
-                cell(&g.delta),
-                if g.crossed { "**FAIL**" } else { "ok" }
-            );
-        }
-        out.push('\n');
-    }
-    let changed: Vec<&FieldDelta> = d.changed_summary().collect();
-    if changed.is_empty() {
-        let _ = writeln!(out, "Summary: no significant change.\n");
-    } else {
-        let _ = writeln!(out, "| summary field | base | new | change |");
-        let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
-        for f in changed {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                md_escape(&f.field),
-                range(f.delta.base_range),
-                range(f.delta.new_range),
-                cell(&f.delta)
-            );
-        }
-        out.push('\n');
-    }
-    if !d.callsites.is_empty() {
-        let columns = || SITE_COLUMNS.iter().filter(|c| c.3);
-        let _ = write!(out, "| call site | status |");
-        columns().for_each(|c| out.push_str(&format!(" {} |", c.1)));
-        let _ = write!(out, "\n| --- | --- |");
-        columns().for_each(|_| out.push_str(" ---: |"));
-        out.push('\n');
-        for r in d.callsites.iter().take(o.lines) {
-            let _ = write!(out, "| `{}` | {} |", r.key, r.status.name());
-            columns().for_each(|c| out.push_str(&format!(" {} |", site_cell(r, c.0))));
-            out.push('\n');
-        }
-        if d.callsites.len() > o.lines {
-            let _ = writeln!(
-                out,
-                "\n… and {} more call sites.",
-                d.callsites.len() - o.lines
-            );
-        }
-        out.push('\n');
-    }
-    let _ = writeln!(
-        out,
-        "{} call sites unchanged. Types, page orders and size classes that changed:\n",
-        d.callsites_unchanged
-    );
-    let mut any = false;
-    for (title, rows) in [
-        ("type", &d.types),
-        ("page order", &d.pages),
-        ("size class", &d.sizes),
-    ] {
-        for r in rows.iter().filter(|r| r.status != Status::Same) {
-            for f in r.fields.iter().filter(|f| f.delta.significant) {
-                any = true;
-                let _ = writeln!(
-                    out,
-                    "- {title} {}: {} {} → {}, {}",
-                    md_escape(&r.key),
-                    md_escape(&f.field),
-                    f.delta.base,
-                    f.delta.new,
-                    cell(&f.delta)
-                );
-            }
-        }
-    }
-    if !any {
-        let _ = writeln!(out, "- none");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{FunctionRow, SiteStats, TraceInfo};
+    use crate::report::{FunctionRow, TraceInfo};
+    use crate::{analyze, AnalyzeOptions};
 
     fn report(sites: &[(&str, u64, u64, u64)]) -> Report {
         let empty = crate::TraceInput::from_streams([(0u32, Vec::new())]);
@@ -1318,79 +670,6 @@ mod tests {
     }
 
     #[test]
-    fn thresholds_parse_and_reject_what_they_must() {
-        let t = Threshold::parse("callsite:kmemtrace_selftest_*:bytes_allocated:+10%").unwrap();
-        assert!(matches!(t.scope, Scope::Callsite(_)));
-        assert_eq!(
-            (t.direction, t.amount, t.percent),
-            (Direction::Up, 10.0, true)
-        );
-        let t = Threshold::parse("fragmentation_bytes:1000").unwrap();
-        assert_eq!(
-            (t.direction, t.amount, t.percent),
-            (Direction::Either, 1000.0, false)
-        );
-        let t = Threshold::parse("order:3:allocs:-2").unwrap();
-        assert!(matches!(t.scope, Scope::Order(3)));
-        for bad in [
-            "bytes",
-            "nosuchfield:+5%",
-            "bytes_allocated:+x%",
-            "bytes_allocated:+-5",
-            "callsite:foo:allocs:+1",
-            "type:slab:allocs:+1",
-            "order:x:allocs:+1",
-            "node:0:allocs:+1",
-            "callsite:[:hits:+1",
-        ] {
-            assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
-        }
-    }
-
-    /// Found by reading while writing the threshold fuzz target: `+-0` passed (the float parser
-    /// takes a sign of its own, and -0.0 >= 0), while `+-5` was refused.
-    #[test]
-    fn threshold_amount_takes_one_sign_only() {
-        for bad in [
-            "bytes_allocated:+-0",
-            "bytes_allocated:- -0%",
-            "bytes_allocated:++1",
-            "bytes_allocated:-0x",
-            "bytes_allocated:inf",
-            "bytes_allocated:NaN%",
-        ] {
-            assert!(Threshold::parse(bad).is_err(), "{bad} must be rejected");
-        }
-        let t = Threshold::parse("bytes_allocated:-0").unwrap();
-        assert_eq!((t.direction, t.amount), (Direction::Down, 0.0));
-    }
-
-    #[test]
-    fn thresholds_display_canonically_and_parse_back() {
-        for (expr, canonical) in [
-            ("bytes_allocated:+5%", "bytes_allocated:+5%"),
-            (" fragmentation_bytes : 1000 ", "fragmentation_bytes:1000"),
-            ("callsite:a:b*:hits:-2.50", "callsite:a:b*:hits:-2.5"),
-            (
-                "type:pages:live_bytes:+ 1e3 %",
-                "type:pages:live_bytes:+1000%",
-            ),
-            ("order:+3:allocs:0", "order:3:allocs:0"),
-        ] {
-            let t = Threshold::parse(expr).unwrap();
-            assert_eq!(t.to_string(), canonical);
-            let again = Threshold::parse(canonical).unwrap();
-            assert_eq!(
-                Threshold {
-                    expr: t.expr.clone(),
-                    ..again
-                },
-                t
-            );
-        }
-    }
-
-    #[test]
     fn a_gate_on_a_call_site_that_exists_nowhere_is_an_error() {
         let a = report(&[("foo", 1, 8, 8)]);
         let e = diff(
@@ -1421,15 +700,5 @@ mod tests {
         let d = diff("a", &[a], "b", &[b], &DiffOptions::default()).unwrap();
         assert_eq!(d.matched_by, MatchBy::Address);
         assert_eq!(d.callsites[0].key, "0xffff0010");
-    }
-
-    #[test]
-    fn summary_fields_cover_every_serialised_summary_key() {
-        let v = serde_json::to_value(Summary::default()).unwrap();
-        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut ours: Vec<&str> = Summary::default().fields().iter().map(|f| f.0).collect();
-        keys.sort_unstable();
-        ours.sort_unstable();
-        assert_eq!(keys, ours);
     }
 }

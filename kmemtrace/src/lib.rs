@@ -48,6 +48,7 @@ pub mod check;
 pub mod convert;
 mod dest;
 pub mod diff;
+pub mod diff_render;
 mod error;
 pub mod exit_code;
 pub mod glob;
@@ -61,6 +62,7 @@ pub mod scan;
 pub mod symbols;
 pub mod synth;
 mod table;
+pub mod threshold;
 
 pub use abi::{AllocFields, AllocType, ByteOrder, Record};
 pub use analyze::{analyze, AnalyzeOptions, MAX_DAMAGE_LISTED};

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Text rendering of a [`Report`], in the spirit of `perf kmem stat`. Pure: returns a `String`.
+//! Text rendering of a [`Report`], in the spirit of `perf kmem stat`, and of a [`CheckReport`].
+//! Pure: returns a `String`. (The diff's printers are [`crate::diff_render`], the SVGs [`crate::plot`].)
 
+use crate::check::CheckReport;
+use crate::exit_code::KmemtraceExitCode;
 use crate::report::*;
 use std::fmt::Write;
 
@@ -382,5 +385,44 @@ fn damage(r: &Report, _: &TextOptions, out: &mut String) {
             "    ... {} more",
             r.damage.regions_total - r.damage.regions.len() as u64
         );
+    }
+}
+
+/// `kmemtrace check`'s text, printed here like the report's.
+impl CheckReport {
+    /// Human-readable text: one line per unusable input, per problem and per file, a verdict.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        for u in &self.unusable {
+            s.push_str(&format!("unusable: {u}\n"));
+        }
+        s + &self.render_findings_text()
+    }
+
+    /// [`CheckReport::render_text`] without the unusable inputs, which a command prints on
+    /// stderr instead: one line per problem and per file, a verdict.
+    pub fn render_findings_text(&self) -> String {
+        let mut s = String::new();
+        for p in &self.problems {
+            s.push_str(&format!("{p}\n"));
+        }
+        for f in &self.files {
+            s.push_str(&format!(
+                "{}: {} bytes, {} records, {} byte order, seq {}..{}, {} problems\n",
+                f.file,
+                f.bytes,
+                f.records,
+                f.byte_order.map(|o| o.as_str()).unwrap_or("unknown"),
+                f.first_seq.map(|x| x.to_string()).unwrap_or_default(),
+                f.last_seq.map(|x| x.to_string()).unwrap_or_default(),
+                f.problems
+            ));
+        }
+        s.push_str(match self.exit_code() {
+            KmemtraceExitCode::OK => "clean\n",
+            KmemtraceExitCode::PROBLEMS_FOUND => "problems found\n",
+            _ => "unusable input\n",
+        });
+        s
     }
 }

@@ -12,6 +12,85 @@ use crate::scan::DamageRegion;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
+/// A figure as a diff compares it: a count clamped into `i64`, or a signed byte difference.
+pub trait Figure: Copy {
+    /// The value as `i64` (counts beyond `i64::MAX` clamp).
+    fn figure(self) -> i64;
+}
+
+impl Figure for u64 {
+    fn figure(self) -> i64 {
+        i64::try_from(self).unwrap_or(i64::MAX)
+    }
+}
+
+impl Figure for i64 {
+    fn figure(self) -> i64 {
+        self
+    }
+}
+
+/// The figures of a row type, named once: `figures!(Row: CONST, method => field, …)` gives
+/// `Row::CONST`, the JSON names of the fields in output order, and `Row::method(&self)`, each
+/// name with its value. The names are the field names, so a name and its value cannot part;
+/// `report::tests::figure_lists_match_the_serialised_keys` checks each list against the JSON.
+macro_rules! figures {
+    ($row:ty: $names:ident, $values:ident => $($f:ident),+ $(,)?) => {
+        impl $row {
+            /// The figures a diff compares, in output order (their JSON names).
+            pub const $names: &'static [&'static str] = &[$(stringify!($f)),+];
+            /// Each figure with its value, in the order of the list beside it.
+            pub fn $values(&self) -> Vec<(&'static str, i64)> {
+                vec![$((stringify!($f), Figure::figure(self.$f))),+]
+            }
+        }
+    };
+}
+
+/// A struct of counters that add up: declared through this macro it gets `+=` (saturating,
+/// field by field), so a new counter is one field. Used for [`Summary`] (through `counters!`)
+/// and the replay's accumulators.
+macro_rules! summable {
+    (
+        $(#[$m:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fm:meta])* $fvis:vis $f:ident: $t:ty,)+
+        }
+    ) => {
+        $(#[$m])*
+        $vis struct $name {
+            $($(#[$fm])* $fvis $f: $t,)+
+        }
+
+        impl std::ops::AddAssign<&$name> for $name {
+            fn add_assign(&mut self, b: &$name) {
+                $(self.$f = self.$f.saturating_add(b.$f);)+
+            }
+        }
+    };
+}
+pub(crate) use summable;
+
+/// [`summable!`] for a public struct of figures: also its figure list (`FIELDS`, `fields()`,
+/// every field in declaration order).
+macro_rules! counters {
+    (
+        $(#[$m:meta])*
+        pub struct $name:ident {
+            $($(#[$fm:meta])* pub $f:ident: $t:ty,)+
+        }
+    ) => {
+        summable! {
+            $(#[$m])*
+            pub struct $name {
+                $($(#[$fm])* pub $f: $t,)+
+            }
+        }
+
+        figures!($name: FIELDS, fields => $($f),+);
+    };
+}
+
 /// Version of the JSON schema; bumped when the meaning of an existing key changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -173,64 +252,66 @@ pub struct FileInfo {
     pub detected_byte_order: Option<ByteOrder>,
 }
 
-/// Whole-trace totals. Field names are a contract.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Allocation records replayed (failed ones, `ptr == 0`, included).
-    pub allocs: u64,
-    /// Free records replayed (NULL and unknown frees included).
-    pub frees: u64,
-    /// Sum of `bytes_req` over allocations.
-    pub bytes_requested: u64,
-    /// Sum of `bytes_alloc` over allocations.
-    pub bytes_allocated: u64,
-    /// Sum of `bytes_alloc` of the allocations that frees closed.
-    pub bytes_freed: u64,
-    /// `bytes_allocated - bytes_requested` (negative only with short allocations).
-    pub fragmentation_bytes: i64,
-    /// Allocations whose `numa_node` is neither -1 nor the logging CPU's node.
-    pub cross_cpu_allocs: u64,
-    /// Frees logged on another CPU than their allocation.
-    pub cross_cpu_frees: u64,
-    /// Frees of `ptr == 0`.
-    pub null_frees: u64,
-    /// Frees of a non-NULL `ptr` with no open allocation.
-    pub unknown_frees: u64,
-    /// Frees whose `type_id` differs from their allocation's.
-    pub mismatched_frees: u64,
-    /// Allocations still open at the end.
-    pub live_allocations: u64,
-    /// `bytes_alloc` of the allocations still open at the end.
-    pub live_bytes: u64,
-    /// Sequence numbers missing from the merged stream.
-    pub lost_events: u64,
-    /// Allocations at a `ptr` that was still open: the earlier allocation's free was lost.
-    pub lost_frees: u64,
-    /// Allocations that returned NULL (`ptr == 0`).
-    pub failed_allocs: u64,
-    /// Allocations with `bytes_alloc < bytes_req`.
-    pub short_allocs: u64,
-    /// Allocations with `bytes_req == 0`.
-    pub zero_byte_requests: u64,
-    /// Known records decoded (before the call-site filter).
-    pub records: u64,
-    /// Records left out by the call-site filter.
-    pub filtered_out: u64,
-    /// Well-framed records with an unknown event or type id, skipped.
-    pub unknown_records: u64,
-    /// Sequence numbers seen more than once.
-    pub duplicate_seqs: u64,
-    /// Records whose sequence number is lower than the one before in the merged stream.
-    pub out_of_order_seqs: u64,
-    /// Records whose sequence number lies outside the numbers of the records before and after
-    /// them in their own file (a corrupt number): replayed in their file's order, left out of the
-    /// sequence accounting.
-    #[serde(default)]
-    pub bad_seqs: u64,
-    /// Damaged regions.
-    pub damaged_regions: u64,
-    /// Bytes in damaged regions.
-    pub damaged_bytes: u64,
+counters! {
+    /// Whole-trace totals. Field names are a contract.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Summary {
+        /// Allocation records replayed (failed ones, `ptr == 0`, included).
+        pub allocs: u64,
+        /// Free records replayed (NULL and unknown frees included).
+        pub frees: u64,
+        /// Sum of `bytes_req` over allocations.
+        pub bytes_requested: u64,
+        /// Sum of `bytes_alloc` over allocations.
+        pub bytes_allocated: u64,
+        /// Sum of `bytes_alloc` of the allocations that frees closed.
+        pub bytes_freed: u64,
+        /// `bytes_allocated - bytes_requested` (negative only with short allocations).
+        pub fragmentation_bytes: i64,
+        /// Allocations whose `numa_node` is neither -1 nor the logging CPU's node.
+        pub cross_cpu_allocs: u64,
+        /// Frees logged on another CPU than their allocation.
+        pub cross_cpu_frees: u64,
+        /// Frees of `ptr == 0`.
+        pub null_frees: u64,
+        /// Frees of a non-NULL `ptr` with no open allocation.
+        pub unknown_frees: u64,
+        /// Frees whose `type_id` differs from their allocation's.
+        pub mismatched_frees: u64,
+        /// Allocations still open at the end.
+        pub live_allocations: u64,
+        /// `bytes_alloc` of the allocations still open at the end.
+        pub live_bytes: u64,
+        /// Sequence numbers missing from the merged stream.
+        pub lost_events: u64,
+        /// Allocations at a `ptr` that was still open: the earlier allocation's free was lost.
+        pub lost_frees: u64,
+        /// Allocations that returned NULL (`ptr == 0`).
+        pub failed_allocs: u64,
+        /// Allocations with `bytes_alloc < bytes_req`.
+        pub short_allocs: u64,
+        /// Allocations with `bytes_req == 0`.
+        pub zero_byte_requests: u64,
+        /// Known records decoded (before the call-site filter).
+        pub records: u64,
+        /// Records left out by the call-site filter.
+        pub filtered_out: u64,
+        /// Well-framed records with an unknown event or type id, skipped.
+        pub unknown_records: u64,
+        /// Sequence numbers seen more than once.
+        pub duplicate_seqs: u64,
+        /// Records whose sequence number is lower than the one before in the merged stream.
+        pub out_of_order_seqs: u64,
+        /// Records whose sequence number lies outside the numbers of the records before and after
+        /// them in their own file (a corrupt number): replayed in their file's order, left out of the
+        /// sequence accounting.
+        #[serde(default)]
+        pub bad_seqs: u64,
+        /// Damaged regions.
+        pub damaged_regions: u64,
+        /// Bytes in damaged regions.
+        pub damaged_bytes: u64,
+    }
 }
 
 /// Per allocator family.
@@ -256,6 +337,10 @@ pub struct TypeRow {
     /// Bytes open at the end.
     pub live_bytes: u64,
 }
+
+figures!(TypeRow: FIELDS, fields =>
+    allocs, frees, bytes_requested, bytes_allocated, bytes_freed, fragmentation_bytes,
+    live_allocations, live_bytes);
 
 /// Figures of one call site (or one function), split by type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +371,36 @@ pub struct SiteStats {
     pub by_type: Vec<TypeSplit>,
 }
 
+// A diff compares these six of a call site's figures (the text and markdown columns).
+figures!(SiteStats: COMPARED, compared =>
+    hits, bytes_requested, bytes_allocated, fragmentation_bytes, cross_cpu_frees, frees);
+
+impl std::ops::AddAssign<&SiteStats> for SiteStats {
+    /// Add another call site's figures (a function's rows sum their call sites').
+    fn add_assign(&mut self, s: &SiteStats) {
+        self.hits += s.hits;
+        self.bytes_requested = self.bytes_requested.saturating_add(s.bytes_requested);
+        self.bytes_allocated = self.bytes_allocated.saturating_add(s.bytes_allocated);
+        self.fragmentation_bytes = self
+            .fragmentation_bytes
+            .saturating_add(s.fragmentation_bytes);
+        self.frees += s.frees;
+        self.freed += s.freed;
+        self.cross_cpu_frees += s.cross_cpu_frees;
+        self.cross_cpu_allocs += s.cross_cpu_allocs;
+        self.mismatched_frees += s.mismatched_frees;
+        self.live_allocations += s.live_allocations;
+        self.live_bytes = self.live_bytes.saturating_add(s.live_bytes);
+        for t in &s.by_type {
+            match self.by_type.iter_mut().find(|x| x.type_id == t.type_id) {
+                Some(x) => *x += t,
+                None => self.by_type.push(t.clone()),
+            }
+        }
+        self.by_type.sort_by_key(|t| t.type_id);
+    }
+}
+
 /// One type's share of a call site.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeSplit {
@@ -300,6 +415,16 @@ pub struct TypeSplit {
     pub bytes_requested: u64,
     /// Sum of `bytes_alloc`.
     pub bytes_allocated: u64,
+}
+
+impl std::ops::AddAssign<&TypeSplit> for TypeSplit {
+    /// Add the same type's share of another call site.
+    fn add_assign(&mut self, t: &TypeSplit) {
+        self.allocs += t.allocs;
+        self.frees += t.frees;
+        self.bytes_requested = self.bytes_requested.saturating_add(t.bytes_requested);
+        self.bytes_allocated = self.bytes_allocated.saturating_add(t.bytes_allocated);
+    }
 }
 
 /// One call-site address.
@@ -367,6 +492,8 @@ pub struct PageOrderRow {
     pub live_allocations: u64,
 }
 
+figures!(PageOrderRow: FIELDS, fields => allocs, frees, bytes_allocated, live_allocations);
+
 /// One power-of-two size class of the size histogram: `[min, max]` bytes.
 ///
 /// `requests` counts the allocations whose `bytes_req` is in the class, `allocations` those whose
@@ -386,6 +513,8 @@ pub struct SizeRow {
     /// Their `bytes_alloc`.
     pub bytes_allocated: u64,
 }
+
+figures!(SizeRow: FIELDS, fields => requests, bytes_requested, allocations, bytes_allocated);
 
 /// Number of power-of-two size classes: 0, then `[2^(k-1), 2^k)` for k = 1..=64.
 pub const SIZE_CLASSES: usize = 65;
@@ -694,4 +823,91 @@ pub(crate) fn sort_rows<T: Sortable>(rows: &mut [T], keys: &[String]) {
         }
         ident_cmp(&a.ident(), &b.ident())
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON keys of a row type, in serialisation order.
+    fn keys<T: Default + Serialize>() -> Vec<String> {
+        match serde_json::to_value(T::default()).unwrap() {
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            v => panic!("not an object: {v}"),
+        }
+    }
+
+    /// Every figure list (`figures!`, `counters!`) against the serialised keys of its struct:
+    /// a full list is every key but the row's identity, in any order, each once; the call-site
+    /// list a diff compares is a subset. And every summary figure has its line in the schema
+    /// document. A field added to a struct without its list, or the reverse, fails here.
+    #[test]
+    fn figure_lists_match_the_serialised_keys() {
+        let sorted = |v: Vec<&str>| {
+            let mut v: Vec<String> = v.into_iter().map(String::from).collect();
+            v.sort();
+            v
+        };
+        // (struct, its list, its JSON keys, the keys that identify a row rather than count)
+        type Full<'a> = (&'a str, &'a [&'a str], Vec<String>, &'a [&'a str]);
+        let full: [Full<'_>; 4] = [
+            ("Summary", Summary::FIELDS, keys::<Summary>(), &[]),
+            ("TypeRow", TypeRow::FIELDS, keys::<TypeRow>(), &["type"]),
+            (
+                "PageOrderRow",
+                PageOrderRow::FIELDS,
+                keys::<PageOrderRow>(),
+                &["order"],
+            ),
+            (
+                "SizeRow",
+                SizeRow::FIELDS,
+                keys::<SizeRow>(),
+                &["min", "max"],
+            ),
+        ];
+        for (name, list, keys, identity) in full {
+            let mut ours: Vec<&str> = list.to_vec();
+            ours.extend(identity);
+            assert_eq!(
+                sorted(ours),
+                sorted(keys.iter().map(String::as_str).collect()),
+                "{name}"
+            );
+        }
+        let site = keys::<SiteStats>();
+        for f in SiteStats::COMPARED {
+            assert!(site.iter().any(|k| k == f), "SiteStats::COMPARED: {f}");
+        }
+        let schema = include_str!("../docs/report-schema.md");
+        for f in Summary::FIELDS {
+            assert!(
+                schema.contains(&format!("| `{f}` |")),
+                "report-schema.md: summary {f}"
+            );
+        }
+    }
+
+    /// `+=` on a summary adds every field (the shards' and the merge's figures are added so).
+    #[test]
+    fn summaries_add_field_by_field() {
+        let mut a = Summary {
+            allocs: 1,
+            fragmentation_bytes: -3,
+            ..Summary::default()
+        };
+        let b = Summary {
+            allocs: 2,
+            damaged_bytes: 5,
+            fragmentation_bytes: 1,
+            ..Summary::default()
+        };
+        a += &b;
+        let v: Vec<i64> = a.fields().into_iter().map(|(_, v)| v).collect();
+        assert_eq!(v.iter().sum::<i64>(), 3 + 5 - 2);
+        assert_eq!(
+            (a.allocs, a.damaged_bytes, a.fragmentation_bytes),
+            (3, 5, -2)
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! the rest of the file is reported as not examined (a 64 GiB sparse file of zeros costs a few
 //! milliseconds, not a minute).
 
-use crate::abi::{self, ByteOrder, Header, Record, FREE_SIZE, TYPE_COUNT};
+use crate::abi::{self, field, ByteOrder, Header, Record, FREE_SIZE, TYPE_COUNT};
 use serde::{Deserialize, Serialize};
 
 /// How far (in bytes) a resynchronisation searches before giving up on the rest of a file.
@@ -179,7 +179,10 @@ fn resync(b: &[u8], from: usize, order: ByteOrder) -> Option<usize> {
     let mut p = from;
     while p < end {
         // Cheap rejection first: most garbage fails on the ids.
-        if b[p] <= 1 && p + 1 < b.len() && (b[p + 1] as usize) < TYPE_COUNT && anchored(b, p, order)
+        if b[p + field::EVENT_ID] <= abi::EVENT_FREE
+            && p + field::TYPE_ID < b.len()
+            && (b[p + field::TYPE_ID] as usize) < TYPE_COUNT
+            && anchored(b, p, order)
         {
             return Some(p);
         }
@@ -250,9 +253,10 @@ impl Scanner<'_> {
         debug_assert_eq!(BIG, self.order == ByteOrder::Big);
         let at = self.pos;
         let rest = self.b.get(at..)?;
-        let r: &[u8; 8] = rest.first_chunk()?;
-        let (event_id, type_id) = (r[0], r[1]);
-        let a = [r[2], r[3]];
+        // The header and the sequence number.
+        let r: &[u8; field::CALL_SITE] = rest.first_chunk()?;
+        let (event_id, type_id) = (r[field::EVENT_ID], r[field::TYPE_ID]);
+        let a = abi::arr(r, field::EVENT_SIZE);
         let size = if BIG {
             u16::from_be_bytes(a)
         } else {
@@ -271,7 +275,7 @@ impl Scanner<'_> {
             return None;
         }
         self.pos = at + size;
-        let s = [r[4], r[5], r[6], r[7]];
+        let s = abi::arr(r, field::SEQ_NUM);
         Some(if BIG {
             i32::from_be_bytes(s)
         } else {
@@ -293,8 +297,8 @@ pub(crate) fn decode_at(b: &[u8], at: usize, order: ByteOrder) -> Ev {
 /// The call site and pointer of the known record at `at` of `b`, big-endian if `BIG`.
 #[inline(always)]
 pub(crate) fn site_and_ptr_as<const BIG: bool>(b: &[u8], at: usize) -> (u64, u64) {
-    let r: &[u8; 24] = b[at..at + FREE_SIZE].try_into().expect("a known record");
-    let (c, p) = (abi::arr(r, 8), abi::arr(r, 16));
+    let r: &[u8; FREE_SIZE] = b[at..at + FREE_SIZE].try_into().expect("a known record");
+    let (c, p) = (abi::arr(r, field::CALL_SITE), abi::arr(r, field::PTR));
     if BIG {
         (u64::from_be_bytes(c), u64::from_be_bytes(p))
     } else {
@@ -330,11 +334,11 @@ pub(crate) fn decode_as<const BIG: bool>(b: &[u8], at: usize) -> Ev {
         // Only a free fits in what is left: its allocation fields are absent.
         let r = &b[at..at + FREE_SIZE];
         return Ev {
-            event_id: r[0],
-            type_id: r[1],
-            seq: u32_::<BIG>(r, 4) as i32,
-            call_site: u64_::<BIG>(r, 8),
-            ptr: u64_::<BIG>(r, 16),
+            event_id: r[field::EVENT_ID],
+            type_id: r[field::TYPE_ID],
+            seq: u32_::<BIG>(r, field::SEQ_NUM) as i32,
+            call_site: u64_::<BIG>(r, field::CALL_SITE),
+            ptr: u64_::<BIG>(r, field::PTR),
             bytes_req: 0,
             bytes_alloc: 0,
             gfp: 0,
@@ -342,18 +346,18 @@ pub(crate) fn decode_as<const BIG: bool>(b: &[u8], at: usize) -> Ev {
         };
     };
     // Select without branches: alloc/free is close to a coin toss, a branch on it mispredicts.
-    let is_alloc = r[0] == abi::EVENT_ALLOC;
+    let is_alloc = r[field::EVENT_ID] == abi::EVENT_ALLOC;
     let pick = |v: u64, free: u64| std::hint::select_unpredictable(is_alloc, v, free);
     Ev {
-        event_id: r[0],
-        type_id: r[1],
-        seq: u32_::<BIG>(r, 4) as i32,
-        call_site: u64_::<BIG>(r, 8),
-        ptr: u64_::<BIG>(r, 16),
-        bytes_req: pick(u64_::<BIG>(r, 24), 0),
-        bytes_alloc: pick(u64_::<BIG>(r, 32), 0),
-        gfp: pick(u32_::<BIG>(r, 40) as u64, 0) as u32,
-        node: pick(u32_::<BIG>(r, 44) as u64, u32::MAX as u64) as u32 as i32,
+        event_id: r[field::EVENT_ID],
+        type_id: r[field::TYPE_ID],
+        seq: u32_::<BIG>(r, field::SEQ_NUM) as i32,
+        call_site: u64_::<BIG>(r, field::CALL_SITE),
+        ptr: u64_::<BIG>(r, field::PTR),
+        bytes_req: pick(u64_::<BIG>(r, field::BYTES_REQ), 0),
+        bytes_alloc: pick(u64_::<BIG>(r, field::BYTES_ALLOC), 0),
+        gfp: pick(u32_::<BIG>(r, field::GFP_FLAGS) as u64, 0) as u32,
+        node: pick(u32_::<BIG>(r, field::NUMA_NODE) as u64, u32::MAX as u64) as u32 as i32,
     }
 }
 
@@ -378,14 +382,26 @@ impl Iterator for Scanner<'_> {
                     ev: Ev {
                         event_id: h.event_id,
                         type_id: h.type_id,
-                        seq: order.u32(abi::arr(r, 4)) as i32,
-                        call_site: order.u64(abi::arr(r, 8)),
-                        ptr: order.u64(abi::arr(r, 16)),
-                        bytes_req: if alloc { order.u64(abi::arr(r, 24)) } else { 0 },
-                        bytes_alloc: if alloc { order.u64(abi::arr(r, 32)) } else { 0 },
-                        gfp: if alloc { order.u32(abi::arr(r, 40)) } else { 0 },
+                        seq: order.u32(abi::arr(r, field::SEQ_NUM)) as i32,
+                        call_site: order.u64(abi::arr(r, field::CALL_SITE)),
+                        ptr: order.u64(abi::arr(r, field::PTR)),
+                        bytes_req: if alloc {
+                            order.u64(abi::arr(r, field::BYTES_REQ))
+                        } else {
+                            0
+                        },
+                        bytes_alloc: if alloc {
+                            order.u64(abi::arr(r, field::BYTES_ALLOC))
+                        } else {
+                            0
+                        },
+                        gfp: if alloc {
+                            order.u32(abi::arr(r, field::GFP_FLAGS))
+                        } else {
+                            0
+                        },
                         node: if alloc {
-                            order.u32(abi::arr(r, 44)) as i32
+                            order.u32(abi::arr(r, field::NUMA_NODE)) as i32
                         } else {
                             -1
                         },

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The report assembly: the merge's accounting ([`Produced`]) and the replay's figures
+//! ([`ReplayOut`]) made into a [`Report`], one function per section.
+//!
+//! Grouping of call-site rows (today by function, in [`site_rows`]) lives here: the replay keeps
+//! figures per call-site address only.
+
+use super::merge::Produced;
+use super::replay::{Found, PageAcc, PtrAcc, ReplayOut, SiteAcc, SizeAcc, TypeTotals};
+use super::AnalyzeOptions;
+use crate::abi::{AllocType, ByteOrder, TYPE_COUNT};
+use crate::input::TraceInput;
+use crate::meta::{self, Meta};
+use crate::report::*;
+use crate::symbols::Symbols;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// What [`super::analyze`] decided before the merge, as the report states it.
+pub(super) struct Plan {
+    /// Sort keys of the rows.
+    pub(super) sort: Vec<String>,
+    /// Each file's detected byte order.
+    pub(super) detected: Vec<Option<ByteOrder>>,
+    /// The trace's byte order.
+    pub(super) order: ByteOrder,
+    /// Page size used for page orders.
+    pub(super) page_size: u64,
+}
+
+/// `allocated - requested`, clamped to `i64` (byte sums saturate on absurd input instead of
+/// overflowing).
+fn frag(allocated: u64, requested: u64) -> i64 {
+    (allocated as i128 - requested as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// `function+0xoffset` of an address, when there are symbols.
+fn describe(syms: Option<&Symbols>, addr: u64) -> Option<String> {
+    syms.and_then(|s| s.describe(addr))
+}
+
+/// The report of one analysis.
+pub(super) fn build_report(
+    input: &TraceInput,
+    opts: &AnalyzeOptions,
+    plan: Plan,
+    mut p: Produced,
+    out: ReplayOut,
+) -> Report {
+    let ReplayOut { r, live_types } = out;
+    let syms = input.symbols.as_ref().filter(|s| !s.is_empty());
+    let meta = input.meta.as_ref();
+
+    // The replay's figures and the merge's are disjoint fields of one summary.
+    let mut summary = r.s.clone();
+    summary += &p.s;
+    summary.fragmentation_bytes = frag(summary.bytes_allocated, summary.bytes_requested);
+
+    let (callsites, functions) = site_rows(&r.sites, &p.sites, syms, &plan.sort, opts.max_rows);
+    let allocations = r
+        .ptrs
+        .as_ref()
+        .map(|ptrs| alloc_rows(ptrs, &p.sites, syms, opts.max_rows));
+    let findings = findings(input, opts, &plan.detected, &mut p, r.found, syms);
+    let overruns = meta.and_then(|m| m.total_overruns);
+
+    let files = input
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FileInfo {
+            file: f.name.clone(),
+            cpu: f.cpu,
+            node: meta::node_of(meta, f.cpu),
+            bytes: f.bytes().len() as u64,
+            records: p.records_per_file[i],
+            detected_byte_order: plan.detected[i],
+        })
+        .collect();
+
+    Report {
+        schema_version: SCHEMA_VERSION,
+        trace: TraceInfo {
+            directory: input.dir.as_ref().map(|d| d.display().to_string()),
+            byte_order: Some(plan.order),
+            files,
+            machine: meta.and_then(|m| m.machine.clone()),
+            kernel_release: meta.and_then(|m| m.kernel_release.clone()),
+            page_size: plan.page_size,
+            symbols: syms.is_some(),
+            callsite_filter: opts.callsite_filter.clone(),
+            sort: plan.sort,
+        },
+        summary,
+        types: type_rows(&r.types, &live_types),
+        callsites,
+        functions,
+        allocations,
+        pages: page_rows(&r.pages),
+        sizes: size_rows(&r.sizes),
+        findings,
+        lost: LostEvents {
+            lost_events: p.s.lost_events,
+            gaps: p.gap_count,
+            examples: p.gaps,
+            total_overruns: overruns,
+            duplicate_seqs: p.s.duplicate_seqs,
+            out_of_order_seqs: p.s.out_of_order_seqs,
+        },
+        damage: DamageReport {
+            regions_total: p.s.damaged_regions,
+            bytes: p.s.damaged_bytes,
+            regions: p.damage,
+        },
+    }
+}
+
+/// One row per allocator family, every family listed.
+fn type_rows(types: &[TypeTotals; TYPE_COUNT], live: &[(u64, u64); TYPE_COUNT]) -> Vec<TypeRow> {
+    AllocType::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let tt = types[i];
+            TypeRow {
+                type_id: Some(*t),
+                allocs: tt.allocs,
+                frees: tt.frees,
+                bytes_requested: tt.bytes_requested,
+                bytes_allocated: tt.bytes_allocated,
+                bytes_freed: tt.bytes_freed,
+                fragmentation_bytes: frag(tt.bytes_allocated, tt.bytes_requested),
+                live_allocations: live[i].0,
+                live_bytes: live[i].1,
+            }
+        })
+        .collect()
+}
+
+/// A call site's figures; its totals are the sums of its types'.
+fn site_stats(a: &SiteAcc) -> SiteStats {
+    let mut st = SiteStats {
+        freed: a.freed,
+        cross_cpu_frees: a.cross_cpu_frees,
+        cross_cpu_allocs: a.cross_cpu_allocs,
+        mismatched_frees: a.mismatched_frees,
+        live_allocations: a.live_allocations,
+        live_bytes: a.live_bytes,
+        ..SiteStats::default()
+    };
+    for (t, ta) in a.types.iter().enumerate() {
+        st.hits += ta.allocs;
+        st.bytes_requested = st.bytes_requested.saturating_add(ta.bytes_requested);
+        st.bytes_allocated = st.bytes_allocated.saturating_add(ta.bytes_allocated);
+        st.frees += ta.frees;
+        if ta.allocs + ta.frees > 0 {
+            st.by_type.push(TypeSplit {
+                type_id: AllocType::from_id(t as u8),
+                allocs: ta.allocs,
+                frees: ta.frees,
+                bytes_requested: ta.bytes_requested,
+                bytes_allocated: ta.bytes_allocated,
+            });
+        }
+    }
+    st.fragmentation_bytes = frag(st.bytes_allocated, st.bytes_requested);
+    st
+}
+
+/// The call-site rows and, with symbols, the function rows (the call sites grouped by the
+/// function they are in), sorted and cut to `max_rows`.
+fn site_rows(
+    acc: &[SiteAcc],
+    addrs: &[u64],
+    syms: Option<&Symbols>,
+    sort: &[String],
+    max_rows: Option<usize>,
+) -> (Vec<CallsiteRow>, Vec<FunctionRow>) {
+    let mut callsites: Vec<CallsiteRow> = acc
+        .iter()
+        .zip(addrs)
+        .map(|(a, addr)| CallsiteRow {
+            call_site: *addr,
+            symbol: describe(syms, *addr),
+            stats: site_stats(a),
+        })
+        .collect();
+    let mut functions = Vec::new();
+    if let Some(s) = syms {
+        let mut by_fn: BTreeMap<String, FunctionRow> = BTreeMap::new();
+        for c in &callsites {
+            let name = s
+                .resolve(c.call_site)
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_else(|| "[unknown]".into());
+            let row = by_fn.entry(name.clone()).or_insert_with(|| FunctionRow {
+                function: name,
+                call_sites: 0,
+                stats: SiteStats::default(),
+            });
+            row.call_sites += 1;
+            row.stats += &c.stats;
+        }
+        functions = by_fn.into_values().collect();
+    }
+    sort_rows(&mut callsites, sort);
+    sort_rows(&mut functions, sort);
+    if let Some(n) = max_rows {
+        callsites.truncate(n);
+        functions.truncate(n);
+    }
+    (callsites, functions)
+}
+
+/// The per-address rows, by bytes, hits, address; only the rows kept get materialised.
+fn alloc_rows(
+    ptrs: &crate::table::PtrTable<PtrAcc>,
+    addrs: &[u64],
+    syms: Option<&Symbols>,
+    max_rows: Option<usize>,
+) -> Vec<AllocRow> {
+    // With a row limit the best rows are picked in one pass, keeping the worst of them on top
+    // of a heap.
+    let rank = |(ptr, a): (u64, &PtrAcc)| (Reverse(a.bytes_allocated), Reverse(a.hits), ptr);
+    let used = ptrs.iter().filter(|(_, a)| a.hits > 0);
+    let v: Vec<(u64, &PtrAcc)> = match max_rows {
+        Some(n) => {
+            let mut best = BinaryHeap::with_capacity(n.saturating_add(1).min(1 << 16));
+            for e in used {
+                let key = rank(e);
+                if best.len() < n {
+                    best.push(key);
+                } else if let Some(mut worst) = best.peek_mut() {
+                    if key < *worst {
+                        *worst = key;
+                    }
+                }
+            }
+            best.into_sorted_vec()
+                .into_iter()
+                .filter_map(|(_, _, ptr)| Some((ptr, ptrs.get(ptr)?)))
+                .collect()
+        }
+        None => {
+            let mut v: Vec<(u64, &PtrAcc)> = used.collect();
+            v.sort_unstable_by_key(|e| rank(*e));
+            v
+        }
+    };
+    v.into_iter()
+        .map(|(ptr, a)| {
+            let addr = addrs[a.site as usize];
+            AllocRow {
+                ptr,
+                hits: a.hits,
+                bytes_requested: a.bytes_requested,
+                bytes_allocated: a.bytes_allocated,
+                fragmentation_bytes: frag(a.bytes_allocated, a.bytes_requested),
+                cross_cpu_frees: a.cross_cpu_frees,
+                call_site: addr,
+                symbol: describe(syms, addr),
+                live: a.live,
+            }
+        })
+        .collect()
+}
+
+/// One row per page order seen.
+fn page_rows(pages: &BTreeMap<u32, PageAcc>) -> Vec<PageOrderRow> {
+    pages
+        .iter()
+        .map(|(o, a)| PageOrderRow {
+            order: *o,
+            allocs: a.allocs,
+            frees: a.frees,
+            bytes_allocated: a.bytes_allocated,
+            live_allocations: a.live_allocations,
+        })
+        .collect()
+}
+
+/// One row per size class used by a request or an allocation.
+fn size_rows(sizes: &[SizeAcc]) -> Vec<SizeRow> {
+    sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.requests + a.allocations > 0)
+        .map(|(k, a)| {
+            let (min, max) = size_class_bounds(k);
+            SizeRow {
+                min,
+                max,
+                requests: a.requests,
+                bytes_requested: a.bytes_requested,
+                allocations: a.allocations,
+                bytes_allocated: a.bytes_allocated,
+            }
+        })
+        .collect()
+}
+
+/// A finding before symbols: count, examples, busiest call sites.
+type Pending = (u64, Vec<Example>, Vec<FindingSite>);
+
+/// Every finding, in [`FindingKind`] order: the replay's, the merge's (it keeps its examples;
+/// `p`'s example lists are taken) and the metadata's.
+fn findings(
+    input: &TraceInput,
+    opts: &AnalyzeOptions,
+    detected: &[Option<ByteOrder>],
+    p: &mut Produced,
+    replayed: BTreeMap<FindingKind, Found>,
+    syms: Option<&Symbols>,
+) -> Vec<Finding> {
+    let meta = input.meta.as_ref();
+    let mut found: BTreeMap<FindingKind, Pending> = replayed
+        .into_iter()
+        .map(|(k, f)| (k, replay_finding(f, &p.sites)))
+        .collect();
+    let mut put = |kind: FindingKind, count: u64, examples: Vec<Example>| {
+        if count > 0 {
+            found.insert(kind, (count, examples, Vec::new()));
+        }
+    };
+    put(
+        FindingKind::LostEvents,
+        p.s.lost_events,
+        p.gaps
+            .iter()
+            .take(opts.examples)
+            .map(|g| Example {
+                seq: Some(g.after_seq),
+                detail: Some(format!(
+                    "{} sequence numbers missing after {}",
+                    g.missing, g.after_seq
+                )),
+                ..Example::default()
+            })
+            .collect(),
+    );
+    let overruns = meta.and_then(|m| m.total_overruns);
+    put(
+        FindingKind::Overruns,
+        overruns.unwrap_or(0),
+        vec![Example {
+            detail: Some(format!("total_overruns = {} bytes", overruns.unwrap_or(0))),
+            ..Example::default()
+        }],
+    );
+    put(
+        FindingKind::DuplicateSeq,
+        p.s.duplicate_seqs,
+        std::mem::take(&mut p.dup_examples),
+    );
+    put(
+        FindingKind::OutOfOrderSeq,
+        p.s.out_of_order_seqs,
+        std::mem::take(&mut p.ooo_examples),
+    );
+    put(
+        FindingKind::BadSeq,
+        p.s.bad_seqs,
+        std::mem::take(&mut p.bad_seq_examples),
+    );
+    put(
+        FindingKind::DamagedRecords,
+        p.s.damaged_regions,
+        p.damage
+            .iter()
+            .take(opts.examples)
+            .map(|d| Example {
+                file: Some(d.file.clone()),
+                offset: Some(d.offset),
+                detail: Some(format!(
+                    "{}: {} bytes: {}",
+                    d.kind.name(),
+                    d.length,
+                    d.detail
+                )),
+                ..Example::default()
+            })
+            .collect(),
+    );
+    put(
+        FindingKind::UnknownRecord,
+        p.s.unknown_records,
+        std::mem::take(&mut p.unknown_examples),
+    );
+    if let Some(m) = meta {
+        let mut meta_examples = meta_mismatches(input, m, detected);
+        let meta_count = meta_examples.len() as u64;
+        meta_examples.truncate(opts.examples);
+        put(FindingKind::MetaMismatch, meta_count, meta_examples);
+    }
+    found
+        .into_iter()
+        .map(|(kind, (count, examples, sites))| Finding {
+            kind,
+            count,
+            description: kind.description().into(),
+            by_call_site: sites
+                .into_iter()
+                .map(|mut x| {
+                    x.symbol = describe(syms, x.call_site);
+                    x
+                })
+                .collect(),
+            examples: examples
+                .into_iter()
+                .map(|mut e| {
+                    if e.symbol.is_none() {
+                        e.symbol = e.call_site.and_then(|a| describe(syms, a));
+                    }
+                    e
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A replay finding: its busiest call sites (then by address) and its examples.
+fn replay_finding(f: Found, addrs: &[u64]) -> Pending {
+    let mut sites: Vec<FindingSite> = f
+        .by_site
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .filter_map(|(i, &count)| {
+            Some(FindingSite {
+                call_site: *addrs.get(i)?,
+                symbol: None,
+                count,
+            })
+        })
+        .collect();
+    sites.sort_by_key(|x| (Reverse(x.count), x.call_site));
+    sites.truncate(FINDING_SITES);
+    let ex = f
+        .examples
+        .into_iter()
+        .map(|(rec, detail)| Example {
+            seq: Some(rec.seq),
+            cpu: Some(rec.cpu),
+            call_site: addrs.get(rec.site as usize).copied(),
+            symbol: None,
+            ptr: Some(rec.ptr),
+            detail,
+            ..Example::default()
+        })
+        .collect();
+    (f.count, ex, sites)
+}
+
+/// Where `meta.json` disagrees with the files: a CPU's byte count, the byte order.
+fn meta_mismatches(input: &TraceInput, m: &Meta, detected: &[Option<ByteOrder>]) -> Vec<Example> {
+    let mut out = Vec::new();
+    for f in &input.files {
+        let listed = m.cpus.iter().find(|c| c.cpu == f.cpu).and_then(|c| c.bytes);
+        if let Some(mb) = listed.filter(|mb| *mb != f.bytes().len() as u64) {
+            out.push(Example {
+                file: Some(f.name.clone()),
+                offset: Some(mb.min(f.bytes().len() as u64)),
+                detail: Some(format!(
+                    "meta.json says {mb} bytes for cpu {}, the file has {}",
+                    f.cpu,
+                    f.bytes().len()
+                )),
+                ..Example::default()
+            });
+        }
+    }
+    if let Some(mo) = m.byte_order {
+        let disagree: Vec<&str> = input
+            .files
+            .iter()
+            .zip(detected)
+            .filter(|(_, d)| d.is_some_and(|d| d != mo))
+            .map(|(f, _)| f.name.as_str())
+            .collect();
+        out.extend(disagree.iter().map(|f| Example {
+            file: Some(f.to_string()),
+            detail: Some(format!(
+                "meta.json says byte_order {mo}, the data is {}",
+                mo.swapped()
+            )),
+            ..Example::default()
+        }));
+    }
+    out
+}

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0-only
+use super::*;
+use crate::abi::{AllocFields, AllocType, Record};
+use crate::report::*;
+use crate::synth::{synth_in_memory, SynthOptions};
+
+fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64, node: i32) -> Record {
+    Record {
+        type_id: ty,
+        seq,
+        call_site: site,
+        ptr,
+        alloc: Some(AllocFields {
+            bytes_req: req,
+            bytes_alloc: al,
+            gfp_flags: 0,
+            numa_node: node,
+        }),
+        features: vec![],
+    }
+}
+
+fn free(seq: i32, ty: AllocType, site: u64, ptr: u64) -> Record {
+    Record {
+        type_id: ty,
+        seq,
+        call_site: site,
+        ptr,
+        alloc: None,
+        features: vec![],
+    }
+}
+
+fn input_of(cpus: &[(u32, Vec<Record>)], order: ByteOrder) -> TraceInput {
+    TraceInput::from_streams(cpus.iter().map(|(c, rs)| {
+        let mut b = Vec::new();
+        for r in rs {
+            r.encode_into(order, &mut b);
+        }
+        (*c, b)
+    }))
+}
+
+/// The size histogram counts each allocation once by request and once by allocated size,
+/// failed ones included, and the sharded replay adds the shards' classes up.
+#[test]
+fn size_histogram_counts_requests_against_allocations() {
+    use AllocType::*;
+    let cpu0 = vec![
+        alloc(1, Kmalloc, 0x100, 0x1000, 100, 128, -1),
+        alloc(2, Kmalloc, 0x100, 0x2000, 129, 192, -1),
+        alloc(3, Kmalloc, 0x100, 0, 0, 0, -1), // failed, zero bytes
+        alloc(4, Pages, 0x200, 0x10000, 4096, 4096, -1),
+        free(5, Kmalloc, 0x300, 0x1000),
+    ];
+    let input = input_of(&[(0, cpu0)], ByteOrder::Little);
+    let row = |min, max, requests, bytes_requested, allocations, bytes_allocated| SizeRow {
+        min,
+        max,
+        requests,
+        bytes_requested,
+        allocations,
+        bytes_allocated,
+    };
+    let expected = vec![
+        row(0, 0, 1, 0, 1, 0),
+        row(64, 127, 1, 100, 0, 0),
+        row(128, 255, 1, 129, 2, 128 + 192),
+        row(4096, 8191, 1, 4096, 1, 4096),
+    ];
+    for parallel in [false, true] {
+        let opts = AnalyzeOptions {
+            parallel,
+            ..AnalyzeOptions::default()
+        };
+        assert_eq!(analyze(&input, &opts).unwrap().sizes, expected);
+    }
+    assert_eq!(size_class_bounds(64), (1 << 63, u64::MAX));
+    assert_eq!(size_class(u64::MAX), 64);
+}
+
+/// A slab page and its first object share an address, and a large kmalloc logs a page
+/// allocation and a kmalloc at the same address: neither is a lost free.
+#[test]
+fn pages_and_slab_objects_at_one_address_are_separate_allocations() {
+    use AllocType::*;
+    let cpu0 = vec![
+        alloc(1, Pages, 0x400, 0x10000, 4096, 4096, -1), // the slab's page
+        alloc(2, KmemCache, 0x200, 0x10000, 64, 64, -1), // its first object
+        alloc(3, Pages, 0x400, 0x20000, 16384, 16384, -1), // a large kmalloc's pages
+        alloc(4, Kmalloc, 0x100, 0x20000, 10000, 16384, -1), // and the kmalloc itself
+        free(5, KmemCache, 0x300, 0x10000),
+        free(6, Pages, 0x500, 0x10000),
+        free(7, Kmalloc, 0x300, 0x20000),
+        free(8, Pages, 0x500, 0x20000),
+        free(9, Pages, 0x500, 0x30000), // a page free matches no slab object
+    ];
+    let input = input_of(&[(0, cpu0)], ByteOrder::Little);
+    let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+    let s = &r.summary;
+    assert_eq!(s.lost_frees, 0);
+    assert_eq!(s.mismatched_frees, 0);
+    assert_eq!(s.unknown_frees, 1);
+    assert_eq!(s.live_allocations, 0);
+    assert_eq!(s.bytes_freed, 4096 + 64 + 16384 + 16384);
+}
+
+#[test]
+fn replay_semantics_by_example() {
+    use AllocType::*;
+    let cpu0 = vec![
+        alloc(1, Kmalloc, 0x100, 0xa000, 10, 16, -1),
+        alloc(2, KmemCache, 0x200, 0xb000, 24, 24, 1), // node 1 from a node-0 CPU
+        free(4, Kmalloc, 0x300, 0xb000),               // mismatched (cache freed by kfree)
+        free(5, Kmalloc, 0x300, 0),                    // NULL free
+        free(6, Kmalloc, 0x300, 0xdead),               // unknown free
+        alloc(7, Kmalloc, 0x100, 0xc000, 100, 128, -1),
+        alloc(8, Kmalloc, 0x100, 0xc000, 5, 8, -1), // lost free of seq 7
+        alloc(12, Pages, 0x400, 0x10000, 8192, 8192, -1), // seqs 10, 11 lost
+    ];
+    let cpu1 = vec![
+        free(3, Kmalloc, 0x300, 0xa000),
+        alloc(9, Kmalloc, 0x100, 0xe000, 0, 8, -1),
+    ];
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        let input = input_of(&[(0, cpu0.clone()), (1, cpu1.clone())], order);
+        let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+        let s = &r.summary;
+        assert_eq!((s.allocs, s.frees), (6, 4));
+        assert_eq!(s.bytes_requested, 10 + 24 + 100 + 5 + 8192);
+        assert_eq!(s.bytes_allocated, 16 + 24 + 128 + 8 + 8 + 8192);
+        assert_eq!(s.bytes_freed, 16 + 24);
+        assert_eq!(
+            s.fragmentation_bytes,
+            (16 + 24 + 128 + 8 + 8 + 8192) - (10 + 24 + 100 + 5 + 8192)
+        );
+        assert_eq!(s.cross_cpu_allocs, 1);
+        assert_eq!(s.cross_cpu_frees, 1);
+        assert_eq!(s.null_frees, 1);
+        assert_eq!(s.unknown_frees, 1);
+        assert_eq!(s.mismatched_frees, 1);
+        assert_eq!(s.lost_frees, 1);
+        assert_eq!(s.zero_byte_requests, 1);
+        assert_eq!((s.live_allocations, s.live_bytes), (3, 8 + 8 + 8192));
+        assert_eq!(s.lost_events, 2);
+        assert_eq!(
+            r.lost.examples,
+            vec![Gap {
+                after_seq: 9,
+                missing: 2
+            }]
+        );
+        assert_eq!(
+            r.pages,
+            vec![PageOrderRow {
+                order: 1,
+                allocs: 1,
+                frees: 0,
+                bytes_allocated: 8192,
+                live_allocations: 1
+            }]
+        );
+        let kinds: Vec<_> = r.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                FindingKind::MismatchedFree,
+                FindingKind::UnknownFree,
+                FindingKind::LostFree,
+                FindingKind::ZeroByteRequest,
+                FindingKind::LostEvents
+            ]
+        );
+        let site = r.callsites.iter().find(|c| c.call_site == 0x100).unwrap();
+        assert_eq!(
+            (
+                site.stats.hits,
+                site.stats.cross_cpu_frees,
+                site.stats.live_allocations
+            ),
+            (4, 1, 2)
+        );
+    }
+}
+
+#[test]
+fn synth_summary_is_reproduced_exactly() {
+    for (order, cpus, wrap, lose, nodes) in [
+        (ByteOrder::Little, 1, false, 0, 1),
+        (ByteOrder::Big, 2, true, 7, 1),
+        (ByteOrder::Little, 4, true, 1000, 2),
+        (ByteOrder::Big, 3, false, 3, 3),
+    ] {
+        let opts = SynthOptions {
+            events: 30_000,
+            cpus,
+            order,
+            wrap,
+            lose,
+            nodes,
+            max_live: 3000,
+            seed: cpus as u64,
+            ..SynthOptions::default()
+        };
+        let (input, out) = synth_in_memory(&opts);
+        for parallel in [true, false] {
+            let r = analyze(
+                &input,
+                &AnalyzeOptions {
+                    parallel,
+                    ..AnalyzeOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(r.summary, out.summary, "{opts:?} parallel={parallel}");
+            assert_eq!(r.trace.byte_order, Some(order));
+        }
+    }
+}
+
+#[test]
+fn sharded_replay_gives_the_single_thread_report() {
+    let (input, _) = synth_in_memory(&SynthOptions {
+        events: 40_000,
+        cpus: 3,
+        max_live: 500,
+        ..SynthOptions::default()
+    });
+    let one = AnalyzeOptions {
+        parallel: false,
+        alloc_rows: true,
+        examples: 3,
+        ..AnalyzeOptions::default()
+    };
+    let base = analyze(&input, &one).unwrap();
+    for (replay_threads, batch_records) in [
+        (1, None),
+        (2, None),
+        (3, None),
+        (2, Some(1)),
+        (3, Some(7)),
+        (2, Some(100_000)),
+    ] {
+        let opts = AnalyzeOptions {
+            parallel: true,
+            replay_threads,
+            batch_records,
+            ..one.clone()
+        };
+        assert_eq!(
+            analyze(&input, &opts).unwrap(),
+            base,
+            "{replay_threads} replay threads, batches of {batch_records:?}"
+        );
+    }
+}
+
+#[test]
+fn callsite_filter_keeps_only_matching_functions() {
+    let (input, _) = synth_in_memory(&SynthOptions {
+        events: 5000,
+        ..SynthOptions::default()
+    });
+    let r = analyze(
+        &input,
+        &AnalyzeOptions {
+            callsite_filter: vec!["alloc_skb".into(), "kstr*".into()],
+            ..AnalyzeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(r.summary.filtered_out > 0);
+    assert_eq!(r.summary.records, 5000);
+    for f in &r.functions {
+        assert!(
+            f.function == "alloc_skb" || f.function.starts_with("kstr"),
+            "{}",
+            f.function
+        );
+    }
+    let no_syms = TraceInput::from_streams(vec![(0, vec![])]);
+    assert!(matches!(
+        analyze(
+            &no_syms,
+            &AnalyzeOptions {
+                callsite_filter: vec!["x".into()],
+                ..Default::default()
+            }
+        ),
+        Err(Error::FilterWithoutSymbols)
+    ));
+}
+
+#[test]
+fn mixed_byte_orders_are_an_error_unless_overridden() {
+    let r = vec![alloc(1, AllocType::Kmalloc, 1, 2, 3, 4, -1)];
+    let mut input = input_of(&[(0, r.clone())], ByteOrder::Little);
+    input
+        .files
+        .extend(input_of(&[(1, r)], ByteOrder::Big).files);
+    let e = analyze(&input, &AnalyzeOptions::default()).unwrap_err();
+    assert!(matches!(e, Error::MixedByteOrder { .. }), "{e}");
+    let rep = analyze(
+        &input,
+        &AnalyzeOptions {
+            endian: Some(ByteOrder::Little),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rep.summary.records, 1);
+    assert_eq!(rep.summary.damaged_regions, 1);
+}
+
+#[test]
+fn a_corrupt_sequence_number_does_not_derail_the_merge() {
+    use AllocType::*;
+    // cpu0 allocates, cpu1 frees; one of cpu0's numbers has a flipped high byte.
+    let mut cpu0 = Vec::new();
+    let mut cpu1 = Vec::new();
+    for i in 0..50 {
+        let seq = 2 * i + 1;
+        cpu0.push(alloc(seq, Kmalloc, 0x100, 0x1000 + i as u64 * 64, 8, 8, -1));
+        cpu1.push(free(seq + 1, Kmalloc, 0x200, 0x1000 + i as u64 * 64));
+    }
+    cpu0[20].seq ^= 0x4000_0000;
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        let r = analyze(
+            &input_of(&[(0, cpu0.clone()), (1, cpu1.clone())], order),
+            &AnalyzeOptions::default(),
+        )
+        .unwrap();
+        let s = &r.summary;
+        assert_eq!(
+            (s.bad_seqs, s.lost_events, s.out_of_order_seqs),
+            (1, 1, 0),
+            "{s:?}"
+        );
+        assert_eq!(
+            (s.unknown_frees, s.lost_frees, s.live_allocations),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::BadSeq)
+            .unwrap();
+        assert_eq!(f.examples[0].offset, Some(20 * 48));
+        assert_eq!(f.examples[0].file.as_deref(), Some("cpu0.out"));
+    }
+}
+
+#[test]
+fn duplicate_sequence_numbers_are_counted_and_replayed() {
+    let a = vec![alloc(1, AllocType::Kmalloc, 1, 0x10, 3, 4, -1)];
+    let b = vec![alloc(1, AllocType::Kmalloc, 1, 0x20, 3, 4, -1)];
+    let r = analyze(
+        &input_of(&[(0, a), (1, b)], ByteOrder::Little),
+        &AnalyzeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((r.summary.duplicate_seqs, r.summary.allocs), (1, 2));
+}
+
+#[test]
+fn strict_mode_turns_damage_into_an_error_naming_file_and_offset() {
+    let mut b = Vec::new();
+    alloc(1, AllocType::Kmalloc, 1, 0x10, 3, 4, -1).encode_into(ByteOrder::Little, &mut b);
+    b.extend_from_slice(&[0u8; 10]);
+    let input = TraceInput::from_streams(vec![(0, b)]);
+    let e = analyze(
+        &input,
+        &AnalyzeOptions {
+            strict: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cpu0.out at byte 48: partial_record: event_id 0 type_id 0 event_size 0 with 10 bytes left (and 0 more damaged regions)"
+    );
+    let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
+    assert_eq!((r.summary.allocs, r.damage.bytes), (1, 10));
+}
