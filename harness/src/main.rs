@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use kmemtrace::cli_doc::{self, Section};
 
 use kmt::arch::{self, Arch, ArchArg};
 use kmt::cache::Cache;
@@ -21,7 +22,8 @@ use kmt::{compare, doctor, image, kernel};
 #[command(
     name = "kmt",
     version,
-    about = "Build a kmemtrace kernel, boot it in QEMU, collect and analyse its allocation trace"
+    about = "Build a kmemtrace kernel, boot it in QEMU, collect and analyse its allocation trace",
+    after_long_help = long_help_tail()
 )]
 struct Cli {
     /// The kmt repository (default: $KMT_REPO, else found from the current directory).
@@ -42,6 +44,51 @@ struct KernelArgs {
     /// An extra Kconfig fragment merged after kmt's own (repeatable).
     #[arg(long = "config")]
     configs: Vec<PathBuf>,
+}
+
+/// The man page's EXIT STATUS: [`Outcome::ALL`] with their codes and meanings.
+fn exit_status() -> Section {
+    Section {
+        title: "EXIT STATUS",
+        items: Outcome::ALL
+            .iter()
+            .map(|o| {
+                (
+                    format!("{} {}", o.exit_code(), o.name()),
+                    o.meaning().to_string(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The environment variables kmt reads.
+fn environment() -> Section {
+    let items = [
+        ("KMT_CACHE_DIR", "the build cache (default: $XDG_CACHE_HOME/kmt, else ~/.cache/kmt)"),
+        ("KMT_REPO", "the kmt repository when --repo is not given (default: found from the current directory)"),
+        ("KMT_LOG", "the log filter, tracing's EnvFilter syntax (default: info; e.g. KMT_LOG=debug)"),
+        ("KMT_SKIP_E2E", "1: the test suite marks its QEMU and perf trials ignored (for work on the analysis alone; CI refuses it)"),
+    ];
+    Section {
+        title: "ENVIRONMENT",
+        items: items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// `--help`'s last part: the exit codes and the environment.
+fn long_help_tail() -> String {
+    let mut s = String::new();
+    for section in [exit_status(), environment()] {
+        s.push_str(&format!("{}:\n", section.title));
+        for (term, text) in section.items {
+            s.push_str(&format!("  {term}: {}\n", text.replace('`', "")));
+        }
+    }
+    s
 }
 
 #[derive(Subcommand)]
@@ -90,6 +137,17 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         accel: AccelChoice,
+    },
+    /// Print the shell completion script for SHELL (e.g. `kmt completions bash >
+    /// /usr/share/bash-completion/completions/kmt`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff: kmt(1), or kmt-SUBCOMMAND(1) (e.g. `kmt man run | man -l -`).
+    Man {
+        /// A subcommand whose page to print.
+        subcommand: Option<String>,
     },
 }
 
@@ -295,12 +353,40 @@ fn outcome_of(e: &anyhow::Error) -> Outcome {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
-    let repo = match cli.repo.clone().or_else(kmt::find_repo) {
+    // What needs no repository.
+    match cli.command {
+        Command::Completions { shell } => {
+            print!(
+                "{}",
+                String::from_utf8_lossy(&cli_doc::completions(Cli::command(), shell))
+            );
+            Ok(Outcome::Ok)
+        }
+        Command::Man { subcommand } => {
+            // The page without --help's text version of these: they have their own sections.
+            let cmd = Cli::command().after_long_help(None::<&str>);
+            let extra = [exit_status(), environment()];
+            let page = match subcommand {
+                None => cli_doc::man_page(cmd, &extra)?,
+                Some(name) => cli_doc::subcommand_man_page(&cmd, &name, &extra)
+                    .ok_or_else(|| UsageError::new(format!("no subcommand {name:?}")))??,
+            };
+            print!("{}", String::from_utf8_lossy(&page));
+            Ok(Outcome::Ok)
+        }
+        command => real_main_in_repo(cli.repo, command),
+    }
+}
+
+fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<Outcome> {
+    let repo = match repo.or_else(kmt::find_repo) {
         Some(r) => r,
         None => anyhow::bail!("cannot find the kmt repository (kernel/ and guest-tools/): run from inside it or pass --repo"),
     };
     let cache = Cache::from_env();
-    match cli.command {
+    match command {
+        // Printed by real_main, which needs no repository for them.
+        Command::Completions { .. } | Command::Man { .. } => Ok(Outcome::Ok),
         Command::Doctor { arch } => {
             let a = arches(&arch);
             let all = doctor::prerequisites(&a);

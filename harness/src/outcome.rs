@@ -77,6 +77,27 @@ impl Outcome {
         }
     }
 
+    /// What the outcome means, as the README's exit-code table, `--help` and the man page say it
+    /// (a test keeps the README's table equal to this).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Outcome::Ok => "the trace came back whole and was analysed",
+            Outcome::HarnessError => "kmt itself failed (an I/O error of its own, e.g. a full disk)",
+            Outcome::UsageError => "a bad argument, found before anything is built or written: an unknown workload, `--smp` outside 1–8, `--memory` outside 128–16384, `--timeout` outside 1–86400, a missing `--config`/`--kernel-src`/`--exec` file, an `--exec` program for another machine, a bad `--fail-on`, an `--out` that exists and is not empty (also clap's own errors); nothing is created, not even the output directory",
+            Outcome::PrerequisitesMissing => "a package is missing and could not be installed; the message has the `apt-get` line",
+            Outcome::KernelBuildFailed => "patching, configuring or building the kernel failed (last 50 log lines + log path)",
+            Outcome::ImageBuildFailed => "building guest-tools or the initramfs failed",
+            Outcome::BootFailed => "the guest ended without the `KMT-STATUS` sentinel",
+            Outcome::KernelPanic => "the console shows a panic, Oops, BUG, RCU stall or soft lockup",
+            Outcome::Timeout => "the guest was still running at the deadline; QEMU was stopped",
+            Outcome::CollectorFailed => "init printed `KMT-STATUS: fail <reason>` or the trace is incomplete",
+            Outcome::TraceDamaged => "the trace came back with overruns, lost events or damaged records",
+            Outcome::AnalysisFailed => "the analysis could not read the trace (not one record of it decodes, for one)",
+            Outcome::ThresholdCrossed => "`kmt compare`: every run worked and a `--fail-on` threshold was crossed",
+            Outcome::Interrupted => "Ctrl-C / SIGTERM; QEMU was stopped and reaped",
+        }
+    }
+
     /// The snake_case name used in manifests and summaries.
     pub fn name(self) -> String {
         serde_json::to_value(self)
@@ -113,7 +134,7 @@ mod tests {
         let start = readme
             .find("### Outcomes and exit codes")
             .expect("the README has the exit-code table");
-        let rows: Vec<(i32, String)> = readme[start..]
+        let rows: Vec<(i32, String, String)> = readme[start..]
             .lines()
             .skip_while(|l| !l.starts_with("| exit"))
             .skip(2)
@@ -123,12 +144,13 @@ mod tests {
                 (
                     cells[1].parse().expect("an exit code"),
                     cells[2].trim_matches('`').to_string(),
+                    cells[3].to_string(),
                 )
             })
             .collect();
-        let mut code: Vec<(i32, String)> = Outcome::ALL
+        let mut code: Vec<(i32, String, String)> = Outcome::ALL
             .iter()
-            .map(|o| (o.exit_code(), o.name()))
+            .map(|o| (o.exit_code(), o.name(), o.meaning().to_string()))
             .collect();
         code.sort();
         assert_eq!(rows, code);

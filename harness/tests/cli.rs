@@ -118,3 +118,32 @@ fn a_refused_out_dir_keeps_the_user_s_files() {
         assert_eq!(std::fs::read_dir(mine.path()).unwrap().count(), 1, "{cmd}");
     }
 }
+
+/// The man page and the completions come from the same clap definitions as `--help`, and the
+/// man page's EXIT STATUS lists every outcome's code; neither needs the repository.
+#[test]
+fn man_page_and_completions_are_generated() {
+    let (man, _cwd, _) = kmt(&["man"]);
+    let man = String::from_utf8_lossy(&man.stdout).to_string();
+    assert!(man.contains(".TH kmt 1"), "{man}");
+    assert!(man.contains(".SH \"EXIT STATUS\"") && man.contains(".SH \"ENVIRONMENT\""));
+    for o in kmt::outcome::Outcome::ALL {
+        assert!(
+            man.contains(&format!("\\fB{} {}\\fR", o.exit_code(), o.name())),
+            "{o}"
+        );
+    }
+    assert!(man.contains("KMT_CACHE_DIR") && man.contains("compare"));
+    let (run, _cwd, _) = kmt(&["man", "run"]);
+    assert!(String::from_utf8_lossy(&run.stdout).contains(".TH kmt-run 1"));
+    let (nosuch, _cwd, _) = kmt(&["man", "nosuch"]);
+    assert_eq!(nosuch.status.code(), Some(2));
+    let elsewhere = Command::new(env!("CARGO_BIN_EXE_kmt"))
+        .args(["completions", "bash"])
+        .current_dir(std::env::temp_dir())
+        .env_remove("KMT_REPO")
+        .output()
+        .unwrap();
+    assert!(elsewhere.status.success());
+    assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("_kmt()"));
+}

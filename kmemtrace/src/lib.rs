@@ -45,6 +45,7 @@
 pub mod abi;
 mod analyze;
 pub mod check;
+pub mod cli_doc;
 pub mod convert;
 mod dest;
 pub mod diff;

@@ -14,7 +14,8 @@
 //! Every error is typed: the library's [`kmemtrace::Error::exit_code`] and [`CliError::exit_code`]
 //! map them onto the table. Fatal messages go to stderr, naming the file.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use kmemtrace::cli_doc::{self, Section};
 use kmemtrace::{ByteOrder, KmemtraceExitCode};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,8 @@ use std::process::ExitCode;
 #[command(
     name = "kmemtrace",
     version,
-    about = "Analyse kmemtrace kernel memory allocation traces"
+    about = "Analyse kmemtrace kernel memory allocation traces",
+    after_long_help = exit_status_help()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -212,6 +214,38 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "little")]
         endian: Endian,
     },
+    /// Print the shell completion script for SHELL (e.g. `kmemtrace completions bash >
+    /// /usr/share/bash-completion/completions/kmemtrace`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff: kmemtrace(1), or kmemtrace-SUBCOMMAND(1) (e.g.
+    /// `kmemtrace man report | man -l -`).
+    Man {
+        /// A subcommand whose page to print.
+        subcommand: Option<String>,
+    },
+}
+
+/// The exit codes, from [`KmemtraceExitCode::TABLE`]: the man page's EXIT STATUS.
+fn exit_status() -> Section {
+    Section {
+        title: "EXIT STATUS",
+        items: KmemtraceExitCode::TABLE
+            .iter()
+            .map(|(code, name, meaning)| (format!("{code} {name}"), meaning.to_string()))
+            .collect(),
+    }
+}
+
+/// `--help`'s last part: the exit codes.
+fn exit_status_help() -> String {
+    let mut s = String::from("Exit status:\n");
+    for (term, text) in exit_status().items {
+        s.push_str(&format!("  {term}: {}\n", text.replace('`', "")));
+    }
+    s
 }
 
 /// Why the command failed. Each variant has its exit code ([`CliError::exit_code`]).
@@ -315,6 +349,25 @@ fn out_with(
 /// Run the command; `Ok` holds the exit code of a command that ran to its end.
 fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.cmd {
+        Cmd::Completions { shell } => {
+            out(&String::from_utf8_lossy(&cli_doc::completions(
+                Cli::command(),
+                shell,
+            )))?;
+            Ok(KmemtraceExitCode::OK)
+        }
+        Cmd::Man { subcommand } => {
+            // The page without --help's text version of the exit codes: it has its own section.
+            let cmd = Cli::command().after_long_help(None::<&str>);
+            let page = match subcommand {
+                None => cli_doc::man_page(cmd, &[exit_status()]),
+                Some(name) => cli_doc::subcommand_man_page(&cmd, &name, &[exit_status()])
+                    .ok_or_else(|| CliError::Usage(format!("no subcommand {name:?}")))?,
+            }
+            .map_err(CliError::Stdout)?;
+            out(&String::from_utf8_lossy(&page))?;
+            Ok(KmemtraceExitCode::OK)
+        }
         Cmd::Report {
             paths,
             caller,

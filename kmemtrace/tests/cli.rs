@@ -338,3 +338,30 @@ fn import_perf_failing_half_way_leaves_the_destination_as_it_was() {
     );
     assert_eq!(entries(d.path()), ["dst", "perf.txt"]);
 }
+
+/// The man pages and completions come from the clap definitions; EXIT STATUS lists the table.
+#[test]
+fn man_pages_and_completions_are_generated() {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (code, man) = run(&["man"]);
+    assert_eq!(code, Some(0));
+    assert!(man.contains(".TH kmemtrace 1") && man.contains(".SH \"EXIT STATUS\""));
+    for (c, name, _) in kmemtrace::KmemtraceExitCode::TABLE {
+        assert!(man.contains(&format!("\\fB{c} {name}\\fR")), "{name}");
+    }
+    let (_, report) = run(&["man", "report"]);
+    assert!(report.contains(".TH kmemtrace-report 1") && report.contains("callsite\\-filter"));
+    assert_eq!(run(&["man", "nosuch"]).0, Some(2));
+    let (code, fish) = run(&["completions", "fish"]);
+    assert_eq!(code, Some(0));
+    assert!(fish.contains("complete -c kmemtrace"));
+}
