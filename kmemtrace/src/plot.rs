@@ -115,6 +115,29 @@ fn line(x1: f64, y1: f64, x2: f64, y2: f64) -> Line {
         .set("stroke-width", 1)
 }
 
+/// The unit of an axis whose maximum is `max` bytes: B, KiB, MiB or GiB, as [`nice_bytes_max`]
+/// picks it, so every tick of one axis is in the same unit.
+fn bytes_unit(max: f64) -> (f64, &'static str) {
+    let mut unit = (1.0, "B");
+    for next in [(1024.0, "KiB"), (1048576.0, "MiB"), (1073741824.0, "GiB")] {
+        if max > 1000.0 * unit.0 {
+            unit = next;
+        }
+    }
+    unit
+}
+
+/// A tick label: `v` bytes in the unit of the axis maximum `max` (`6.2 KiB`, not `6400 B`).
+fn tick_bytes(v: f64, max: f64) -> String {
+    let (size, name) = bytes_unit(max);
+    let x = v / size;
+    if (x - x.round()).abs() < 0.05 {
+        format!("{} {name}", x.round())
+    } else {
+        format!("{x:.1} {name}")
+    }
+}
+
 /// A round axis maximum for bytes: 1, 2 or 5 times 10^k B, KiB, MiB or GiB.
 fn nice_bytes_max(v: f64) -> f64 {
     let mut unit = 1.0;
@@ -166,9 +189,15 @@ fn legend(g: Group, x: f64, y: f64, items: &[(&str, &str)]) -> Group {
     g
 }
 
+/// Functions whose allocations are the tracer's own: kmemtrace's relay buffers (logged when a CPU
+/// comes online while tracing, kernel/README.md). The chart leaves them out and says so; the
+/// report's tables keep them.
+const TRACER_OWN: &[&str] = &["relay_open_buf"];
+
 /// The top call sites by bytes allocated (functions when there are symbols).
 fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
-    let rows: Vec<(String, &crate::SiteStats)> = if r.trace.symbols && !r.functions.is_empty() {
+    let by_function = r.trace.symbols && !r.functions.is_empty();
+    let rows: Vec<(String, &crate::SiteStats)> = if by_function {
         r.functions
             .iter()
             .map(|f| (f.function.clone(), &f.stats))
@@ -179,7 +208,11 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
             .map(|c| (format!("{:#x}", c.call_site), &c.stats))
             .collect()
     };
-    let mut rows: Vec<_> = rows.into_iter().filter(|r| r.1.hits > 0).collect();
+    let (own, rows): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .filter(|r| r.1.hits > 0)
+        .partition(|r| by_function && TRACER_OWN.contains(&r.0.as_str()));
+    let mut rows = rows;
     rows.sort_by(|a, b| {
         b.1.bytes_allocated
             .cmp(&a.1.bytes_allocated)
@@ -196,10 +229,15 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
     let value_w = 150.0;
     let plot_w = WIDTH - 20.0 - label_w - value_w;
     let max = nice_bytes_max(rows.iter().map(|r| r.1.bytes_allocated).max().unwrap_or(0) as f64);
+    let what = if by_function {
+        "Top functions by bytes allocated"
+    } else {
+        "Top call sites by bytes allocated"
+    };
     let mut g = chart(
         "chart callsites",
         top,
-        "Top call sites by bytes allocated",
+        what,
         &[
             (BLUE, "requested"),
             (ORANGE, "fragmentation (allocated − requested)"),
@@ -207,6 +245,25 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
     );
     let x0 = 10.0 + label_w;
     let mut y = top + 48.0;
+    if !own.is_empty() {
+        let left_out: Vec<String> = own
+            .iter()
+            .map(|(name, s)| format!("{name} ({})", human_bytes(s.bytes_allocated as i64)))
+            .collect();
+        g = g.add(
+            text(
+                10.0,
+                y + 8.0,
+                format!(
+                    "left out: the tracer's own relay buffers, {}",
+                    left_out.join(", ")
+                ),
+            )
+            .set("class", "note"),
+        );
+        y += 18.0;
+    }
+    let chart_top = y;
     if rows.is_empty() {
         g = g.add(text(x0, y + 12.0, "no allocations"));
         return (g, y + 24.0 - top);
@@ -259,14 +316,24 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
         g = g.add(row);
         y += ROW_H;
     }
-    g = g
-        .add(line(x0, top + 46.0, x0, y + 2.0))
-        .add(text(x0, y + 16.0, "0").set("text-anchor", "middle"))
-        .add(
-            text(x0 + plot_w, y + 16.0, human_bytes(max as i64))
+    g = g.add(line(x0, chart_top - 2.0, x0, y + 2.0));
+    for i in 0..=4 {
+        let x = x0 + plot_w * i as f64 / 4.0;
+        let v = max * i as f64 / 4.0;
+        let label = if i == 0 {
+            "0".to_string()
+        } else {
+            tick_bytes(v, max)
+        };
+        if i > 0 {
+            g = g.add(line(x, chart_top - 2.0, x, y + 2.0).set("stroke-opacity", 0.3));
+        }
+        g = g.add(
+            text(x, y + 16.0, label)
                 .set("text-anchor", "middle")
-                .set("class", "axis-max"),
+                .set("class", if i == 4 { "tick axis-max" } else { "tick" }),
         );
+    }
     (g, y + 28.0 - top)
 }
 
@@ -275,7 +342,7 @@ fn size_chart(r: &Report, top: f64) -> (Group, f64) {
     let mut g = chart(
         "chart sizes",
         top,
-        "Allocations by size class: requested size against allocated size",
+        "Allocations by size class: requested size against allocated size (log scale)",
         &[
             (BLUE, "allocations by requested size"),
             (ORANGE, "allocations by allocated size"),
@@ -288,30 +355,38 @@ fn size_chart(r: &Report, top: f64) -> (Group, f64) {
         g = g.add(text(x0, plot_top + 12.0, "no allocations"));
         return (g, 72.0);
     }
-    let max = nice_max(
-        r.sizes
-            .iter()
-            .map(|s| s.requests.max(s.allocations))
-            .max()
-            .unwrap_or(0) as f64,
-    );
+    // Logarithmic: a boot has 10^5 allocations in one class and tens in others, which a linear
+    // axis draws as nothing. The axis goes up to the power of ten at or above the largest count.
+    let largest = r
+        .sizes
+        .iter()
+        .map(|s| s.requests.max(s.allocations))
+        .max()
+        .unwrap_or(0);
+    let decades = (largest.max(1) as f64).log10().ceil().max(1.0) as i32;
     let slot = (WIDTH - x0 - 20.0) / r.sizes.len() as f64;
     let bar = (slot * 0.4).min(28.0);
     let base = plot_top + plot_h;
-    for i in 0..=4 {
-        let v = max * i as f64 / 4.0;
-        let y = base - plot_h * i as f64 / 4.0;
+    for d in 0..=decades {
+        let y = base - plot_h * d as f64 / decades as f64;
         g = g
             .add(line(x0 - 4.0, y, WIDTH - 20.0, y).set("stroke-opacity", 0.3))
             .add(
-                text(x0 - 8.0, y + 4.0, short_count(v))
+                text(x0 - 8.0, y + 4.0, short_count(10f64.powi(d)))
                     .set("text-anchor", "end")
                     .set("class", "tick"),
             );
     }
     for (i, s) in r.sizes.iter().enumerate() {
         let cx = x0 + slot * (i as f64 + 0.5);
-        let h = |v: u64| v as f64 / max * plot_h;
+        // 1 sits on the base line's tick (10^0); 0 draws no bar.
+        let h = |v: u64| {
+            if v == 0 {
+                0.0
+            } else {
+                ((v as f64).log10() / decades as f64 * plot_h).max(2.0)
+            }
+        };
         let label = size_label(s.min, s.max);
         g = g.add(
             Group::new()
@@ -482,9 +557,10 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
             Status::Vanished => " (gone)",
             _ => "",
         };
+        let sign = if a.delta > 0 { "+" } else { "" };
         let change = match a.relative {
-            Some(rel) => format!("{:+} B ({:+.1}%)", a.delta, rel * 100.0),
-            None => format!("{:+} B", a.delta),
+            Some(rel) => format!("{sign}{} ({:+.1}%)", human_bytes(a.delta), rel * 100.0),
+            None => format!("{sign}{}", human_bytes(a.delta)),
         };
         let value_x = if a.delta > 0 {
             mid + w + 6.0
@@ -516,21 +592,25 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
     g = g
         .add(line(mid, top - 2.0, mid, y + 2.0))
         .add(text(mid, y + 16.0, "0").set("text-anchor", "middle"));
-    if more {
-        let t = text(
-            mid + half,
-            y + 16.0,
-            format!("+{}", human_bytes(max as i64)),
-        );
-        g = g.add(t.set("text-anchor", "middle"));
-    }
-    if less {
-        let t = text(
-            mid - half,
-            y + 16.0,
-            format!("-{}", human_bytes(max as i64)),
-        );
-        g = g.add(t.set("text-anchor", "middle"));
+    // Ticks at a quarter, a half, three quarters and all of the largest change, each side used.
+    for (used, dir, sign) in [(more, 1.0, "+"), (less, -1.0, "-")] {
+        if !used {
+            continue;
+        }
+        for i in 1..=4 {
+            let x = mid + dir * half * i as f64 / 4.0;
+            g = g
+                .add(line(x, top - 2.0, x, y + 2.0).set("stroke-opacity", 0.3))
+                .add(
+                    text(
+                        x,
+                        y + 16.0,
+                        format!("{sign}{}", tick_bytes(max * i as f64 / 4.0, max)),
+                    )
+                    .set("text-anchor", "middle")
+                    .set("class", "tick"),
+                );
+        }
     }
     y += 30.0;
     document(y, &title).add(g).to_string() + "\n"
@@ -539,6 +619,14 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_share_the_unit_of_their_axis() {
+        assert_eq!(tick_bytes(6400.0, 25600.0), "6.2 KiB");
+        assert_eq!(tick_bytes(12800.0, 25600.0), "12.5 KiB");
+        assert_eq!(tick_bytes(25.0, 100.0), "25 B");
+        assert_eq!(tick_bytes(5.0 * 1048576.0, 20.0 * 1048576.0), "5 MiB");
+    }
 
     #[test]
     fn nice_axis_maxima() {
