@@ -352,15 +352,24 @@ fn outcome_of(e: &anyhow::Error) -> Outcome {
     }
 }
 
+/// Writes `bytes` to stdout: a reader that went away (`kmt man | head`) ends the output quietly,
+/// any other failure is an error, never a panic.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<Outcome> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(Outcome::Ok),
+    }
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
     // What needs no repository.
     match cli.command {
         Command::Completions { shell } => {
-            print!(
-                "{}",
-                String::from_utf8_lossy(&cli_doc::completions(Cli::command(), shell))
-            );
-            Ok(Outcome::Ok)
+            write_stdout(&cli_doc::completions(Cli::command(), shell))
         }
         Command::Man { subcommand } => {
             // The page without --help's text version of these: they have their own sections.
@@ -371,8 +380,7 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 Some(name) => cli_doc::subcommand_man_page(&cmd, &name, &extra)
                     .ok_or_else(|| UsageError::new(format!("no subcommand {name:?}")))??,
             };
-            print!("{}", String::from_utf8_lossy(&page));
-            Ok(Outcome::Ok)
+            write_stdout(&page)
         }
         command => real_main_in_repo(cli.repo, command),
     }
