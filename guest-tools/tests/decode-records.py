@@ -3,7 +3,7 @@
 """decode-records.py [--json] TRACE_DIR [N] - sanity check of a trace directory (contracts.md section 1).
 
 Reads meta.json, decodes every record of every cpu<N>.out in the byte order meta.json gives
-(ABI v1, ../shared/reference/ABI.md), checks that each record is sane (event and type ids known,
+(ABI v1, docs/abi.md), checks that each record is sane (event and type ids known,
 event_size 24 for a free and >= 48 for an allocation, bytes_req > 0, bytes_alloc >= bytes_req,
 sequence numbers increasing within a CPU, unique across CPUs and without holes unless the
 kernel counted overruns, file sizes match meta.json),

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-// Golden records, written byte by byte from the ABI v1 table (`shared/reference/ABI.md`,
+// Golden records, written byte by byte from the ABI v1 table (`docs/abi.md`,
 // offsets 0 event_id, 1 type_id, 2 event_size u16, 4 seq_num i32, 8 call_site u64, 16 ptr u64,
 // then for an allocation 24 bytes_req u64, 32 bytes_alloc u64, 40 gfp_flags u32, 44 numa_node
 // i32, then features `u16 size, u8 id, size-3 bytes`), not produced by the crate's encoder.
