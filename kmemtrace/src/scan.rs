@@ -614,6 +614,12 @@ mod tests {
         assert_eq!(decode_all(&v, o), vec![r, rec(5, false)]);
     }
 
+    /// The record strategy the integration tests use too.
+    mod strategies {
+        use crate::abi::{AllocFields, AllocType, Record};
+        include!("../tests/common/strategies.rs");
+    }
+
     /// The records `tests/common/golden.rs` writes by hand from the ABI table.
     mod golden {
         use crate::abi::{AllocFields, AllocType, Record};
@@ -710,36 +716,8 @@ mod tests {
 
     fn piece() -> impl proptest::strategy::Strategy<Value = Piece> {
         use proptest::prelude::*;
-        let fields = (any::<u64>(), any::<u64>(), any::<u32>(), any::<i32>());
-        let known = (
-            0u8..3,
-            any::<i32>(),
-            any::<u64>(),
-            any::<u64>(),
-            proptest::option::of(fields),
-            proptest::collection::vec(
-                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..5)),
-                0..3,
-            ),
-        )
-            .prop_map(|(t, seq, call_site, ptr, alloc, feats)| {
-                let r = Record {
-                    type_id: AllocType::from_id(t).unwrap(),
-                    seq,
-                    call_site,
-                    ptr,
-                    alloc: alloc.map(|(bytes_req, bytes_alloc, gfp_flags, numa_node)| {
-                        AllocFields {
-                            bytes_req,
-                            bytes_alloc,
-                            gfp_flags,
-                            numa_node,
-                        }
-                    }),
-                    features: vec![],
-                };
-                Piece::Known(r, feats)
-            });
+        let known =
+            strategies::record_with_features(5).prop_map(|(r, feats)| Piece::Known(r, feats));
         prop_oneof![
             8 => known,
             1 => (2u8..=255, any::<u8>(), proptest::collection::vec(any::<u8>(), 20..40))

@@ -14,14 +14,6 @@ fn order() -> impl Strategy<Value = ByteOrder> {
     prop_oneof![Just(ByteOrder::Little), Just(ByteOrder::Big)]
 }
 
-/// Feature chains: entries of `u16 size, u8 id, size-3 bytes`, encoded later per byte order.
-fn features() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
-    proptest::collection::vec(
-        (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..6)),
-        0..3,
-    )
-}
-
 fn encode_features(f: &[(u8, Vec<u8>)], order: ByteOrder) -> Vec<u8> {
     let mut v = Vec::new();
     for (id, data) in f {
@@ -66,34 +58,7 @@ fn abi_bytes(r: &Record, order: ByteOrder) -> Vec<u8> {
 }
 
 fn record() -> impl Strategy<Value = (Record, Vec<(u8, Vec<u8>)>)> {
-    (
-        0u8..3,
-        any::<i32>(),
-        any::<u64>(),
-        any::<u64>(),
-        proptest::option::of((any::<u64>(), any::<u64>(), any::<u32>(), any::<i32>())),
-        features(),
-    )
-        .prop_map(|(t, seq, call_site, ptr, alloc, feats)| {
-            (
-                Record {
-                    type_id: AllocType::from_id(t).unwrap(),
-                    seq,
-                    call_site,
-                    ptr,
-                    alloc: alloc.map(|(bytes_req, bytes_alloc, gfp_flags, numa_node)| {
-                        AllocFields {
-                            bytes_req,
-                            bytes_alloc,
-                            gfp_flags,
-                            numa_node,
-                        }
-                    }),
-                    features: vec![],
-                },
-                feats,
-            )
-        })
+    strategies::record_with_features(6)
 }
 
 /// Records per replay batch in the analysis (`BATCH` in `analyze.rs`): the split property

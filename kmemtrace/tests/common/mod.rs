@@ -10,6 +10,12 @@ pub mod golden {
     include!("golden.rs");
 }
 
+/// Proptest strategies, shared with the crate's unit tests.
+pub mod strategies {
+    use kmemtrace::{AllocFields, AllocType, Record};
+    include!("strategies.rs");
+}
+
 pub fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64) -> Record {
     Record {
         type_id: ty,
