@@ -122,12 +122,7 @@ fn run_with(
             .map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
     }
     let req = RunRequest {
-        kernel: KernelRequest {
-            arch,
-            repo: repo(),
-            kernel_src: None,
-            extra_fragments: Vec::new(),
-        },
+        kernel: KernelRequest::new(arch, repo()),
         workload: workload.into(),
         param,
         exec,

@@ -28,18 +28,47 @@ use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::error::{RunError, UsageError};
 use crate::kernel::KernelRequest;
+use crate::kernels::{Allocator, KernelVersion};
 use crate::outcome::Outcome;
 use crate::run::{self, AccelChoice, RunRequest};
 
 /// What differs between the two sides (anything left empty is shared).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Side {
-    /// A kernel tree instead of Debian's linux-source-6.12.
+    /// The kernel version (its Debian source package and patch series).
+    #[serde(serialize_with = "version_name")]
+    pub kernel: &'static KernelVersion,
+    /// The slab allocator.
+    #[serde(serialize_with = "allocator_name")]
+    pub allocator: &'static Allocator,
+    /// A kernel tree instead of Debian's source package.
     pub kernel_src: Option<PathBuf>,
     /// Extra Kconfig fragments.
     pub configs: Vec<PathBuf>,
     /// Extra kernel command-line arguments.
     pub append: Vec<String>,
+}
+
+fn version_name<S: serde::Serializer>(k: &&KernelVersion, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.name)
+}
+
+fn allocator_name<S: serde::Serializer>(a: &&Allocator, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.name)
+}
+
+impl Default for Side {
+    /// The default kernel (6.12) with its default allocator (SLUB), nothing else.
+    fn default() -> Side {
+        let kernel = crate::kernels::default_kernel();
+        Side {
+            kernel,
+            allocator: kernel.default_allocator(),
+            kernel_src: None,
+            configs: Vec::new(),
+            append: Vec::new(),
+        }
+    }
 }
 
 /// Which side a run belongs to.
@@ -123,6 +152,8 @@ pub fn plan(req: &CompareRequest) -> Vec<PlannedRun> {
                     req: RunRequest {
                         kernel: KernelRequest {
                             arch,
+                            kernel: s.kernel,
+                            allocator: s.allocator,
                             repo: req.repo.clone(),
                             kernel_src: s.kernel_src.clone(),
                             extra_fragments: s.configs.clone(),

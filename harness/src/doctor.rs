@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::kernel::KernelBuild;
+use crate::kernels::KernelVersion;
 use crate::proc::{Cmd, CommandFailed};
 use crate::qemu;
 use crate::scratch::Scratch;
@@ -46,8 +47,8 @@ fn file(path: &str) -> Probe {
     Probe::File(path.into())
 }
 
-/// The prerequisites for building and booting `arches`.
-pub fn prerequisites(arches: &[&Arch]) -> Vec<Prereq> {
+/// The prerequisites for building `kernels` and booting them on `arches`.
+pub fn prerequisites(arches: &[&Arch], kernels: &[&KernelVersion]) -> Vec<Prereq> {
     let mut v = vec![
         p("make", prog("make"), "make"),
         p("C compiler", prog("gcc"), "gcc"),
@@ -73,12 +74,14 @@ pub fn prerequisites(arches: &[&Arch]) -> Vec<Prereq> {
         p("xz (kernel source)", prog("xz"), "xz-utils"),
         p("patch", prog("patch"), "patch"),
         p("cpio", prog("cpio"), "cpio"),
-        p(
-            "kernel source",
-            file(crate::kernel::SOURCE_TARBALL),
-            crate::kernel::SOURCE_PACKAGE,
-        ),
     ];
+    for k in kernels {
+        v.push(p(
+            &format!("Linux {} source", k.name),
+            file(k.tarball),
+            k.package,
+        ));
+    }
     for a in arches {
         v.push(p(
             &format!("QEMU for {}", a.name),
@@ -122,8 +125,8 @@ pub fn present(p: &Prereq) -> bool {
 }
 
 /// The missing prerequisites.
-pub fn missing(arches: &[&Arch]) -> Vec<Prereq> {
-    prerequisites(arches)
+pub fn missing(arches: &[&Arch], kernels: &[&KernelVersion]) -> Vec<Prereq> {
+    prerequisites(arches, kernels)
         .into_iter()
         .filter(|p| !present(p))
         .collect()
@@ -176,9 +179,15 @@ pub fn kvm_device_usable() -> bool {
         .is_ok()
 }
 
-/// Checks the prerequisites for `arches`; installs what is missing when allowed and root.
-pub fn ensure_prerequisites(arches: &[&Arch], allowed: bool, log: &Path) -> Result<(), String> {
-    let lacking = missing(arches);
+/// Checks the prerequisites for `kernels` on `arches`; installs what is missing when allowed and
+/// root.
+pub fn ensure_prerequisites(
+    arches: &[&Arch],
+    kernels: &[&KernelVersion],
+    allowed: bool,
+    log: &Path,
+) -> Result<(), String> {
+    let lacking = missing(arches, kernels);
     if lacking.is_empty() {
         return Ok(());
     }
@@ -187,7 +196,7 @@ pub fn ensure_prerequisites(arches: &[&Arch], allowed: bool, log: &Path) -> Resu
     if allowed && is_root() {
         eprintln!("kmt: installing missing packages: {}", pkgs.join(" "));
         install(&pkgs, log).map_err(|e| e.to_string())?;
-        let still = missing(arches);
+        let still = missing(arches, kernels);
         if still.is_empty() {
             return Ok(());
         }
@@ -250,7 +259,11 @@ mod tests {
     #[test]
     fn every_arch_needs_its_qemu() {
         let all: Vec<&Arch> = ARCHES.iter().collect();
-        let pre = prerequisites(&all);
+        let kernels: Vec<&KernelVersion> = crate::kernels::KERNELS.iter().collect();
+        let pre = prerequisites(&all, &kernels);
+        for k in &kernels {
+            assert!(pre.iter().any(|p| p.package == k.package), "{}", k.name);
+        }
         for a in ARCHES {
             assert!(
                 pre.iter().any(|p| p.package == a.qemu_package),
@@ -262,7 +275,7 @@ mod tests {
 
     #[test]
     fn cross_arches_need_a_cross_compiler_and_static_libc() {
-        let pre = prerequisites(&[lookup("ppc64").unwrap()]);
+        let pre = prerequisites(&[lookup("ppc64").unwrap()], &[]);
         let pkgs = packages(&pre);
         assert!(pkgs.contains(&"gcc-powerpc64-linux-gnu".to_string()));
         assert!(pkgs.contains(&"libc6-dev-ppc64-cross".to_string()));

@@ -10,11 +10,8 @@ use std::time::Instant;
 
 use crate::arch::Arch;
 use crate::cache::{Cache, CacheError, KeyBuilder};
+use crate::kernels::{Allocator, KernelVersion};
 use crate::proc::{Cmd, CommandFailed};
-
-/// Debian's kernel source package and the tarball it installs.
-pub const SOURCE_PACKAGE: &str = "linux-source-6.12";
-pub const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 
 /// Bumped whenever the recipe below changes in a way that changes the output.
 const RECIPE: &str = "kmt-kernel-recipe-1";
@@ -23,8 +20,8 @@ const RECIPE: &str = "kmt-kernel-recipe-1";
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// The kernel source is missing.
-    #[error("the kernel source {} is missing: install it with `apt-get install {SOURCE_PACKAGE}` (or pass --kernel-src DIR)", .0.display())]
-    NoSource(PathBuf),
+    #[error("the kernel source {} is missing: install it with `apt-get install {package}` (or pass --kernel-src DIR)", .path.display())]
+    NoSource { path: PathBuf, package: &'static str },
     /// The tree given with --kernel-src is not a kernel tree.
     #[error("--kernel-src {}: not a kernel source tree (it has no Makefile)", .0.display())]
     NotATree(PathBuf),
@@ -60,6 +57,10 @@ fn read(path: &Path) -> Result<Vec<u8>, KernelError> {
 #[derive(Debug, Clone)]
 pub struct KernelRequest {
     pub arch: &'static Arch,
+    /// The kernel version: its source package and patch series.
+    pub kernel: &'static KernelVersion,
+    /// The slab allocator, a Kconfig fragment merged after the architecture's.
+    pub allocator: &'static Allocator,
     /// The kmt repository (for kernel/patches and kernel/config).
     pub repo: PathBuf,
     /// A user's own kernel tree instead of Debian's tarball.
@@ -85,9 +86,36 @@ pub struct KernelBuild {
     pub config_hash: String,
 }
 
-/// The patch files named by `kernel/patches/series`, in order.
-pub fn series(repo: &Path) -> Result<Vec<PathBuf>, KernelError> {
-    let dir = repo.join("kernel/patches");
+impl KernelRequest {
+    /// A request for the default kernel (6.12) and allocator (SLUB) on `arch`.
+    pub fn new(arch: &'static Arch, repo: PathBuf) -> KernelRequest {
+        let kernel = crate::kernels::default_kernel();
+        KernelRequest {
+            arch,
+            kernel,
+            allocator: kernel.default_allocator(),
+            repo,
+            kernel_src: None,
+            extra_fragments: Vec::new(),
+        }
+    }
+
+    /// The tarball of the chosen version's Debian source package.
+    fn tarball(&self) -> &'static Path {
+        Path::new(self.kernel.tarball)
+    }
+
+    fn no_source(&self, path: &Path) -> KernelError {
+        KernelError::NoSource {
+            path: path.into(),
+            package: self.kernel.package,
+        }
+    }
+}
+
+/// The patch files named by the `series` of `kernel`'s series directory, in order.
+pub fn series(repo: &Path, kernel: &KernelVersion) -> Result<Vec<PathBuf>, KernelError> {
+    let dir = repo.join(kernel.patches);
     let path = dir.join("series");
     let text = String::from_utf8_lossy(&read(&path)?).into_owned();
     let names = parse_series(&text);
@@ -120,7 +148,7 @@ pub fn parse_series(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `kernel/patches/SOURCE`: `key=value` lines naming the Debian package, version and tarball
+/// `kernel/patches/<version>/SOURCE`: `key=value` lines naming the Debian package, version and tarball
 /// checksum the series was made against.
 pub fn parse_source(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -133,13 +161,18 @@ pub fn parse_source(text: &str) -> BTreeMap<String, String> {
 
 /// Compares the installed Debian source with the one the series was made against: None when
 /// they match, else what differs.
-fn source_mismatch(repo: &Path, version: &str, sha256: Option<&str>) -> Option<String> {
-    let text = fs::read_to_string(repo.join("kernel/patches/SOURCE")).ok()?;
+fn source_mismatch(
+    req: &KernelRequest,
+    version: &str,
+    sha256: Option<&str>,
+) -> Option<String> {
+    let text = fs::read_to_string(req.repo.join(req.kernel.patches).join("SOURCE")).ok()?;
     let want = parse_source(&text);
     let mut why = Vec::new();
     if let Some(v) = want.get("version").filter(|v| *v != version) {
         why.push(format!(
-            "the series was made against {SOURCE_PACKAGE} {v}, {version} is installed"
+            "the series was made against {} {v}, {version} is installed",
+            req.kernel.package
         ));
     }
     if let (Some(w), Some(h)) = (want.get("sha256"), sha256) {
@@ -152,11 +185,13 @@ fn source_mismatch(repo: &Path, version: &str, sha256: Option<&str>) -> Option<S
     (!why.is_empty()).then(|| why.join("; "))
 }
 
-/// The Kconfig fragments for `arch`, in merge order.
+/// The Kconfig fragments of a request, in merge order: every kernel's, the architecture's, the
+/// allocator's, then the user's.
 pub fn fragments(req: &KernelRequest) -> Vec<PathBuf> {
     let mut v = vec![
         req.repo.join("kernel/config/common.config"),
         req.repo.join(req.arch.fragment),
+        req.repo.join(req.allocator.fragment),
     ];
     v.extend(req.extra_fragments.iter().cloned());
     v
@@ -232,7 +267,7 @@ fn source_identity(req: &KernelRequest) -> Result<String, KernelError> {
     match &req.kernel_src {
         Some(dir) => {
             if !dir.join("Makefile").is_file() {
-                return Err(KernelError::NoSource(dir.clone()));
+                return Err(req.no_source(dir));
             }
             let git = |args: &[&str]| Cmd::new("git").arg("-C").arg(dir).args(args).read();
             match git(&["rev-parse", "HEAD"]) {
@@ -254,16 +289,14 @@ fn source_identity(req: &KernelRequest) -> Result<String, KernelError> {
             }
         }
         None => {
-            let tarball = Path::new(SOURCE_TARBALL);
-            let meta = fs::metadata(tarball).map_err(|_| KernelError::NoSource(tarball.into()))?;
+            let tarball = req.tarball();
+            let meta = fs::metadata(tarball).map_err(|_| req.no_source(tarball))?;
+            let package = req.kernel.package;
             let version = Cmd::new("dpkg-query")
-                .args(["-W", "-f", "${Version}", SOURCE_PACKAGE])
+                .args(["-W", "-f", "${Version}", package])
                 .read()
                 .unwrap_or_else(|_| "unknown".into());
-            Ok(format!(
-                "debian {SOURCE_PACKAGE} {version} size {}",
-                meta.len()
-            ))
+            Ok(format!("debian {package} {version} size {}", meta.len()))
         }
     }
 }
@@ -285,7 +318,7 @@ fn kernel_key(
         .text("arch", req.arch.name)
         .text("source", identity);
     k.text("compiler", compiler);
-    for p in series(&req.repo)? {
+    for p in series(&req.repo, req.kernel)? {
         let name = p
             .file_name()
             .unwrap_or_default()
@@ -310,7 +343,7 @@ fn kernel_key(
 fn source_key(req: &KernelRequest, identity: &str) -> Result<String, KernelError> {
     let mut k = KeyBuilder::default();
     k.text("recipe", RECIPE).text("source", identity);
-    for p in series(&req.repo)? {
+    for p in series(&req.repo, req.kernel)? {
         k.bytes("patch", &read(&p)?);
     }
     Ok(k.key())
@@ -338,7 +371,7 @@ fn prepared_source(
     cache: &Cache,
     identity: &str,
 ) -> Result<PathBuf, KernelError> {
-    let patches = series(&req.repo)?;
+    let patches = series(&req.repo, req.kernel)?;
     let key = source_key(req, identity)?;
     let log = cache.root.join("logs").join(format!("source-{key}.log"));
     fs::create_dir_all(log.parent().unwrap()).map_err(|source| KernelError::Read {
@@ -350,7 +383,9 @@ fn prepared_source(
         match &req.kernel_src {
             None => {
                 Cmd::new("tar")
-                    .args(["xf", SOURCE_TARBALL, "-C"])
+                    .arg("xf")
+                    .arg(req.tarball())
+                    .arg("-C")
                     .arg(staging)
                     .run_logged("unpacking kernel source", &log)?;
                 let top = fs::read_dir(staging)
@@ -361,7 +396,7 @@ fn prepared_source(
                     .filter_map(Result::ok)
                     .map(|e| e.path())
                     .find(|p| p.is_dir())
-                    .ok_or_else(|| KernelError::NoSource(SOURCE_TARBALL.into()))?;
+                    .ok_or_else(|| req.no_source(req.tarball()))?;
                 fs::rename(&top, &tree)
                     .map_err(|source| KernelError::Read { path: top, source })?;
             }
@@ -376,10 +411,10 @@ fn prepared_source(
         }
         let mismatch = match &req.kernel_src {
             None => {
-                let sha = Cmd::new("sha256sum").arg(SOURCE_TARBALL).read().ok();
+                let sha = Cmd::new("sha256sum").arg(req.tarball()).read().ok();
                 let sha = sha.as_deref().and_then(|s| s.split_whitespace().next());
                 let version = identity.split_whitespace().nth(2).unwrap_or("unknown");
-                source_mismatch(&req.repo, version, sha)
+                source_mismatch(req, version, sha)
             }
             Some(_) => None,
         };
@@ -535,18 +570,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_repository_source_file_names_version_and_checksum() {
+    fn every_series_source_file_names_its_version_and_checksum() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let s = parse_source(&fs::read_to_string(repo.join("kernel/patches/SOURCE")).unwrap());
-        assert_eq!(s["package"], SOURCE_PACKAGE);
-        assert!(s["version"].starts_with("6.12."), "{}", s["version"]);
-        assert_eq!(s["sha256"].len(), 64);
-        assert_eq!(
-            source_mismatch(&repo, &s["version"], Some(&s["sha256"])),
-            None
-        );
-        let m = source_mismatch(&repo, "6.12.1-1", Some("00")).unwrap();
-        assert!(m.contains("6.12.1-1") && m.contains("sha256"), "{m}");
+        for k in crate::kernels::KERNELS {
+            let text = fs::read_to_string(repo.join(k.patches).join("SOURCE")).unwrap();
+            let s = parse_source(&text);
+            assert_eq!(s["package"], k.package);
+            assert_eq!(s["tarball"], k.tarball);
+            assert!(s["version"].starts_with(&format!("{}.", k.name)), "{}", s["version"]);
+            assert_eq!(s["sha256"].len(), 64);
+            let req = KernelRequest {
+                kernel: k,
+                ..KernelRequest::new(crate::arch::lookup("x86_64").unwrap(), repo.clone())
+            };
+            assert_eq!(source_mismatch(&req, &s["version"], Some(&s["sha256"])), None);
+            let m = source_mismatch(&req, "6.0.1-1", Some("00")).unwrap();
+            assert!(m.contains("6.0.1-1") && m.contains("sha256"), "{m}");
+            assert!(series(&repo, k).unwrap().len() >= 4);
+        }
     }
 
     /// Regression: the key once held the fragments' absolute paths, so a fresh clone (CI's)
@@ -555,7 +596,12 @@ mod tests {
     fn the_kernel_key_does_not_depend_on_where_the_repository_is() {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let copy = tempfile::tempdir().unwrap();
-        for d in ["kernel/patches", "kernel/config", "kernel/config/extra"] {
+        for d in [
+            "kernel/patches/6.12",
+            "kernel/config",
+            "kernel/config/extra",
+            "kernel/config/allocator",
+        ] {
             fs::create_dir_all(copy.path().join(d)).unwrap();
             for e in fs::read_dir(here.join(d)).unwrap() {
                 let e = e.unwrap();
@@ -564,14 +610,16 @@ mod tests {
                 }
             }
         }
-        let req = |repo: &Path| KernelRequest {
-            arch: crate::arch::lookup("arm64").unwrap(),
-            repo: repo.to_path_buf(),
-            kernel_src: None,
-            extra_fragments: Vec::new(),
+        let req = |repo: &Path| {
+            KernelRequest::new(crate::arch::lookup("arm64").unwrap(), repo.to_path_buf())
         };
         let key = |repo: &Path| kernel_key(&req(repo), "src", "gcc").unwrap().key();
         assert_eq!(key(&here), key(copy.path()));
+        let tiny = KernelRequest {
+            allocator: &crate::kernels::SLUB_TINY,
+            ..req(&here)
+        };
+        assert_ne!(kernel_key(&tiny, "src", "gcc").unwrap().key(), key(&here));
         fs::write(
             copy.path().join("kernel/config/arm64.config"),
             "CONFIG_SMP=y\n",

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod error;
 pub mod image;
 pub mod kernel;
+pub mod kernels;
 pub mod manifest;
 pub mod matrix;
 pub mod outcome;
@@ -29,7 +30,7 @@ pub mod workload;
 
 use std::path::{Path, PathBuf};
 
-/// Finds the kmt repository (the directory with `kernel/patches/series` and `guest-tools/`):
+/// Finds the kmt repository (the directory with `kernel/config/` and `guest-tools/`):
 /// `$KMT_REPO`, else the current directory or one of its parents, else where this crate was built.
 pub fn find_repo() -> Option<PathBuf> {
     let is_repo = |p: &Path| p.join("kernel/config").is_dir() && p.join("guest-tools").is_dir();

@@ -16,7 +16,7 @@ use kmt::outcome::Outcome;
 use kmt::program::Exec;
 use kmt::run::{self, AccelChoice, RunRequest};
 use kmt::workload;
-use kmt::{compare, doctor, image, kernel};
+use kmt::{compare, doctor, image, kernel, kernels};
 
 #[derive(Parser)]
 #[command(
@@ -38,12 +38,33 @@ struct KernelArgs {
     /// Architecture: x86_64, arm64 or ppc64 (default: the host's).
     #[arg(long)]
     arch: Option<ArchArg>,
-    /// Your own kernel tree instead of Debian's linux-source-6.12 (never modified: a copy is patched).
+    /// Kernel version: 6.12 or 6.1 (Debian's linux-source-6.12 or -6.1 and kmt's series for it;
+    /// default 6.12, or the version of --kernel-src).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
+    /// Slab allocator: slub or slub-tiny on 6.12; slub, slab or slob on 6.1 (default: slub).
+    #[arg(long)]
+    allocator: Option<String>,
+    /// Your own kernel tree instead of Debian's source (never modified: a copy is patched); its
+    /// Makefile's version picks the series.
     #[arg(long)]
     kernel_src: Option<PathBuf>,
     /// An extra Kconfig fragment merged after kmt's own (repeatable).
     #[arg(long = "config")]
     configs: Vec<PathBuf>,
+}
+
+/// The kernel version and allocator for `--kernel`, `--allocator` and `--kernel-src`.
+fn select_kernel(
+    kernel: Option<&str>,
+    allocator: Option<&str>,
+    kernel_src: Option<&std::path::Path>,
+) -> anyhow::Result<(&'static kernels::KernelVersion, &'static kernels::Allocator)> {
+    let tree = kernel_src.map(|dir| {
+        let text = std::fs::read_to_string(dir.join("Makefile")).unwrap_or_default();
+        (dir, kernels::makefile_version(&text))
+    });
+    Ok(kernels::select(kernel, allocator, tree)?)
 }
 
 /// The man page's EXIT STATUS: [`Outcome::ALL`] with their codes and meanings.
@@ -98,11 +119,17 @@ enum Command {
         /// Only these architectures (default: all).
         #[arg(long)]
         arch: Vec<ArchArg>,
+        /// Only these kernel versions' source packages (default: all).
+        #[arg(long, value_name = "VERSION")]
+        kernel: Vec<String>,
     },
     /// Install the missing prerequisites (Debian/Ubuntu, as root).
     Setup {
         #[arg(long)]
         arch: Vec<ArchArg>,
+        /// Only these kernel versions' source packages (default: all).
+        #[arg(long, value_name = "VERSION")]
+        kernel: Vec<String>,
     },
     /// Build (or find in the cache) the kmemtrace kernel for an architecture.
     Kernel(KernelArgs),
@@ -137,6 +164,12 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         accel: AccelChoice,
+        /// Kernel version: 6.12 or 6.1 (default 6.12).
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
+        /// Slab allocator: slub or slub-tiny on 6.12; slub, slab or slob on 6.1 (default: slub).
+        #[arg(long)]
+        allocator: Option<String>,
     },
     /// Print the shell completion script for SHELL (e.g. `kmt completions bash >
     /// /usr/share/bash-completion/completions/kmt`).
@@ -234,7 +267,26 @@ struct CompareArgs {
     /// Architectures (default: the host's).
     #[arg(long)]
     arch: Vec<ArchArg>,
-    /// Base side: a kernel tree (default: Debian's linux-source-6.12, or --kernel-src).
+    /// Both sides: kernel version, 6.12 or 6.1 (default 6.12, or the --kernel-src tree's).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
+    /// Base side: kernel version (default: --kernel).
+    #[arg(long, value_name = "VERSION")]
+    base_kernel: Option<String>,
+    /// New side: kernel version (default: --kernel).
+    #[arg(long, value_name = "VERSION")]
+    new_kernel: Option<String>,
+    /// Both sides: slab allocator (slub, slub-tiny on 6.12; slub, slab, slob on 6.1; default slub).
+    #[arg(long)]
+    allocator: Option<String>,
+    /// Base side: slab allocator (default: --allocator), e.g. --base-allocator slab
+    /// --new-allocator slub to compare allocators on one kernel.
+    #[arg(long)]
+    base_allocator: Option<String>,
+    /// New side: slab allocator (default: --allocator).
+    #[arg(long)]
+    new_allocator: Option<String>,
+    /// Base side: a kernel tree (default: Debian's source of --kernel, or --kernel-src).
     #[arg(long)]
     base_kernel_src: Option<PathBuf>,
     /// New side: a kernel tree.
@@ -300,6 +352,17 @@ fn resolve_arch(a: Option<ArchArg>) -> anyhow::Result<&'static Arch> {
     }
 }
 
+/// The kernel versions named (default: all).
+fn kernel_versions(names: &[String]) -> anyhow::Result<Vec<&'static kernels::KernelVersion>> {
+    if names.is_empty() {
+        return Ok(kernels::KERNELS.iter().collect());
+    }
+    Ok(names
+        .iter()
+        .map(|n| kernels::by_name(n))
+        .collect::<Result<_, _>>()?)
+}
+
 fn arches(list: &[ArchArg]) -> Vec<&'static Arch> {
     if list.is_empty() {
         arch::ARCHES.iter().collect()
@@ -309,8 +372,15 @@ fn arches(list: &[ArchArg]) -> Vec<&'static Arch> {
 }
 
 fn kernel_request(repo: &std::path::Path, k: &KernelArgs) -> anyhow::Result<KernelRequest> {
+    let (kernel, allocator) = select_kernel(
+        k.kernel.as_deref(),
+        k.allocator.as_deref(),
+        k.kernel_src.as_deref(),
+    )?;
     Ok(KernelRequest {
         arch: resolve_arch(k.arch)?,
+        kernel,
+        allocator,
         repo: repo.to_path_buf(),
         kernel_src: k.kernel_src.clone(),
         extra_fragments: k.configs.clone(),
@@ -395,9 +465,9 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
     match command {
         // Printed by real_main, which needs no repository for them.
         Command::Completions { .. } | Command::Man { .. } => Ok(Outcome::Ok),
-        Command::Doctor { arch } => {
+        Command::Doctor { arch, kernel } => {
             let a = arches(&arch);
-            let all = doctor::prerequisites(&a);
+            let all = doctor::prerequisites(&a, &kernel_versions(&kernel)?);
             let missing: Vec<_> = all
                 .iter()
                 .filter(|p| !doctor::present(p))
@@ -428,10 +498,11 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 Ok(Outcome::PrerequisitesMissing)
             }
         }
-        Command::Setup { arch } => {
+        Command::Setup { arch, kernel } => {
             let a = arches(&arch);
+            let k = kernel_versions(&kernel)?;
             fs_create(&cache.root.join("logs"))?;
-            match doctor::ensure_prerequisites(&a, true, &cache.root.join("logs/setup.log")) {
+            match doctor::ensure_prerequisites(&a, &k, true, &cache.root.join("logs/setup.log")) {
                 Ok(()) => {
                     println!("all prerequisites are installed");
                     Ok(Outcome::Ok)
@@ -514,23 +585,43 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             } else {
                 c.arch.iter().map(|a| a.0).collect()
             };
-            let side =
-                |src: Option<PathBuf>, configs: Vec<PathBuf>, append: Vec<String>| compare::Side {
-                    kernel_src: src.or_else(|| c.kernel_src.clone()),
-                    configs: c.configs.iter().cloned().chain(configs).collect(),
-                    append: c.append.iter().cloned().chain(append).collect(),
-                };
+            let side = |version: &Option<String>,
+                        allocator: &Option<String>,
+                        src: &Option<PathBuf>,
+                        configs: &[PathBuf],
+                        append: &[String]|
+             -> anyhow::Result<compare::Side> {
+                let kernel_src = src.clone().or_else(|| c.kernel_src.clone());
+                let (kernel, allocator) = select_kernel(
+                    version.as_deref().or(c.kernel.as_deref()),
+                    allocator.as_deref().or(c.allocator.as_deref()),
+                    kernel_src.as_deref(),
+                )?;
+                Ok(compare::Side {
+                    kernel,
+                    allocator,
+                    kernel_src,
+                    configs: c.configs.iter().chain(configs).cloned().collect(),
+                    append: c.append.iter().chain(append).cloned().collect(),
+                })
+            };
             let base = side(
-                c.base_kernel_src.clone(),
-                c.base_configs.clone(),
-                c.base_append.clone(),
-            );
+                &c.base_kernel,
+                &c.base_allocator,
+                &c.base_kernel_src,
+                &c.base_configs,
+                &c.base_append,
+            )?;
             let new = side(
-                c.new_kernel_src.clone(),
-                c.new_configs.clone(),
-                c.new_append.clone(),
-            );
-            if base.kernel_src == new.kernel_src
+                &c.new_kernel,
+                &c.new_allocator,
+                &c.new_kernel_src,
+                &c.new_configs,
+                &c.new_append,
+            )?;
+            if base.kernel == new.kernel
+                && base.allocator == new.allocator
+                && base.kernel_src == new.kernel_src
                 && base.configs == new.configs
                 && base.append == new.append
             {
@@ -627,12 +718,18 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 found.sort();
                 extras.extend(found.into_iter().map(|p| vec![p]));
             }
-            for (arch, extra_fragments) in arch::ARCHES
-                .iter()
-                .flat_map(|a| extras.iter().map(move |e| (a, e.clone())))
+            let builds = kernels::KERNELS.iter().flat_map(|k| {
+                k.allocators
+                    .iter()
+                    .flat_map(move |al| arch::ARCHES.iter().map(move |a| (k, *al, a)))
+            });
+            for ((kernel, allocator, arch), extra_fragments) in
+                builds.flat_map(|b| extras.iter().map(move |e| (b, e.clone())))
             {
                 let req = KernelRequest {
                     arch,
+                    kernel,
+                    allocator,
                     repo: repo.clone(),
                     kernel_src: None,
                     extra_fragments,
@@ -665,9 +762,14 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             repeat,
             out,
             accel,
+            kernel,
+            allocator,
         } => {
             let a = arches(&arch);
+            let (kernel, allocator) = select_kernel(kernel.as_deref(), allocator.as_deref(), None)?;
             let req = kmt::matrix::MatrixRequest {
+                kernel,
+                allocator,
                 out: out.unwrap_or_else(|| run::default_out_dir(a[0], "matrix")),
                 arches: a,
                 workloads: if workload.is_empty() {

@@ -17,6 +17,7 @@ use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::error::{RunError, UsageError};
 use crate::kernel::KernelRequest;
+use crate::kernels::{Allocator, KernelVersion};
 use crate::outcome::Outcome;
 use crate::run::{self, AccelChoice, RunRequest, RunResult};
 
@@ -30,6 +31,9 @@ pub struct MatrixRequest {
     pub out: PathBuf,
     pub repo: PathBuf,
     pub accel: AccelChoice,
+    /// The kernel version and allocator of every run.
+    pub kernel: &'static KernelVersion,
+    pub allocator: &'static Allocator,
 }
 
 /// One planned run.
@@ -61,10 +65,9 @@ pub fn plan(req: &MatrixRequest) -> Vec<PlannedRun> {
                     index,
                     req: RunRequest {
                         kernel: KernelRequest {
-                            arch,
-                            repo: req.repo.clone(),
-                            kernel_src: None,
-                            extra_fragments: Vec::new(),
+                            kernel: req.kernel,
+                            allocator: req.allocator,
+                            ..KernelRequest::new(arch, req.repo.clone())
                         },
                         workload: w.clone(),
                         param: None,
@@ -302,6 +305,16 @@ mod tests {
             out: PathBuf::from("/out"),
             repo: PathBuf::from("/repo"),
             accel: AccelChoice::Tcg,
+            kernel: &crate::kernels::KERNELS[1],
+            allocator: &crate::kernels::SLOB,
+        }
+    }
+
+    #[test]
+    fn every_run_builds_the_asked_kernel_and_allocator() {
+        for p in plan(&request(2)) {
+            assert_eq!(p.req.kernel.kernel.name, "6.1");
+            assert_eq!(p.req.kernel.allocator.name, "slob");
         }
     }
 

@@ -316,7 +316,12 @@ fn run_steps(
         .ok_or_else(|| UsageError::new(format!("unknown workload {:?}", req.workload)))?;
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
-    doctor::ensure_prerequisites(&[arch], req.install_missing, &setup_log)
+    // A user's own tree needs no Debian source package.
+    let sources = match req.kernel.kernel_src {
+        Some(_) => Vec::new(),
+        None => vec![req.kernel.kernel],
+    };
+    doctor::ensure_prerequisites(&[arch], &sources, req.install_missing, &setup_log)
         .map_err(RunError::Prerequisites)?;
     m.phases.prerequisites_s = t.elapsed().as_secs_f64();
 
@@ -580,12 +585,10 @@ mod tests {
 
     fn request(out: &Path) -> RunRequest {
         RunRequest {
-            kernel: KernelRequest {
-                arch: lookup("x86_64").unwrap(),
-                repo: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
-                kernel_src: None,
-                extra_fragments: Vec::new(),
-            },
+            kernel: KernelRequest::new(
+                lookup("x86_64").unwrap(),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+            ),
             workload: "selftest".into(),
             param: None,
             exec: None,
