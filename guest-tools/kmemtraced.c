@@ -233,6 +233,26 @@ static int read_u32(const char *path, uint32_t *val)
 	return 0;
 }
 
+/*
+ * kmemtrace/allocator ("slab", "slub", "slub-tiny", "slob"): the slab allocator, which decides
+ * which frees are errors. Empty when the file is missing (a kernel from before it existed) or
+ * holds anything but a short lowercase name, so meta.json then says nothing.
+ */
+static void read_allocator(const char *path, char *name, size_t size)
+{
+	char buf[32];
+	size_t len;
+
+	name[0] = '\0';
+	if (read_small(path, buf, sizeof(buf)))
+		return;
+	len = strcspn(buf, "\n");
+	buf[len] = '\0';
+	if (!len || len >= size || strspn(buf, "abcdefghijklmnopqrstuvwxyz-") != len)
+		return;
+	memcpy(name, buf, len + 1);
+}
+
 /* "0-3,5,7-8" -> cpus[]; returns the count or -1. */
 static int parse_cpulist(const char *s, int *cpus, int max)
 {
@@ -534,8 +554,8 @@ static void json_string(FILE *f, const char *s)
 }
 
 /* meta.json (docs/contracts.md section 1): to meta.json.tmp, fsync, rename, fsync the dir. */
-static int write_meta(const struct collector *c, uint32_t abi, uint32_t overruns,
-		      int64_t start_ms, int64_t stop_ms)
+static int write_meta(const struct collector *c, uint32_t abi, const char *allocator,
+		      uint32_t overruns, int64_t start_ms, int64_t stop_ms)
 {
 	char tmp[PATH_MAX], dst[PATH_MAX];
 	struct utsname u;
@@ -561,6 +581,10 @@ static int write_meta(const struct collector *c, uint32_t abi, uint32_t overruns
 	json_string(f, u.machine);
 	fputs(",\n  \"kernel_release\": ", f);
 	json_string(f, u.release);
+	if (allocator[0]) {
+		fputs(",\n  \"allocator\": ", f);
+		json_string(f, allocator);
+	}
 	fprintf(f, ",\n  \"page_size\": %ld,\n", sysconf(_SC_PAGESIZE));
 	fprintf(f, "  \"total_overruns\": %u,\n  \"cpus\": [\n", overruns);
 	for (int i = 0; i < c->ncpus; i++) {
@@ -742,6 +766,7 @@ int main(int argc, char **argv)
 	char path[PATH_MAX];
 	static int cpus[MAX_CPUS];
 	uint32_t abi, overruns;
+	char allocator[16];
 	int64_t start_ms = 0, stop_ms = 0;
 	int code = EXIT_OK, started = 0;
 	sigset_t set;
@@ -775,6 +800,8 @@ int main(int argc, char **argv)
 		    KMEMTRACE_ABI);
 		return EXIT_ABI;
 	}
+	snprintf(path, sizeof(path), "%s/kmemtrace/allocator", o.debugfs);
+	read_allocator(path, allocator, sizeof(allocator));
 	snprintf(path, sizeof(path), "%s/kmemtrace/total_overruns", o.debugfs);
 	if (read_u32(path, &overruns)) {
 		msg("%s: %s", path, strerror(errno));
@@ -852,7 +879,7 @@ out:
 		msg("%s: %s", path, strerror(errno));
 		return EXIT_INPUT;
 	}
-	code = write_meta(&c, abi, overruns, start_ms, stop_ms);
+	code = write_meta(&c, abi, allocator, overruns, start_ms, stop_ms);
 	if (code != EXIT_OK)
 		return code;
 	for (int i = 0; i < c.ncpus; i++)

@@ -3,7 +3,7 @@
 #
 # host-check.sh KMEMTRACED - host tests of a native kmemtraced against a fake debugfs.
 #
-# Regular files stand in for debugfs kmemtrace/{cpu<N>,abi_version,total_overruns}, procfs
+# Regular files stand in for debugfs kmemtrace/{cpu<N>,abi_version,allocator,total_overruns}, procfs
 # (kallsyms, sys/kernel/kptr_restrict) and sysfs (devices/system/cpu/online, cpu<N>/node<M>), so
 # nothing of the host is read or changed. Covers: a complete trace (bytes, meta.json, kallsyms,
 # data appended while running, SIGTERM and SIGINT), and every error path with its exit code:
