@@ -834,6 +834,7 @@ fn boot_invariants_trial() -> Result<(), Failed> {
         let o = kmemtrace::SynthOptions {
             events: 300_000,
             anomalies,
+            allocator: kmemtrace::rules::Allocator::Slub,
             lose,
             ..Default::default()
         };

@@ -185,14 +185,15 @@ fn source_mismatch(
     (!why.is_empty()).then(|| why.join("; "))
 }
 
-/// The Kconfig fragments of a request, in merge order: every kernel's, the architecture's, the
-/// allocator's, then the user's.
+/// The Kconfig fragments of a request, in merge order: every kernel's, the version's, the
+/// architecture's, the allocator's, then the user's.
 pub fn fragments(req: &KernelRequest) -> Vec<PathBuf> {
-    let mut v = vec![
-        req.repo.join("kernel/config/common.config"),
+    let mut v = vec![req.repo.join("kernel/config/common.config")];
+    v.extend(req.kernel.fragment.map(|f| req.repo.join(f)));
+    v.extend([
         req.repo.join(req.arch.fragment),
         req.repo.join(req.allocator.fragment),
-    ];
+    ]);
     v.extend(req.extra_fragments.iter().cloned());
     v
 }

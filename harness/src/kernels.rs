@@ -45,6 +45,8 @@ pub struct KernelVersion {
     pub patches: &'static str,
     /// The allocators this version can be built with, the default first.
     pub allocators: &'static [&'static Allocator],
+    /// A Kconfig fragment of this version's own, merged after `common.config`.
+    pub fragment: Option<&'static str>,
 }
 
 /// Every kernel, the default first.
@@ -56,6 +58,7 @@ pub static KERNELS: &[KernelVersion] = &[
         tarball: "/usr/src/linux-source-6.12.tar.xz",
         patches: "kernel/patches/6.12",
         allocators: &[&SLUB, &SLUB_TINY],
+        fragment: None,
     },
     KernelVersion {
         name: "6.1",
@@ -64,6 +67,7 @@ pub static KERNELS: &[KernelVersion] = &[
         tarball: "/usr/src/linux-source-6.1.tar.xz",
         patches: "kernel/patches/6.1",
         allocators: &[&SLUB, &SLAB, &SLOB],
+        fragment: Some("kernel/config/kernel-6.1.config"),
     },
 ];
 
@@ -226,6 +230,9 @@ mod tests {
             }
             for a in k.allocators {
                 assert!(repo.join(a.fragment).is_file(), "{}", a.fragment);
+            }
+            if let Some(f) = k.fragment {
+                assert!(repo.join(f).is_file(), "{f}");
             }
         }
     }

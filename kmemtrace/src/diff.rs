@@ -162,6 +162,9 @@ pub struct SideInfo {
     pub kernel_release: Vec<String>,
     /// Distinct `machine` values of the runs.
     pub machine: Vec<String>,
+    /// Distinct allocators whose rules judged the runs' frees (absent from diffs written before).
+    #[serde(default)]
+    pub allocator: Vec<String>,
     /// Whether every run had symbols.
     pub symbols: bool,
     /// The call-site filter the reports were made with.
@@ -387,6 +390,15 @@ fn side_info(label: &str, runs: &[Report]) -> SideInfo {
         runs: runs.len(),
         kernel_release: distinct(|r| r.trace.kernel_release.as_ref()),
         machine: distinct(|r| r.trace.machine.as_ref()),
+        allocator: {
+            let mut v: Vec<String> = runs
+                .iter()
+                .filter_map(|r| r.trace.allocator.map(|a| a.name().to_string()))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        },
         symbols: runs.iter().all(|r| r.trace.symbols),
         callsite_filter: runs
             .first()

@@ -88,6 +88,9 @@ fn header(d: &Diff) -> String {
         if !s.machine.is_empty() {
             let _ = write!(t, ", {}", s.machine.join(" / "));
         }
+        if !s.allocator.is_empty() {
+            let _ = write!(t, ", {}", s.allocator.join(" / "));
+        }
         t + ")"
     };
     format!("{} -> {}", side(&d.base), side(&d.new))

@@ -94,6 +94,9 @@ pub enum Error {
     /// A glob pattern is malformed.
     #[error("invalid glob pattern {0:?}")]
     Glob(String),
+    /// `meta.json` names a slab allocator this version has no rules for.
+    #[error("meta.json: allocator {0:?} is not one kmemtrace knows ({known}); give --allocator NAME to judge the frees by that allocator's rules", known = crate::rules::Allocator::names().join(", "))]
+    UnknownAllocator(String),
     /// `synth`, `convert` and `import-perf` refuse to write into a directory that exists and is
     /// not empty.
     #[error("{path}: destination exists and is not empty; refusing to overwrite")]
@@ -143,6 +146,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// `--allocator` asked for other rules than a `report.json` was judged by.
+    #[error("{path}: this report's frees were judged by {} rules; --allocator {asked} needs the trace directory, not a report.json", made_with.map_or("unknown", |a| a.name()))]
+    AllocatorOnReport {
+        /// The file.
+        path: PathBuf,
+        /// The allocator asked for.
+        asked: crate::rules::Allocator,
+        /// The allocator the report was made with.
+        made_with: Option<crate::rules::Allocator>,
+    },
     /// A call-site filter was asked for on a `report.json` made without it.
     #[error("{path}: this report was made with call-site filter {made_with:?}; a different --callsite-filter needs the trace directory, not a report.json")]
     FilterOnReport {
@@ -174,13 +187,15 @@ impl Error {
             | Error::NothingDecodes { .. }
             | Error::FilterWithoutSymbols
             | Error::Glob(_)
+            | Error::UnknownAllocator(_)
             | Error::DestinationNotEmpty { .. }
             | Error::DestinationNotADirectory { .. }
             | Error::NoPerfEvents { .. }
             | Error::SortKey { .. }
             | Error::Threshold { .. }
             | Error::ReportJson { .. }
-            | Error::FilterOnReport { .. } => KmemtraceExitCode::BAD_INPUT,
+            | Error::FilterOnReport { .. }
+            | Error::AllocatorOnReport { .. } => KmemtraceExitCode::BAD_INPUT,
         }
     }
 }

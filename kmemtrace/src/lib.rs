@@ -58,6 +58,7 @@ pub mod input;
 pub mod meta;
 pub mod plot;
 pub mod render;
+pub mod rules;
 pub mod report;
 pub mod scan;
 pub mod symbols;

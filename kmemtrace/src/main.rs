@@ -16,6 +16,7 @@
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use kmemtrace::cli_doc::{self, Section};
+use kmemtrace::rules::Allocator;
 use kmemtrace::{ByteOrder, KmemtraceExitCode};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,26 @@ enum DiffFormat {
     Text,
     Json,
     Markdown,
+}
+
+/// A slab allocator whose rules judge the frees (`kmemtrace::rules`).
+#[derive(Clone, Copy, ValueEnum)]
+enum AllocatorArg {
+    Slab,
+    Slub,
+    SlubTiny,
+    Slob,
+}
+
+impl From<AllocatorArg> for Allocator {
+    fn from(a: AllocatorArg) -> Self {
+        match a {
+            AllocatorArg::Slab => Allocator::Slab,
+            AllocatorArg::Slub => Allocator::Slub,
+            AllocatorArg::SlubTiny => Allocator::SlubTiny,
+            AllocatorArg::Slob => Allocator::Slob,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,6 +134,10 @@ enum Cmd {
         /// Also draw the top call sites and the size histogram into this SVG file.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Judge the frees by this allocator's rules instead of meta.json's (default: meta.json's
+        /// allocator, else SLUB, said in the report).
+        #[arg(long, value_enum)]
+        allocator: Option<AllocatorArg>,
     },
     /// Compare two traces (or sets of repeated runs): summary, per-type, page-order, size-class
     /// and call-site deltas. Exit 0, or 1 when a --fail-on threshold is crossed, 2 on bad input.
@@ -146,6 +171,10 @@ enum Cmd {
         /// Also draw the call-site deltas into this SVG file.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Judge the frees of both sides by this allocator's rules instead of meta.json's
+        /// (trace directories only).
+        #[arg(long, value_enum)]
+        allocator: Option<AllocatorArg>,
     },
     /// Validate CPU files or trace directories: every problem with file and byte offset.
     /// Exit 0 clean, 1 problems found, 2 unusable input.
@@ -192,6 +221,9 @@ enum Cmd {
         /// No mismatched/NULL/unknown/lost frees, zero-byte or short allocations.
         #[arg(long)]
         no_anomalies: bool,
+        /// The allocator meta.json names (it decides which mixed-up frees are errors).
+        #[arg(long, value_enum, default_value = "slub")]
+        allocator: AllocatorArg,
     },
     /// Rewrite a trace directory in the other byte order (meta.json and kallsyms follow).
     Convert {
@@ -385,6 +417,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             single_thread,
             replay_threads,
             svg,
+            allocator,
         } => {
             let input = kmemtrace::load(
                 &paths,
@@ -404,6 +437,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 parallel: !single_thread,
                 replay_threads,
                 batch_records: None,
+                allocator: allocator.map(Into::into),
                 max_rows: match format {
                     Format::Text => Some(lines.unwrap_or(20)),
                     Format::Json => lines,
@@ -461,6 +495,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             by_address,
             lines,
             svg,
+            allocator,
         } => {
             let (bases, news) = match (paths.len(), bases.is_empty(), news.is_empty()) {
                 (2, true, true) => (vec![paths[0].clone()], vec![paths[1].clone()]),
@@ -477,6 +512,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let aopts = kmemtrace::AnalyzeOptions {
                 callsite_filter,
+                allocator: allocator.map(Into::into),
                 ..Default::default()
             };
             let load = |ps: &[PathBuf]| -> Result<Vec<kmemtrace::Report>, CliError> {
@@ -548,6 +584,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             max_live,
             lose,
             no_anomalies,
+            allocator,
         } => {
             let o = kmemtrace::SynthOptions {
                 events,
@@ -560,6 +597,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 max_live,
                 lose,
                 anomalies: !no_anomalies,
+                allocator: allocator.into(),
             };
             let r = kmemtrace::synth_to_dir(&o, &dir)?;
             #[derive(serde::Serialize)]

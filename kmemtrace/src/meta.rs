@@ -27,6 +27,11 @@ pub struct Meta {
     /// `uname -r` of the traced machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_release: Option<String>,
+    /// The slab allocator (debugfs `kmemtrace/allocator`: `slab`, `slub`, `slub-tiny`, `slob`),
+    /// which decides which frees are errors. Kept as text: a name this version does not know is
+    /// reported, not rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator: Option<String>,
     /// Page size in bytes (used to turn page allocations into orders; 4096 if absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u64>,

@@ -36,6 +36,7 @@ type Section = (&'static str, fn(&Report, &TextOptions, &mut String));
 
 /// Sections in output order; each decides itself whether it has anything to say.
 const SECTIONS: &[Section] = &[
+    ("header", header),
     ("callsites", callsites),
     ("functions", functions),
     ("allocations", allocations),
@@ -168,11 +169,30 @@ fn allocations(r: &Report, o: &TextOptions, out: &mut String) {
     out.push('\n');
 }
 
+/// One line: the traced kernel and the allocator whose rules judged the frees.
+pub fn trace_line(r: &Report) -> String {
+    let t = &r.trace;
+    let mut s = format!(
+        "Kernel {} on {}",
+        t.kernel_release.as_deref().unwrap_or("(release unknown)"),
+        t.machine.as_deref().unwrap_or("(machine unknown)")
+    );
+    if let Some(a) = t.allocator {
+        let from = t.allocator_source.map_or("", |f| f.describe());
+        let _ = write!(s, "; frees judged by {a} rules ({from})");
+    }
+    s
+}
+
+fn header(r: &Report, _: &TextOptions, out: &mut String) {
+    let _ = writeln!(out, "{}\n", trace_line(r));
+}
+
 fn summary(r: &Report, _: &TextOptions, out: &mut String) {
     let s = &r.summary;
     let _ = writeln!(out, "SUMMARY");
     let _ = writeln!(out, "=======");
-    let lines: [(&str, String); 16] = [
+    let lines: [(&str, String); 17] = [
         ("Total bytes requested", s.bytes_requested.to_string()),
         ("Total bytes allocated", s.bytes_allocated.to_string()),
         ("Total bytes freed", s.bytes_freed.to_string()),
@@ -195,6 +215,7 @@ fn summary(r: &Report, _: &TextOptions, out: &mut String) {
         ("NULL frees", s.null_frees.to_string()),
         ("Unknown frees", s.unknown_frees.to_string()),
         ("Mismatched frees", s.mismatched_frees.to_string()),
+        ("Cache objects kfreed", s.cache_objects_kfreed.to_string()),
         ("Lost frees", s.lost_frees.to_string()),
         ("Lost events", s.lost_events.to_string()),
         ("Records", {

@@ -8,6 +8,7 @@
 
 use crate::abi::{AllocType, ByteOrder};
 use crate::error::{Error, Result};
+use crate::rules::Allocator;
 use crate::scan::DamageRegion;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -225,6 +226,13 @@ pub struct TraceInfo {
     pub machine: Option<String>,
     /// `kernel_release` from the metadata.
     pub kernel_release: Option<String>,
+    /// The slab allocator whose rules judged the frees (`crate::rules`); absent from reports
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator: Option<Allocator>,
+    /// Where [`TraceInfo::allocator`] came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator_source: Option<AllocatorSource>,
     /// Page size used for page orders.
     pub page_size: u64,
     /// Whether symbols were available.
@@ -233,6 +241,31 @@ pub struct TraceInfo {
     pub callsite_filter: Vec<String>,
     /// The sort keys applied to the rows.
     pub sort: Vec<String>,
+}
+
+/// Where the allocator that judged the frees came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocatorSource {
+    /// `meta.json`'s `allocator` (the traced kernel's debugfs `kmemtrace/allocator`).
+    Meta,
+    /// `--allocator` (the option overrides `meta.json`).
+    Option,
+    /// The trace does not say: [`Allocator::ASSUMED`] (SLUB, the only allocator since 6.8).
+    Assumed,
+}
+
+impl AllocatorSource {
+    /// How reports say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AllocatorSource::Meta => "from meta.json",
+            AllocatorSource::Option => "from --allocator",
+            AllocatorSource::Assumed => {
+                "assumed: the trace does not say; SLUB is the only allocator since Linux 6.8"
+            }
+        }
+    }
 }
 
 /// One CPU file.
@@ -276,8 +309,14 @@ counters! {
         pub null_frees: u64,
         /// Frees of a non-NULL `ptr` with no open allocation.
         pub unknown_frees: u64,
-        /// Frees whose `type_id` differs from their allocation's.
+        /// Frees that are errors under the trace's allocator (`crate::rules`): another family's
+        /// free than the allocation's, except `kfree()` of a `kmem_cache_alloc()` object on SLAB
+        /// and SLUB.
         pub mismatched_frees: u64,
+        /// `kmem_cache_alloc()` objects freed with `kfree()` (allowed on SLAB and SLUB; on SLOB
+        /// also counted in `mismatched_frees`).
+        #[serde(default)]
+        pub cache_objects_kfreed: u64,
         /// Allocations still open at the end.
         pub live_allocations: u64,
         /// `bytes_alloc` of the allocations still open at the end.

@@ -17,6 +17,7 @@ use crate::meta::{Meta, MetaCpu};
 use crate::report::Summary;
 use crate::symbols::Symbols;
 use std::io::Write;
+use crate::rules::{self, Allocator, Rule};
 use std::path::Path;
 
 /// Parameters of a synthetic trace.
@@ -43,6 +44,8 @@ pub struct SynthOptions {
     /// Emit the inconsistent behaviours (mismatched/NULL/unknown/lost frees, zero-byte and short
     /// allocations).
     pub anomalies: bool,
+    /// The slab allocator `meta.json` names (it decides which of the mixed-up frees are errors).
+    pub allocator: Allocator,
 }
 
 impl Default for SynthOptions {
@@ -58,6 +61,7 @@ impl Default for SynthOptions {
             max_live: 20_000,
             lose: 0,
             anomalies: true,
+            allocator: Allocator::Slub,
         }
     }
 }
@@ -338,12 +342,15 @@ pub fn synth<E>(
                 }
                 s.bytes_freed += l.bytes_alloc;
                 let ty = if anomalies && l.ty != AllocType::Pages && rng.chance(1_000) {
-                    s.mismatched_frees += 1;
-                    if l.ty == AllocType::Kmalloc {
+                    let wrong = if l.ty == AllocType::Kmalloc {
                         AllocType::KmemCache
                     } else {
                         AllocType::Kmalloc
-                    }
+                    };
+                    let v = rules::verdict(opts.allocator, l.ty, wrong);
+                    s.mismatched_frees += v.error as u64;
+                    s.cache_objects_kfreed += (v.rule == Some(Rule::CacheObjectKfreed)) as u64;
+                    wrong
                 } else {
                     l.ty
                 };
@@ -396,6 +403,7 @@ pub fn synth<E>(
         byte_order: Some(opts.order),
         machine: Some("synthetic".into()),
         kernel_release: Some("synthetic".into()),
+        allocator: Some(opts.allocator.name().into()),
         page_size: Some(4096),
         total_overruns: Some(0),
         cpus: (0..cpus)

@@ -20,6 +20,7 @@ fn synth_opts(seed: u64) -> SynthOptions {
         max_live: 2000,
         lose: 0,
         anomalies: false,
+        allocator: kmemtrace::rules::Allocator::Slub,
     }
 }
 

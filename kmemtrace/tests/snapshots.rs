@@ -16,6 +16,7 @@ fn synth_report(order: ByteOrder, alloc_rows: bool) -> kmemtrace::Report {
         max_live: 2000,
         lose: 3,
         anomalies: true,
+        allocator: kmemtrace::rules::Allocator::Slub,
     });
     let r = analyze(
         &input,

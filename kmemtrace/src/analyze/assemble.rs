@@ -26,6 +26,9 @@ pub(super) struct Plan {
     pub(super) order: ByteOrder,
     /// Page size used for page orders.
     pub(super) page_size: u64,
+    /// The allocator whose rules judged the frees, and where it came from.
+    pub(super) allocator: crate::rules::Allocator,
+    pub(super) allocator_source: AllocatorSource,
 }
 
 /// `allocated - requested`, clamped to `i64` (byte sums saturate on absurd input instead of
@@ -86,6 +89,8 @@ pub(super) fn build_report(
             files,
             machine: meta.and_then(|m| m.machine.clone()),
             kernel_release: meta.and_then(|m| m.kernel_release.clone()),
+            allocator: Some(plan.allocator),
+            allocator_source: Some(plan.allocator_source),
             page_size: plan.page_size,
             symbols: syms.is_some(),
             callsite_filter: opts.callsite_filter.clone(),

@@ -29,7 +29,8 @@ use crate::error::{nothing_decodes, Error, Result};
 use crate::glob::Glob;
 use crate::input::TraceInput;
 use crate::meta;
-use crate::report::{parse_sort_keys, Report, DEFAULT_SORT};
+use crate::report::{parse_sort_keys, AllocatorSource, Report, DEFAULT_SORT};
+use crate::rules::Allocator;
 use crate::scan;
 use assemble::{build_report, Plan};
 use merge::{produce, Filter};
@@ -68,6 +69,8 @@ pub struct AnalyzeOptions {
     /// Keep only the first N call-site, function and allocation rows (after sorting); `None`
     /// keeps all. Cheaper than [`Report::truncate_rows`] for `--alloc` on big traces.
     pub max_rows: Option<usize>,
+    /// Judge frees by this allocator's rules instead of the one `meta.json` names.
+    pub allocator: Option<Allocator>,
 }
 
 impl Default for AnalyzeOptions {
@@ -83,6 +86,7 @@ impl Default for AnalyzeOptions {
             replay_threads: 2,
             batch_records: None,
             max_rows: None,
+            allocator: None,
         }
     }
 }
@@ -105,6 +109,24 @@ pub(crate) struct Rec {
 }
 
 /// The replay shard of a pointer: pointers are independent of each other, so their records can
+/// The allocator whose rules judge the frees, and where that came from: the option, else
+/// `meta.json`, else [`Allocator::ASSUMED`]. A name in `meta.json` this version does not know is
+/// [`Error::UnknownAllocator`] (judging by the wrong rules would be silently wrong).
+fn judged_by(
+    meta: Option<&meta::Meta>,
+    option: Option<Allocator>,
+) -> Result<(Allocator, AllocatorSource)> {
+    if let Some(a) = option {
+        return Ok((a, AllocatorSource::Option));
+    }
+    match meta.and_then(|m| m.allocator.as_deref()) {
+        Some(name) => Allocator::parse(name)
+            .map(|a| (a, AllocatorSource::Meta))
+            .ok_or_else(|| Error::UnknownAllocator(name.to_string())),
+        None => Ok((Allocator::ASSUMED, AllocatorSource::Assumed)),
+    }
+}
+
 /// Decide the byte order of each file and of the trace.
 fn byte_orders(
     input: &TraceInput,
@@ -179,6 +201,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         .and_then(|m| m.page_size)
         .filter(|p| p.is_power_of_two())
         .unwrap_or(4096);
+    let (allocator, allocator_source) = judged_by(meta, opts.allocator)?;
     // No record is shorter than a free.
     let max_records = input.total_bytes() / crate::abi::FREE_SIZE as u64;
     let new_replay = || {
@@ -188,6 +211,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             opts.alloc_rows,
             opts.examples,
             max_records,
+            allocator,
         )
     };
     let shards = if opts.parallel {
@@ -280,6 +304,8 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
         detected,
         order,
         page_size,
+        allocator,
+        allocator_source,
     };
     Ok(build_report(
         input,

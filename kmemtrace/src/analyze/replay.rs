@@ -4,6 +4,7 @@
 use super::Rec;
 use crate::abi::{AllocType, EVENT_ALLOC, TYPE_COUNT};
 use crate::report::*;
+use crate::rules::{self, Allocator, Rule, Verdict};
 use crate::table::PtrTable;
 use std::collections::BTreeMap;
 
@@ -102,12 +103,6 @@ summable! {
     }
 }
 
-/// Whether freeing an allocation of type `alloc` with a free of type `free` is a mismatched
-/// free: the allocator rules (today: only the allocating family's own free is right) live here.
-#[inline(always)]
-fn mismatched_free(alloc: usize, free: usize) -> bool {
-    alloc != free
-}
 
 /// Examples of one finding kind: the records, turned into [`Example`]s at the end.
 #[derive(Debug, Default)]
@@ -137,6 +132,8 @@ pub(super) struct Replay {
     pub(super) s: Summary,
     pub(super) found: BTreeMap<FindingKind, Found>,
     pub(super) examples: usize,
+    /// The allocator's rules (`crate::rules::table`), by allocation and free `type_id`.
+    pub(super) rules: [[Verdict; TYPE_COUNT]; TYPE_COUNT],
 }
 
 impl Replay {
@@ -147,6 +144,7 @@ impl Replay {
         alloc_rows: bool,
         examples: usize,
         max_records: u64,
+        allocator: Allocator,
     ) -> Self {
         Replay {
             open: PtrTable::for_at_most(max_records),
@@ -161,6 +159,7 @@ impl Replay {
             s: Summary::default(),
             found: BTreeMap::new(),
             examples,
+            rules: rules::table(allocator),
         }
     }
 
@@ -180,6 +179,16 @@ impl Replay {
             &mut self.open_pages
         } else {
             &mut self.open
+        }
+    }
+
+    /// The other address space's table (slab objects for a page record, pages for a slab one).
+    #[cold]
+    fn other_table_mut(&mut self, type_id: usize) -> &mut PtrTable<Open> {
+        if type_id == AllocType::Pages as usize {
+            &mut self.open
+        } else {
+            &mut self.open_pages
         }
     }
 
@@ -304,7 +313,14 @@ impl Replay {
                 self.s.null_frees += 1;
                 return;
             }
-            let Some(o) = self.table_mut(t).remove(r.ptr) else {
+            // A free that finds nothing open in its own address space at its address but an
+            // allocation of the other space there frees that one with the wrong family's free
+            // (kfree() of pages, free_pages() of a slab object): a mismatched free by the rules.
+            let Some(o) = self
+                .table_mut(t)
+                .remove(r.ptr)
+                .or_else(|| self.other_table_mut(t).remove(r.ptr))
+            else {
                 self.s.unknown_frees += 1;
                 self.note(FindingKind::UnknownFree, r, || None);
                 return;
@@ -313,7 +329,11 @@ impl Replay {
             let tt = &mut self.types[o.type_id as usize];
             tt.bytes_freed = tt.bytes_freed.saturating_add(o.bytes_alloc);
             let cross = o.cpu != r.cpu;
-            let mismatched = mismatched_free(o.type_id as usize, t);
+            let verdict = self.rules[o.type_id as usize][t];
+            if verdict.rule == Some(Rule::CacheObjectKfreed) {
+                self.s.cache_objects_kfreed += 1;
+            }
+            let mismatched = verdict.error;
             let site = &mut self.sites[o.site as usize];
             site.freed += 1;
             if cross {
@@ -334,11 +354,13 @@ impl Replay {
                 self.s.mismatched_frees += 1;
                 let d = || {
                     Some(format!(
-                        "{} allocation (seq {} on cpu {}) freed as {}",
+                        "{} allocation (seq {} on cpu {}) freed as {}; rule {}: {}",
                         AllocType::ALL[o.type_id as usize].name(),
                         o.seq,
                         o.cpu,
-                        AllocType::ALL[t].name()
+                        AllocType::ALL[t].name(),
+                        verdict.rule.map_or("", Rule::name),
+                        verdict.rule.map_or("", Rule::description),
                     ))
                 };
                 self.note(FindingKind::MismatchedFree, r, d);

@@ -111,7 +111,7 @@ fn replay_semantics_by_example() {
     let cpu0 = vec![
         alloc(1, Kmalloc, 0x100, 0xa000, 10, 16, -1),
         alloc(2, KmemCache, 0x200, 0xb000, 24, 24, 1), // node 1 from a node-0 CPU
-        free(4, Kmalloc, 0x300, 0xb000),               // mismatched (cache freed by kfree)
+        free(4, Kmalloc, 0x300, 0xb000),               // cache object kfreed (allowed on SLUB)
         free(5, Kmalloc, 0x300, 0),                    // NULL free
         free(6, Kmalloc, 0x300, 0xdead),               // unknown free
         alloc(7, Kmalloc, 0x100, 0xc000, 100, 128, -1),
@@ -138,7 +138,7 @@ fn replay_semantics_by_example() {
         assert_eq!(s.cross_cpu_frees, 1);
         assert_eq!(s.null_frees, 1);
         assert_eq!(s.unknown_frees, 1);
-        assert_eq!(s.mismatched_frees, 1);
+        assert_eq!((s.mismatched_frees, s.cache_objects_kfreed), (0, 1));
         assert_eq!(s.lost_frees, 1);
         assert_eq!(s.zero_byte_requests, 1);
         assert_eq!((s.live_allocations, s.live_bytes), (3, 8 + 8 + 8192));
@@ -164,7 +164,6 @@ fn replay_semantics_by_example() {
         assert_eq!(
             kinds,
             vec![
-                FindingKind::MismatchedFree,
                 FindingKind::UnknownFree,
                 FindingKind::LostFree,
                 FindingKind::ZeroByteRequest,
@@ -181,6 +180,92 @@ fn replay_semantics_by_example() {
             (4, 1, 2)
         );
     }
+}
+
+/// `input` with a meta.json that names `allocator` (or none).
+fn with_allocator(mut input: TraceInput, allocator: Option<&str>) -> TraceInput {
+    input.meta = Some(crate::meta::Meta {
+        allocator: allocator.map(String::from),
+        ..Default::default()
+    });
+    input
+}
+
+/// The rules table judges each cross-family free, by the allocator meta.json names, or
+/// `--allocator`, or SLUB when the trace does not say; the report says which and why.
+#[test]
+fn frees_are_judged_by_the_traces_allocator() {
+    use crate::rules::{Allocator, Rule};
+    use AllocType::*;
+    let cpu0 = vec![
+        alloc(1, KmemCache, 0x100, 0xa000, 24, 24, -1),
+        free(2, Kmalloc, 0x200, 0xa000), // cache object kfreed: SLOB only
+        alloc(3, Kmalloc, 0x100, 0xb000, 10, 16, -1),
+        free(4, KmemCache, 0x200, 0xb000), // kmalloc freed by kmem_cache_free: always
+        alloc(5, Pages, 0x300, 0x10000, 4096, 4096, -1),
+        free(6, Kmalloc, 0x200, 0x10000), // pages freed with kfree: always
+        alloc(7, Kmalloc, 0x100, 0x20000, 100, 128, -1),
+        free(8, Pages, 0x400, 0x20000), // slab memory freed as pages: always
+        alloc(9, Pages, 0x300, 0x30000, 16384, 16384, -1), // a large kmalloc: both spaces
+        alloc(10, Kmalloc, 0x100, 0x30000, 12000, 16384, -1),
+        free(11, Kmalloc, 0x200, 0x30000),
+        free(12, Pages, 0x400, 0x30000),
+    ];
+    let rules = |r: &Report| -> Vec<String> {
+        let f = r.findings.iter().find(|f| f.kind == FindingKind::MismatchedFree);
+        f.map(|f| {
+            f.examples
+                .iter()
+                .map(|e| {
+                    let d = e.detail.as_deref().unwrap_or("");
+                    d.split("rule ").nth(1).unwrap().split(':').next().unwrap().to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let always = [
+        Rule::KmallocCacheFreed.name(),
+        Rule::PagesFreedAsSlab.name(),
+        Rule::SlabFreedAsPages.name(),
+    ];
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        for (meta, option, judged, source, mismatched) in [
+            (None, None, Allocator::Slub, AllocatorSource::Assumed, 3),
+            (Some("slab"), None, Allocator::Slab, AllocatorSource::Meta, 3),
+            (Some("slub-tiny"), None, Allocator::SlubTiny, AllocatorSource::Meta, 3),
+            (Some("slob"), None, Allocator::Slob, AllocatorSource::Meta, 4),
+            (Some("slub"), Some(Allocator::Slob), Allocator::Slob, AllocatorSource::Option, 4),
+            (Some("slob"), Some(Allocator::Slab), Allocator::Slab, AllocatorSource::Option, 3),
+        ] {
+            let input = with_allocator(input_of(&[(0, cpu0.clone())], order), meta);
+            let opts = AnalyzeOptions {
+                allocator: option,
+                ..Default::default()
+            };
+            let r = analyze(&input, &opts).unwrap();
+            let s = &r.summary;
+            let what = format!("{meta:?} {option:?} {order:?}");
+            assert_eq!(r.trace.allocator, Some(judged), "{what}");
+            assert_eq!(r.trace.allocator_source, Some(source), "{what}");
+            assert_eq!(s.mismatched_frees, mismatched, "{what}");
+            assert_eq!(s.cache_objects_kfreed, 1, "{what}");
+            assert_eq!((s.unknown_frees, s.live_allocations, s.lost_frees), (0, 0, 0), "{what}");
+            assert_eq!(s.bytes_freed, 24 + 16 + 4096 + 128 + 16384 + 16384, "{what}");
+            let mut want: Vec<&str> = always.to_vec();
+            if judged == Allocator::Slob {
+                want.insert(0, Rule::CacheObjectKfreed.name());
+            }
+            assert_eq!(rules(&r), want, "{what}");
+            assert!(crate::render::trace_line(&r).contains(source.describe()), "{what}");
+        }
+    }
+    let e = analyze(
+        &with_allocator(input_of(&[(0, cpu0)], ByteOrder::Little), Some("slub2")),
+        &AnalyzeOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("\"slub2\""), "{e}");
 }
 
 #[test]
