@@ -4,7 +4,7 @@
 //! trace over virtio-9p and checks the analysis.
 //!
 //! - `e2e::<arch>::selftest`: the kernel's known-answer selftest; the figures of
-//!   `kernel/selftest-expected.json` must match exactly, and the selftest's part of the report is
+//!   `kernel/selftest-expected/<kernel>-<allocator>.json` must match exactly, and the selftest's part of the report is
 //!   snapshot-tested (`snapshots/selftest_<arch>.snap`).
 //!   The same trace, read by guest-tools/tests/decode-records.py (an independent decoder), gives
 //!   the same records per CPU file and the same selftest figures; every selftest record is on the
@@ -49,6 +49,7 @@ use kmemtrace::{AnalyzeOptions, ByteOrder, Report};
 use kmt::arch::{Arch, ARCHES};
 use kmt::cache::Cache;
 use kmt::kernel::KernelRequest;
+use kmt::kernels::{self, Allocator, KernelVersion};
 use kmt::outcome::Outcome;
 use kmt::run::{AccelChoice, RunRequest};
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -65,9 +66,17 @@ fn main() {
         args.test_threads = Some(1);
     }
     let skip = std::env::var("KMT_SKIP_E2E").is_ok_and(|v| v == "1");
+    let full = match std::env::var("KMT_E2E_MATRIX").as_deref() {
+        Ok("full") => true,
+        Ok("default") | Err(_) => false,
+        Ok(other) => {
+            eprintln!("KMT_E2E_MATRIX={other}: give default or full");
+            std::process::exit(2);
+        }
+    };
     let mut trials = Vec::new();
-    // Every architecture runs the same trials.
-    type ArchTrial = fn(&'static Arch) -> Result<(), Failed>;
+    // The default kernel and allocator (6.12, SLUB) on every architecture runs every trial.
+    type ArchTrial = fn(Build) -> Result<(), Failed>;
     const PER_ARCH: &[(&str, ArchTrial)] = &[
         ("selftest", selftest_trial),
         ("selftest_release", selftest_release_trial),
@@ -79,9 +88,42 @@ fn main() {
     ];
     for arch in ARCHES {
         for &(name, trial) in PER_ARCH {
+            let b = Build::default_on(arch);
             trials.push(
-                Trial::test(format!("e2e::{}::{name}", arch.name), move || trial(arch))
+                Trial::test(format!("e2e::{}::{name}", arch.name), move || trial(b))
                     .with_ignored_flag(skip),
+            );
+        }
+    }
+    // Every other (kernel, allocator) pair runs the trials that exercise the kernel and the
+    // allocator: on x86_64 by default, on every architecture with KMT_E2E_MATRIX=full (then with
+    // its own cross-architecture trial too).
+    const PER_PAIR: &[(&str, ArchTrial)] = &[
+        ("selftest", selftest_trial),
+        ("selftest_release", selftest_release_trial),
+        ("boot", boot_trial),
+        ("exec", exec_trial),
+    ];
+    for pair in Build::other_pairs() {
+        for arch in ARCHES.iter().filter(|a| full || a.name == "x86_64") {
+            for &(name, trial) in PER_PAIR {
+                let b = Build { arch, ..pair };
+                trials.push(
+                    Trial::test(
+                        format!("e2e::{}::{}::{name}", b.tag(), arch.name),
+                        move || trial(b),
+                    )
+                    .with_ignored_flag(skip),
+                );
+            }
+        }
+        if full {
+            trials.push(
+                Trial::test(
+                    format!("e2e::{}::cross_arch::selftest", pair.tag()),
+                    move || cross_arch_trial(pair),
+                )
+                .with_ignored_flag(skip),
             );
         }
     }
@@ -90,7 +132,13 @@ fn main() {
         Trial::test("e2e::x86_64::config_regression", config_regression_trial)
             .with_ignored_flag(skip),
     );
-    trials.push(Trial::test("e2e::cross_arch::selftest", cross_arch_trial).with_ignored_flag(skip));
+    let default = Build::default_on(&ARCHES[0]);
+    trials.push(
+        Trial::test("e2e::cross_arch::selftest", move || {
+            cross_arch_trial(default)
+        })
+        .with_ignored_flag(skip),
+    );
     // Pure: runs even with KMT_SKIP_E2E=1.
     trials.push(Trial::test(
         "redaction::removes_only_what_varies",
@@ -103,14 +151,91 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
+/// What a trial boots: an architecture, a kernel version and a slab allocator.
+#[derive(Clone, Copy)]
+struct Build {
+    arch: &'static Arch,
+    kernel: &'static KernelVersion,
+    allocator: &'static Allocator,
+}
+
+impl Build {
+    /// The default kernel (6.12) and allocator (SLUB) on `arch`.
+    fn default_on(arch: &'static Arch) -> Build {
+        let kernel = kernels::default_kernel();
+        Build {
+            arch,
+            kernel,
+            allocator: kernel.default_allocator(),
+        }
+    }
+
+    /// Every other (kernel, allocator) pair of the table, on x86_64.
+    fn other_pairs() -> Vec<Build> {
+        let x86 = &ARCHES[0];
+        kernels::KERNELS
+            .iter()
+            .flat_map(|k| k.allocators.iter().map(move |a| (k, *a)))
+            .map(|(kernel, allocator)| Build {
+                arch: x86,
+                kernel,
+                allocator,
+            })
+            .filter(|b| !b.is_default())
+            .collect()
+    }
+
+    fn is_default(&self) -> bool {
+        let d = Build::default_on(self.arch);
+        self.kernel == d.kernel && self.allocator == d.allocator
+    }
+
+    /// `6.1-slab`.
+    fn tag(&self) -> String {
+        format!("{}-{}", self.kernel.name, self.allocator.name)
+    }
+
+    /// `x86_64`, or `6.1-slab x86_64`, for messages.
+    fn label(&self) -> String {
+        if self.is_default() {
+            self.arch.name.to_string()
+        } else {
+            format!("{} {}", self.tag(), self.arch.name)
+        }
+    }
+
+    /// A run directory name under target/kmt-e2e: `x86_64-what`, `6.1-slab-x86_64-what`.
+    fn dir(&self, what: &str) -> String {
+        if self.is_default() {
+            format!("{}-{what}", self.arch.name)
+        } else {
+            format!("{}-{}-{what}", self.tag(), self.arch.name)
+        }
+    }
+
+    /// A snapshot name: `what_x86_64` (the default pair's, as before), `what_6.1-slab_x86_64`.
+    fn snap(&self, what: &str) -> String {
+        if self.is_default() {
+            format!("{what}_{}", self.arch.name)
+        } else {
+            format!("{what}_{}_{}", self.tag(), self.arch.name)
+        }
+    }
+
+    /// The known answers of this kernel and allocator.
+    fn expected_file(&self) -> String {
+        format!("kernel/selftest-expected/{}.json", self.tag())
+    }
+}
+
 /// Runs `workload` on `arch` into `target/kmt-e2e/<name>` (replaced on each run: it is ours).
-fn run(arch: &'static Arch, workload: &str, name: &str) -> Result<PathBuf, Failed> {
-    run_with(arch, workload, name, None, None)
+fn run(b: Build, workload: &str, name: &str) -> Result<PathBuf, Failed> {
+    run_with(b, workload, name, None, None)
 }
 
 /// [`run`] with a parameter and, for the exec workload, a program.
 fn run_with(
-    arch: &'static Arch,
+    b: Build,
     workload: &str,
     name: &str,
     param: Option<u64>,
@@ -121,8 +246,13 @@ fn run_with(
         std::fs::remove_dir_all(&out)
             .map_err(|e| format!("cannot clear {}: {e}", out.display()))?;
     }
+    let arch = b.arch;
     let req = RunRequest {
-        kernel: KernelRequest::new(arch, repo()),
+        kernel: KernelRequest {
+            kernel: b.kernel,
+            allocator: b.allocator,
+            ..KernelRequest::new(arch, repo())
+        },
         workload: workload.into(),
         param,
         exec,
@@ -138,13 +268,13 @@ fn run_with(
     let res = kmt::run::run(&req, &Cache::from_env());
     eprintln!(
         "{} {workload}: {} ({:.1} s) in {}",
-        arch.name,
+        b.label(),
         res.outcome,
         res.manifest.phases.total_s,
         out.display()
     );
     if res.outcome != Outcome::Ok {
-        return Err(format!("{} {workload}: {}: {}", arch.name, res.outcome, res.message).into());
+        return Err(format!("{} {workload}: {}: {}", b.label(), res.outcome, res.message).into());
     }
     Ok(out)
 }
@@ -159,10 +289,10 @@ fn analyze(trace: &Path, filter: &[&str]) -> Result<Report, Failed> {
 }
 
 /// The expected figures: `identical` on every arch, then this arch's own.
-fn expected(arch: &Arch) -> Result<BTreeMap<String, Value>, Failed> {
-    let (v, path) = expected_json()?;
+fn expected(b: Build) -> Result<BTreeMap<String, Value>, Failed> {
+    let (v, path) = expected_json(b)?;
     let mut m = BTreeMap::new();
-    for part in ["/identical", &format!("/per_arch/{}", arch.name)] {
+    for part in ["/identical", &format!("/per_arch/{}", b.arch.name)] {
         m.extend(
             section(&v, part, &path)?
                 .iter()
@@ -172,9 +302,9 @@ fn expected(arch: &Arch) -> Result<BTreeMap<String, Value>, Failed> {
     Ok(m)
 }
 
-/// kernel/selftest-expected.json, parsed.
-fn expected_json() -> Result<(Value, PathBuf), Failed> {
-    let path = repo().join("kernel/selftest-expected.json");
+/// The build's known answers, `kernel/selftest-expected/<kernel>-<allocator>.json`, parsed.
+fn expected_json(b: Build) -> Result<(Value, PathBuf), Failed> {
+    let path = repo().join(b.expected_file());
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((v, path))
@@ -208,11 +338,11 @@ fn compare(report: &Report, want: &BTreeMap<String, Value>) -> Vec<String> {
         .collect()
 }
 
-/// Compares `per_type` of kernel/selftest-expected.json with the report's `types` rows and, for
+/// Compares `per_type` of kernel/selftest-expected/<kernel>-<allocator>.json with the report's `types` rows and, for
 /// pages, its `pages` rows by order. Every type row must have its expectation and every
 /// expectation its row.
-fn compare_types(report: &Report) -> Result<Vec<String>, Failed> {
-    let (v, path) = expected_json()?;
+fn compare_types(report: &Report, b: Build) -> Result<Vec<String>, Failed> {
+    let (v, path) = expected_json(b)?;
     let types = serde_json::to_value(&report.types).unwrap_or(Value::Null);
     let rows = types.as_array().cloned().unwrap_or_default();
     let per_type = section(&v, "/per_type", &path)?;
@@ -343,17 +473,18 @@ fn snapshot(name: &str, value: &Value) {
     s.bind(|| insta::assert_json_snapshot!(name, value));
 }
 
-fn selftest_trial(arch: &'static Arch) -> Result<(), Failed> {
-    let out = run(arch, "selftest", &format!("{}-selftest", arch.name))?;
+fn selftest_trial(b: Build) -> Result<(), Failed> {
+    let out = run(b, "selftest", &b.dir("selftest"))?;
     let report = analyze(&out.join("trace"), &[SELFTEST_FILTER])?;
     let s = &report.summary;
     // What the issue names, asserted explicitly as well as through the expected figures.
-    let mut diffs = compare(&report, &expected(arch)?);
-    diffs.extend(compare_types(&report)?);
+    let mut diffs = compare(&report, &expected(b)?);
+    diffs.extend(compare_types(&report, b)?);
     for (what, ok) in [
         (
-            "a mismatched free (kmem_cache_alloc freed with kfree)",
-            s.mismatched_frees >= 1,
+            "its kmem_cache_alloc object freed with kfree, allowed on SLAB and SLUB (cache_objects_kfreed 1, mismatched_frees 0); on SLOB it frees with kmem_cache_free (both 0)",
+            (s.cache_objects_kfreed, s.mismatched_frees)
+                == (u64::from(b.allocator.name != "slob"), 0),
         ),
         ("a cross-CPU free", s.cross_cpu_frees >= 1),
         ("the deliberate leak", s.live_allocations >= 1),
@@ -381,11 +512,12 @@ fn selftest_trial(arch: &'static Arch) -> Result<(), Failed> {
     }
     let py = python_decode(&out.join("trace"))?;
     diffs.extend(decoders_agree(&report, &py));
-    diffs.extend(selftest_cpus(&py)?);
+    diffs.extend(selftest_cpus(&py, b)?);
     if !diffs.is_empty() {
         return Err(format!(
-            "{} selftest figures differ from kernel/selftest-expected.json:\n  {}\nreport: {}",
-            arch.name,
+            "{} selftest figures differ from {}:\n  {}\nreport: {}",
+            b.label(),
+            b.expected_file(),
             diffs.join("\n  "),
             out.join("report.txt").display()
         )
@@ -393,7 +525,7 @@ fn selftest_trial(arch: &'static Arch) -> Result<(), Failed> {
     }
     let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
     redact(&mut v);
-    snapshot(&format!("selftest_{}", arch.name), &v);
+    snapshot(&b.snap("selftest"), &v);
     Ok(())
 }
 
@@ -491,10 +623,10 @@ fn decoders_agree(report: &Report, py: &Value) -> Vec<String> {
     diffs
 }
 
-/// `per_cpu` of kernel/selftest-expected.json: every selftest record on the first online CPU
+/// `per_cpu` of kernel/selftest-expected/<kernel>-<allocator>.json: every selftest record on the first online CPU
 /// but one kfree from `kmemtrace_selftest_remote_free` on the next one.
-fn selftest_cpus(py: &Value) -> Result<Vec<String>, Failed> {
-    let (v, path) = expected_json()?;
+fn selftest_cpus(py: &Value, b: Build) -> Result<Vec<String>, Failed> {
+    let (v, path) = expected_json(b)?;
     let per_cpu = section(&v, "/per_cpu", &path)?;
     for key in ["first_online_cpu", "next_online_cpu"] {
         if !per_cpu.contains_key(key) {
@@ -529,24 +661,19 @@ fn selftest_cpus(py: &Value) -> Result<Vec<String>, Failed> {
     Ok(Vec::new())
 }
 
-/// `after_release` of kernel/selftest-expected.json, on the real kernel:
+/// `after_release` of kernel/selftest-expected/<kernel>-<allocator>.json, on the real kernel:
 /// guest-tools/examples/selftest-release.c writes `run` and then `release`.
-fn selftest_release_trial(arch: &'static Arch) -> Result<(), Failed> {
+fn selftest_release_trial(b: Build) -> Result<(), Failed> {
+    let arch = b.arch;
     let exec = kmt::program::Exec {
         program: build_example(arch, "selftest-release")?,
         args: Vec::new(),
     };
-    let out = run_with(
-        arch,
-        "exec",
-        &format!("{}-selftest-release", arch.name),
-        None,
-        Some(exec),
-    )?;
+    let out = run_with(b, "exec", &b.dir("selftest-release"), None, Some(exec))?;
     let report = analyze(&out.join("trace"), &[SELFTEST_FILTER])?;
     let summary = serde_json::to_value(&report.summary).map_err(|e| e.to_string())?;
-    let (v, path) = expected_json()?;
-    let allocated = expected(arch)?
+    let (v, path) = expected_json(b)?;
+    let allocated = expected(b)?
         .get("bytes_allocated")
         .cloned()
         .ok_or("no bytes_allocated expected")?;
@@ -601,14 +728,14 @@ const PIPE_RUNS: u64 = 2;
 
 /// `kmt run --exec`: guest-tools/examples/pipes.c, built static with the arch's compiler, runs
 /// twice in the guest; its output reaches guest.log and its pipes the trace.
-fn exec_trial(arch: &'static Arch) -> Result<(), Failed> {
+fn exec_trial(b: Build) -> Result<(), Failed> {
+    let arch = b.arch;
     let program = build_example(arch, "pipes")?;
     let exec = kmt::program::Exec {
         program: program.clone(),
         args: vec![PIPES.to_string()],
     };
-    let name = format!("{}-exec", arch.name);
-    let out = run_with(arch, "exec", &name, Some(PIPE_RUNS), Some(exec))?;
+    let out = run_with(b, "exec", &b.dir("exec"), Some(PIPE_RUNS), Some(exec))?;
     let guest_log = std::fs::read_to_string(out.join("guest.log")).map_err(|e| e.to_string())?;
     let said = format!("pipes: created and closed {PIPES} pipes");
     let runs = guest_log.lines().filter(|l| l.contains(&said)).count() as u64;
@@ -638,7 +765,8 @@ fn exec_trial(arch: &'static Arch) -> Result<(), Failed> {
 /// Regression (the guest is not trusted): with `security_model=none` a guest's 04755 file
 /// became a set-uid-root host file in the output directory, and a guest's symlink
 /// `trace/cpu7.out -> /etc/hostname` was carried into it and read by the host's check and report.
-fn hostile_guest_trial(arch: &'static Arch) -> Result<(), Failed> {
+fn hostile_guest_trial(b: Build) -> Result<(), Failed> {
+    let arch = b.arch;
     use std::os::unix::fs::MetadataExt;
     let program = build_example(arch, "hostile")?;
     // A host file the guest points its links at: its content must appear nowhere in the output.
@@ -650,7 +778,7 @@ fn hostile_guest_trial(arch: &'static Arch) -> Result<(), Failed> {
         args: vec![secret.path().display().to_string()],
     };
     let name = format!("{}-hostile", arch.name);
-    let out = run_with(arch, "exec", &name, None, Some(exec))?;
+    let out = run_with(b, "exec", &name, None, Some(exec))?;
     let manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("manifest.json")).map_err(|e| e.to_string())?,
     )
@@ -858,8 +986,9 @@ fn boot_invariants_trial() -> Result<(), Failed> {
     Ok(())
 }
 
-fn boot_trial(arch: &'static Arch) -> Result<(), Failed> {
-    let out = run(arch, "boot", &format!("{}-boot", arch.name))?;
+fn boot_trial(b: Build) -> Result<(), Failed> {
+    let arch = b.arch;
+    let out = run(b, "boot", &b.dir("boot"))?;
     let report = analyze(&out.join("trace"), &[])?;
     let problems = boot_invariants(&report);
     if !problems.is_empty() {
@@ -871,7 +1000,7 @@ fn boot_trial(arch: &'static Arch) -> Result<(), Failed> {
         )
         .into());
     }
-    snapshot(&format!("boot_shape_{}", arch.name), &shape(&report));
+    snapshot(&b.snap("boot_shape"), &shape(&report));
     Ok(())
 }
 
@@ -882,11 +1011,12 @@ fn other(order: Option<ByteOrder>) -> ByteOrder {
     }
 }
 
-fn cross_arch_trial() -> Result<(), Failed> {
+fn cross_arch_trial(pair: Build) -> Result<(), Failed> {
     let mut arch_independent: Vec<(&str, Value)> = Vec::new();
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     for arch in ARCHES {
-        let out = run(arch, "selftest", &format!("cross-{}-selftest", arch.name))?;
+        let b = Build { arch, ..pair };
+        let out = run(b, "selftest", &b.dir("cross-selftest"))?;
         let trace = out.join("trace");
         // 1. The same trace, re-encoded in the other byte order, must give the same report.
         for filter in [&[][..], &[SELFTEST_FILTER][..]] {
@@ -912,7 +1042,7 @@ fn cross_arch_trial() -> Result<(), Failed> {
         let r = analyze(&trace, &[SELFTEST_FILTER])?;
         let summary = serde_json::to_value(&r.summary).map_err(|e| e.to_string())?;
         let mut identical = serde_json::Map::new();
-        for k in expected_identical_keys()? {
+        for k in expected_identical_keys(b)? {
             let v = summary
                 .get(&k)
                 .ok_or_else(|| format!("{}: the summary has no {k}", arch.name))?;
@@ -1073,7 +1203,8 @@ fn config_regression_trial() -> Result<(), Failed> {
     Ok(())
 }
 
-fn regression_trial(arch: &'static Arch) -> Result<(), Failed> {
+fn regression_trial(b: Build) -> Result<(), Failed> {
+    let arch = b.arch;
     let gate = format!("callsite:{GROWN}:bytes_allocated:+10%");
     let res = kmt_compare(
         arch,
@@ -1147,7 +1278,8 @@ fn regression_trial(arch: &'static Arch) -> Result<(), Failed> {
     Ok(())
 }
 
-fn no_false_alarm_trial(arch: &'static Arch) -> Result<(), Failed> {
+fn no_false_alarm_trial(b: Build) -> Result<(), Failed> {
+    let arch = b.arch;
     let res = kmt_compare(
         arch,
         &format!("{}-no-false-alarm", arch.name),
@@ -1225,9 +1357,9 @@ fn selftest_figures(r: &Report) -> Value {
     serde_json::json!({ "summary": summary, "callsites": sites })
 }
 
-/// The keys listed under `identical` in kernel/selftest-expected.json.
-fn expected_identical_keys() -> Result<Vec<String>, Failed> {
-    let (v, path) = expected_json()?;
+/// The keys listed under `identical` in kernel/selftest-expected/<kernel>-<allocator>.json.
+fn expected_identical_keys(b: Build) -> Result<Vec<String>, Failed> {
+    let (v, path) = expected_json(b)?;
     Ok(section(&v, "/identical", &path)?.keys().cloned().collect())
 }
 

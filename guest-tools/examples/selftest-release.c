@@ -3,7 +3,7 @@
  * selftest-release - an example workload for `kmt run --exec`: runs the kernel's known-answer
  * selftest once and then frees its deliberate leak, by writing "run" and then "release" to
  * debugfs kmemtrace/selftest (init has mounted debugfs). The trace then holds the figures of
- * `after_release` in kernel/selftest-expected.json: every allocation of the run freed.
+ * `after_release` in kernel/selftest-expected/<kernel>-<allocator>.json: every allocation of the run freed.
  *
  * Build it static for the guest's architecture, e.g. for ppc64:
  *   powerpc64-linux-gnu-gcc -static -O2 -o selftest-release guest-tools/examples/selftest-release.c

@@ -21,7 +21,10 @@ const RECIPE: &str = "kmt-kernel-recipe-1";
 pub enum KernelError {
     /// The kernel source is missing.
     #[error("the kernel source {} is missing: install it with `apt-get install {package}` (or pass --kernel-src DIR)", .path.display())]
-    NoSource { path: PathBuf, package: &'static str },
+    NoSource {
+        path: PathBuf,
+        package: &'static str,
+    },
     /// The tree given with --kernel-src is not a kernel tree.
     #[error("--kernel-src {}: not a kernel source tree (it has no Makefile)", .0.display())]
     NotATree(PathBuf),
@@ -161,11 +164,7 @@ pub fn parse_source(text: &str) -> BTreeMap<String, String> {
 
 /// Compares the installed Debian source with the one the series was made against: None when
 /// they match, else what differs.
-fn source_mismatch(
-    req: &KernelRequest,
-    version: &str,
-    sha256: Option<&str>,
-) -> Option<String> {
+fn source_mismatch(req: &KernelRequest, version: &str, sha256: Option<&str>) -> Option<String> {
     let text = fs::read_to_string(req.repo.join(req.kernel.patches).join("SOURCE")).ok()?;
     let want = parse_source(&text);
     let mut why = Vec::new();
@@ -578,13 +577,20 @@ mod tests {
             let s = parse_source(&text);
             assert_eq!(s["package"], k.package);
             assert_eq!(s["tarball"], k.tarball);
-            assert!(s["version"].starts_with(&format!("{}.", k.name)), "{}", s["version"]);
+            assert!(
+                s["version"].starts_with(&format!("{}.", k.name)),
+                "{}",
+                s["version"]
+            );
             assert_eq!(s["sha256"].len(), 64);
             let req = KernelRequest {
                 kernel: k,
                 ..KernelRequest::new(crate::arch::lookup("x86_64").unwrap(), repo.clone())
             };
-            assert_eq!(source_mismatch(&req, &s["version"], Some(&s["sha256"])), None);
+            assert_eq!(
+                source_mismatch(&req, &s["version"], Some(&s["sha256"])),
+                None
+            );
             let m = source_mismatch(&req, "6.0.1-1", Some("00")).unwrap();
             assert!(m.contains("6.0.1-1") && m.contains("sha256"), "{m}");
             assert!(series(&repo, k).unwrap().len() >= 4);

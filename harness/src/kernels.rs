@@ -197,9 +197,15 @@ mod tests {
     #[test]
     fn an_allocator_the_kernel_lacks_is_a_usage_error_listing_the_valid_ones() {
         let e = select(Some("6.12"), Some("slob"), None).unwrap_err();
-        assert_eq!(e.to_string(), "--allocator slob: Linux 6.12 has slub, slub-tiny");
+        assert_eq!(
+            e.to_string(),
+            "--allocator slob: Linux 6.12 has slub, slub-tiny"
+        );
         let e = select(Some("6.1"), Some("slub-tiny"), None).unwrap_err();
-        assert_eq!(e.to_string(), "--allocator slub-tiny: Linux 6.1 has slub, slab, slob");
+        assert_eq!(
+            e.to_string(),
+            "--allocator slub-tiny: Linux 6.1 has slub, slab, slob"
+        );
         let e = select(Some("5.10"), None, None).unwrap_err();
         assert!(e.to_string().contains("Linux 6.12 and 6.1"), "{e}");
     }
@@ -212,7 +218,10 @@ mod tests {
         let (k, a) = select(None, Some("slab"), Some((t, makefile_version(mk)))).unwrap();
         assert_eq!((k.name, a.name), ("6.1", "slab"));
         let e = select(Some("6.12"), None, Some((t, Some((6, 1))))).unwrap_err();
-        assert_eq!(e.to_string(), "--kernel 6.12 but --kernel-src /src/linux is Linux 6.1");
+        assert_eq!(
+            e.to_string(),
+            "--kernel 6.12 but --kernel-src /src/linux is Linux 6.1"
+        );
         let e = select(None, None, Some((t, Some((5, 15))))).unwrap_err();
         assert_eq!(
             e.to_string(),

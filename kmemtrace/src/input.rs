@@ -298,7 +298,10 @@ pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
             made_with: report.trace.callsite_filter,
         });
     }
-    if let Some(a) = opts.allocator.filter(|a| report.trace.allocator != Some(*a)) {
+    if let Some(a) = opts
+        .allocator
+        .filter(|a| report.trace.allocator != Some(*a))
+    {
         return Err(Error::AllocatorOnReport {
             path: json,
             asked: a,

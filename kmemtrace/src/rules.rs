@@ -190,7 +190,11 @@ pub fn markdown_table() -> String {
             for f in AllocType::ALL {
                 let v = verdict(al, a, f);
                 let Some(rule) = v.rule else { continue };
-                let what = if v.error { "finding" } else { "allowed, counted" };
+                let what = if v.error {
+                    "finding"
+                } else {
+                    "allowed, counted"
+                };
                 s.push_str(&format!(
                     "| {} | {} | {} | {} | {what} | `{}` |\n",
                     al.name(),

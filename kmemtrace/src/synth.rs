@@ -15,9 +15,9 @@ use crate::error::{io_out, Result};
 use crate::input::TraceInput;
 use crate::meta::{Meta, MetaCpu};
 use crate::report::Summary;
+use crate::rules::{self, Allocator, Rule};
 use crate::symbols::Symbols;
 use std::io::Write;
-use crate::rules::{self, Allocator, Rule};
 use std::path::Path;
 
 /// Parameters of a synthetic trace.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The kernel selftest's known answers (`kernel/selftest-expected.json`, docs/contracts.md §3)
+//! The kernel selftest's known answers (`kernel/selftest-expected/6.12-slub.json`, docs/contracts.md §3)
 //! replayed from a hand-built record sequence of the same shape, with unrelated kernel
 //! allocations interleaved: `--callsite-filter 'kmemtrace_selftest_*'` must isolate exactly the
 //! expected summary, in both byte orders; then `release` must free the leak (`after_release`).
@@ -110,12 +110,12 @@ fn sequence() -> Vec<(u32, Record)> {
     out
 }
 
-/// kernel/selftest-expected.json. A missing or unreadable file is a failure: the known answers
+/// kernel/selftest-expected/6.12-slub.json. A missing or unreadable file is a failure: the known answers
 /// are what this test checks.
 fn expected() -> serde_json::Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../kernel/selftest-expected.json"
+        "/../kernel/selftest-expected/6.12-slub.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let exp: serde_json::Value =
@@ -133,7 +133,7 @@ fn section<'a>(
     exp.pointer(name)
         .and_then(|v| v.as_object())
         .filter(|o| !o.is_empty())
-        .unwrap_or_else(|| panic!("kernel/selftest-expected.json has no {name} object"))
+        .unwrap_or_else(|| panic!("kernel/selftest-expected/6.12-slub.json has no {name} object"))
 }
 
 /// The sequence in `order`, with the kernel's symbols, analysed through the selftest's filter.
@@ -212,8 +212,8 @@ fn selftest_known_answers_through_the_callsite_filter() {
             assert_eq!(Some(p.frees), frees_by_order[&o].as_u64(), "order {o}");
             checked += 2;
         }
-        // 10 identical, 4 per arch, 3 types x 4, 4 orders x 2.
-        assert_eq!(checked, 34, "checks made ({order})");
+        // 11 identical, 4 per arch, 3 types x 4, 4 orders x 2.
+        assert_eq!(checked, 35, "checks made ({order})");
         assert!(r.summary.filtered_out > 0);
         assert!(r
             .functions

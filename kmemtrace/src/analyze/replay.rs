@@ -103,7 +103,6 @@ summable! {
     }
 }
 
-
 /// Examples of one finding kind: the records, turned into [`Example`]s at the end.
 #[derive(Debug, Default)]
 pub(super) struct Found {

@@ -212,13 +212,22 @@ fn frees_are_judged_by_the_traces_allocator() {
         free(12, Pages, 0x400, 0x30000),
     ];
     let rules = |r: &Report| -> Vec<String> {
-        let f = r.findings.iter().find(|f| f.kind == FindingKind::MismatchedFree);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::MismatchedFree);
         f.map(|f| {
             f.examples
                 .iter()
                 .map(|e| {
                     let d = e.detail.as_deref().unwrap_or("");
-                    d.split("rule ").nth(1).unwrap().split(':').next().unwrap().to_string()
+                    d.split("rule ")
+                        .nth(1)
+                        .unwrap()
+                        .split(':')
+                        .next()
+                        .unwrap()
+                        .to_string()
                 })
                 .collect()
         })
@@ -232,11 +241,41 @@ fn frees_are_judged_by_the_traces_allocator() {
     for order in [ByteOrder::Little, ByteOrder::Big] {
         for (meta, option, judged, source, mismatched) in [
             (None, None, Allocator::Slub, AllocatorSource::Assumed, 3),
-            (Some("slab"), None, Allocator::Slab, AllocatorSource::Meta, 3),
-            (Some("slub-tiny"), None, Allocator::SlubTiny, AllocatorSource::Meta, 3),
-            (Some("slob"), None, Allocator::Slob, AllocatorSource::Meta, 4),
-            (Some("slub"), Some(Allocator::Slob), Allocator::Slob, AllocatorSource::Option, 4),
-            (Some("slob"), Some(Allocator::Slab), Allocator::Slab, AllocatorSource::Option, 3),
+            (
+                Some("slab"),
+                None,
+                Allocator::Slab,
+                AllocatorSource::Meta,
+                3,
+            ),
+            (
+                Some("slub-tiny"),
+                None,
+                Allocator::SlubTiny,
+                AllocatorSource::Meta,
+                3,
+            ),
+            (
+                Some("slob"),
+                None,
+                Allocator::Slob,
+                AllocatorSource::Meta,
+                4,
+            ),
+            (
+                Some("slub"),
+                Some(Allocator::Slob),
+                Allocator::Slob,
+                AllocatorSource::Option,
+                4,
+            ),
+            (
+                Some("slob"),
+                Some(Allocator::Slab),
+                Allocator::Slab,
+                AllocatorSource::Option,
+                3,
+            ),
         ] {
             let input = with_allocator(input_of(&[(0, cpu0.clone())], order), meta);
             let opts = AnalyzeOptions {
@@ -250,14 +289,25 @@ fn frees_are_judged_by_the_traces_allocator() {
             assert_eq!(r.trace.allocator_source, Some(source), "{what}");
             assert_eq!(s.mismatched_frees, mismatched, "{what}");
             assert_eq!(s.cache_objects_kfreed, 1, "{what}");
-            assert_eq!((s.unknown_frees, s.live_allocations, s.lost_frees), (0, 0, 0), "{what}");
-            assert_eq!(s.bytes_freed, 24 + 16 + 4096 + 128 + 16384 + 16384, "{what}");
+            assert_eq!(
+                (s.unknown_frees, s.live_allocations, s.lost_frees),
+                (0, 0, 0),
+                "{what}"
+            );
+            assert_eq!(
+                s.bytes_freed,
+                24 + 16 + 4096 + 128 + 16384 + 16384,
+                "{what}"
+            );
             let mut want: Vec<&str> = always.to_vec();
             if judged == Allocator::Slob {
                 want.insert(0, Rule::CacheObjectKfreed.name());
             }
             assert_eq!(rules(&r), want, "{what}");
-            assert!(crate::render::trace_line(&r).contains(source.describe()), "{what}");
+            assert!(
+                crate::render::trace_line(&r).contains(source.describe()),
+                "{what}"
+            );
         }
     }
     let e = analyze(
