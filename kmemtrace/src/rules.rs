@@ -237,8 +237,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(table(Allocator::Slub)[1][0].error, false);
-        assert_eq!(table(Allocator::Slob)[1][0].error, true);
+        assert!(!table(Allocator::Slub)[1][0].error);
+        assert!(table(Allocator::Slob)[1][0].error);
     }
 
     #[test]
