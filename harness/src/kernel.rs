@@ -75,6 +75,9 @@ pub struct KernelRequest {
 /// A built kernel in the cache.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KernelBuild {
+    /// The kernel version (`6.12`, `6.1`) and slab allocator built.
+    pub version: &'static str,
+    pub allocator: &'static str,
     pub dir: PathBuf,
     pub image: PathBuf,
     pub system_map: PathBuf,
@@ -482,6 +485,8 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
         k.key()
     };
     Ok(KernelBuild {
+        version: req.kernel.name,
+        allocator: req.allocator.name,
         image: dir.join("image"),
         system_map: dir.join("System.map"),
         config,

@@ -803,6 +803,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                     return Ok(e.outcome());
                 }
             };
+            println!("Linux {}, {}", req.kernel.name, req.allocator.name);
             println!("{}", kmt::matrix::MATRIX_HEADER);
             for l in lines {
                 println!("{l}");
