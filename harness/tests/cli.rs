@@ -147,3 +147,49 @@ fn man_page_and_completions_are_generated() {
     assert!(elsewhere.status.success());
     assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("_kmt()"));
 }
+
+/// An allocator the chosen kernel lacks, or a kernel kmt has no series for, is a usage error
+/// that lists the valid ones, before anything is built.
+#[test]
+fn an_allocator_the_kernel_lacks_exits_2_listing_the_valid_ones() {
+    assert_refused(
+        &[
+            "run",
+            "--arch",
+            "x86_64",
+            "--kernel",
+            "6.12",
+            "--allocator",
+            "slob",
+        ],
+        "--allocator slob: Linux 6.12 has slub, slub-tiny",
+    );
+    assert_refused(
+        &["kernel", "--arch", "x86_64", "--allocator", "slab"],
+        "Linux 6.12 has slub, slub-tiny",
+    );
+    assert_refused(
+        &["matrix", "--kernel", "6.1", "--allocator", "slub-tiny"],
+        "Linux 6.1 has slub, slab, slob",
+    );
+    assert_refused(
+        &["compare", "--arch", "x86_64", "--new-kernel", "5.10"],
+        "kmt has patch series for Linux 6.12 and 6.1",
+    );
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tree.path().join("Makefile"),
+        "VERSION = 5\nPATCHLEVEL = 15\nSUBLEVEL = 0\n",
+    )
+    .unwrap();
+    assert_refused(
+        &[
+            "run",
+            "--arch",
+            "x86_64",
+            "--kernel-src",
+            tree.path().to_str().unwrap(),
+        ],
+        "the tree is Linux 5.15; kmt has patch series for Linux 6.12 and 6.1",
+    );
+}
