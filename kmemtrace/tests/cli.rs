@@ -365,3 +365,78 @@ fn man_pages_and_completions_are_generated() {
     assert_eq!(code, Some(0));
     assert!(fish.contains("complete -c kmemtrace"));
 }
+
+/// The allocator: synth writes it, the report judges by it and says so, `--allocator` overrides
+/// it, a report.json judged by other rules is refused, and an unknown name is an input error.
+#[test]
+fn frees_are_judged_by_the_allocator_meta_json_names_or_the_option() {
+    let d = tempfile::tempdir().unwrap();
+    let slob = d.path().join("slob");
+    let (code, expected, err) = kmemtrace(&[
+        "synth",
+        "-o",
+        p(&slob),
+        "--events",
+        "200000",
+        "--seed",
+        "3",
+        "--allocator",
+        "slob",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let want = json(&expected)["summary"].clone();
+    assert!(want["cache_objects_kfreed"].as_u64().unwrap() > 0, "{want}");
+    let (code, out, err) = kmemtrace(&["report", "--format", "json", p(&slob)]);
+    assert_eq!(code, 0, "{err}");
+    let r = json(&out);
+    assert_eq!(r["summary"], want);
+    assert_eq!(r["trace"]["allocator"], "slob");
+    assert_eq!(r["trace"]["allocator_source"], "meta");
+    // The same trace by SLUB's rules: the cache objects kfreed are no longer errors.
+    let (code, out, err) = kmemtrace(&[
+        "report",
+        "--format",
+        "json",
+        "--allocator",
+        "slub",
+        p(&slob),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let s = json(&out)["summary"].clone();
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    assert_eq!(
+        n(&s, "cache_objects_kfreed"),
+        n(&want, "cache_objects_kfreed")
+    );
+    assert_eq!(
+        n(&s, "mismatched_frees") + n(&want, "cache_objects_kfreed"),
+        n(&want, "mismatched_frees")
+    );
+    let (code, text, err) = kmemtrace(&["report", "--allocator", "slub", p(&slob)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.starts_with(
+            "Kernel synthetic on synthetic; frees judged by slub rules (from --allocator)"
+        ),
+        "{text}"
+    );
+    // A report.json judged by SLOB's rules cannot be re-judged: that needs the trace.
+    let rj = d.path().join("report.json");
+    let (_, out, _) = kmemtrace(&["report", "--format", "json", p(&slob)]);
+    std::fs::write(&rj, out).unwrap();
+    let (code, _, err) = kmemtrace(&["diff", "--allocator", "slab", p(&rj), p(&slob)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("judged by slob rules"), "{err}");
+    // An allocator kmemtrace does not know, in meta.json: exit 2, asking for --allocator.
+    let meta = slob.join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replace("\"slob\"", "\"slqb\"")).unwrap();
+    let (code, _, err) = kmemtrace(&["report", p(&slob)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("\"slqb\"") && err.contains("--allocator"),
+        "{err}"
+    );
+    let (code, _, err) = kmemtrace(&["report", "--allocator", "slab", p(&slob)]);
+    assert_eq!(code, 0, "{err}");
+}
