@@ -1209,7 +1209,7 @@ fn config_regression_trial() -> Result<(), Failed> {
         "kmemtrace_selftest_cache_objs",
         "kmemtrace_selftest_leak",
         "kmemtrace_selftest_remote_alloc",
-        "kmemtrace_selftest_mismatch",
+        "kmemtrace_selftest_cache_kfree",
     ] {
         if !grown.contains(&site) {
             problems.push(format!("{site} did not allocate more (grown: {grown:?})"));
@@ -1397,7 +1397,7 @@ fn redaction_trial() -> Result<(), Failed> {
         "summary": {"allocs": 32, "records": 900, "filtered_out": 836},
         "findings": [{"kind": "mismatched_free", "count": 1, "examples": [{
             "seq": 813, "cpu": 0, "file": "cpu0.out", "offset": 4096, "ptr": "0xffff888003a1c000",
-            "call_site": "0xffffffff8123", "symbol": "kmemtrace_selftest_mismatch+0x2c",
+            "call_site": "0xffffffff8123", "symbol": "kmemtrace_selftest_cache_kfree+0x2c",
             "detail": "kmem_cache allocation (seq 813 on cpu 0) freed as kmalloc"}]}]
     });
     redact(&mut v);
@@ -1410,7 +1410,7 @@ fn redaction_trial() -> Result<(), Failed> {
         "summary": {"allocs": 32, "records": r, "filtered_out": r},
         "findings": [{"kind": "mismatched_free", "count": 1, "examples": [{
             "seq": r, "cpu": 0, "file": "cpu0.out", "offset": r, "ptr": r, "call_site": r,
-            "symbol": "kmemtrace_selftest_mismatch",
+            "symbol": "kmemtrace_selftest_cache_kfree",
             "detail": "kmem_cache allocation (seq N on cpu 0) freed as kmalloc"}]}]
     });
     if v != want {
