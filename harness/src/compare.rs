@@ -71,6 +71,25 @@ impl Default for Side {
     }
 }
 
+/// How a side is named in the diff: what sets it apart (kernel version and allocator when the
+/// sides differ in them, the tree, the fragments, the command line), else "default kernel".
+pub fn side_label(s: &Side, base: &Side, new: &Side) -> String {
+    let mut parts = Vec::new();
+    if base.kernel != new.kernel || base.allocator != new.allocator {
+        parts.push(format!("Linux {} {}", s.kernel.name, s.allocator.name));
+    }
+    if let Some(k) = &s.kernel_src {
+        parts.push(k.display().to_string());
+    }
+    parts.extend(s.configs.iter().map(|c| format!("+{}", c.display())));
+    parts.extend(s.append.iter().cloned());
+    if parts.is_empty() {
+        "default kernel".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Which side a run belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -273,19 +292,7 @@ fn diff_arch(
             })
             .collect()
     };
-    let label = |s: &Side| {
-        let mut parts = Vec::new();
-        if let Some(k) = &s.kernel_src {
-            parts.push(k.display().to_string());
-        }
-        parts.extend(s.configs.iter().map(|c| format!("+{}", c.display())));
-        parts.extend(s.append.iter().cloned());
-        if parts.is_empty() {
-            "default kernel".to_string()
-        } else {
-            parts.join(" ")
-        }
-    };
+    let label = |s: &Side| side_label(s, &req.base, &req.new);
     let d = kmemtrace::diff(
         &format!("base: {}", label(&req.base)),
         &load(SideName::Base)?,
@@ -445,6 +452,23 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sides_that_differ_in_allocator_are_named_by_it() {
+        let slab = Side {
+            kernel: &crate::kernels::KERNELS[1],
+            allocator: &crate::kernels::SLAB,
+            ..Side::default()
+        };
+        let slub = Side {
+            allocator: &crate::kernels::SLUB,
+            ..slab.clone()
+        };
+        assert_eq!(side_label(&slab, &slab, &slub), "Linux 6.1 slab");
+        assert_eq!(side_label(&slub, &slab, &slub), "Linux 6.1 slub");
+        let d = Side::default();
+        assert_eq!(side_label(&d, &d, &d), "default kernel");
+    }
     use crate::arch::ARCHES;
 
     fn request(repeat: u32) -> CompareRequest {
