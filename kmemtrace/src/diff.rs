@@ -379,8 +379,8 @@ fn by_impact(a: &RowDelta, b: &RowDelta) -> std::cmp::Ordering {
 }
 
 fn side_info(label: &str, runs: &[Report]) -> SideInfo {
-    let distinct = |f: fn(&Report) -> Option<&String>| {
-        let mut v: Vec<String> = runs.iter().filter_map(|r| f(r).cloned()).collect();
+    let distinct = |f: fn(&Report) -> Option<&str>| {
+        let mut v: Vec<String> = runs.iter().filter_map(|r| f(r).map(String::from)).collect();
         v.sort();
         v.dedup();
         v
@@ -388,17 +388,9 @@ fn side_info(label: &str, runs: &[Report]) -> SideInfo {
     SideInfo {
         label: label.to_string(),
         runs: runs.len(),
-        kernel_release: distinct(|r| r.trace.kernel_release.as_ref()),
-        machine: distinct(|r| r.trace.machine.as_ref()),
-        allocator: {
-            let mut v: Vec<String> = runs
-                .iter()
-                .filter_map(|r| r.trace.allocator.map(|a| a.name().to_string()))
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        },
+        kernel_release: distinct(|r| r.trace.kernel_release.as_deref()),
+        machine: distinct(|r| r.trace.machine.as_deref()),
+        allocator: distinct(|r| r.trace.allocator.map(|a| a.name())),
         symbols: runs.iter().all(|r| r.trace.symbols),
         callsite_filter: runs
             .first()
