@@ -23,6 +23,14 @@ pub enum Probe {
     Program(String),
     /// A file at a fixed path.
     File(String),
+    /// A Debian package at an exact version, and a file it installs: the kernel source the
+    /// patch series was made against (its `SOURCE`), so that every machine builds the same
+    /// kernel whatever point release the archive has moved on to.
+    PackageVersion {
+        package: String,
+        version: String,
+        file: String,
+    },
 }
 
 /// One thing kmt needs.
@@ -76,11 +84,16 @@ pub fn prerequisites(arches: &[&Arch], kernels: &[&KernelVersion]) -> Vec<Prereq
         p("cpio", prog("cpio"), "cpio"),
     ];
     for k in kernels {
-        v.push(p(
-            &format!("Linux {} source", k.name),
-            file(k.tarball),
-            k.package,
-        ));
+        let version = k.debian_version();
+        v.push(Prereq {
+            what: format!("Linux {} source {version}", k.name),
+            probe: Probe::PackageVersion {
+                package: k.package.into(),
+                version: version.into(),
+                file: k.tarball.into(),
+            },
+            package: format!("{}={version}", k.package),
+        });
     }
     for a in arches {
         v.push(p(
@@ -121,7 +134,23 @@ pub fn present(p: &Prereq) -> bool {
     match &p.probe {
         Probe::Program(n) => on_path(n),
         Probe::File(f) => Path::new(f).exists(),
+        Probe::PackageVersion {
+            package,
+            version,
+            file,
+        } => Path::new(file).exists() && installed_version(package).is_some_and(|v| v == *version),
     }
+}
+
+/// The installed version of a Debian package, if it is installed.
+fn installed_version(package: &str) -> Option<String> {
+    let out = Cmd::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Status} ${Version}", package])
+        .read()
+        .ok()?;
+    out.trim()
+        .strip_prefix("installed ")
+        .map(|v| v.trim().to_string())
 }
 
 /// The missing prerequisites.
@@ -143,11 +172,23 @@ pub fn packages(missing: &[Prereq]) -> Vec<String> {
     v
 }
 
-/// The exact command that installs `packages`. `--no-install-recommends`: with recommends, apt
-/// on Debian 12 with backports' qemu-utils fails to resolve qemu-system-* (seen on these machines).
+/// What `apt-get install` is given besides the packages. `--no-install-recommends`: with
+/// recommends, apt on Debian 12 with backports' qemu-utils fails to resolve qemu-system-* (seen
+/// on these machines). `--allow-downgrades`: the pinned kernel source may be older than the one
+/// installed.
+const APT_INSTALL: &[&str] = &[
+    "install",
+    "-y",
+    "--no-install-recommends",
+    "--allow-downgrades",
+];
+
+/// The exact command that installs `packages`, as one command that works pasted after `sudo`
+/// (both `apt-get`s run as root).
 pub fn install_line(packages: &[String]) -> String {
     format!(
-        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
+        "sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get {} {}'",
+        APT_INSTALL.join(" "),
         packages.join(" ")
     )
 }
@@ -164,7 +205,7 @@ pub fn install(packages: &[String], log: &Path) -> Result<(), CommandFailed> {
         .arg("update")
         .run_logged("apt-get update", log)?;
     Cmd::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends"])
+        .args(APT_INSTALL.iter())
         .args(packages.iter())
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run_logged("apt-get install", log)
@@ -262,7 +303,11 @@ mod tests {
         let kernels: Vec<&KernelVersion> = crate::kernels::KERNELS.iter().collect();
         let pre = prerequisites(&all, &kernels);
         for k in &kernels {
-            assert!(pre.iter().any(|p| p.package == k.package), "{}", k.name);
+            assert!(
+                pre.iter().any(|p| p.package.starts_with(k.package)),
+                "{}",
+                k.name
+            );
         }
         for a in ARCHES {
             assert!(
@@ -293,7 +338,21 @@ mod tests {
         ];
         assert_eq!(
             install_line(&packages(&m)),
-            "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pkg-a pkg-b"
+            "sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --allow-downgrades pkg-a pkg-b'"
+        );
+    }
+
+    #[test]
+    fn kernel_sources_are_installed_at_the_version_their_series_pins() {
+        let k = &crate::kernels::KERNELS[0];
+        let pre = prerequisites(&[], &[k]);
+        let src = pre
+            .iter()
+            .find(|p| p.package.starts_with(k.package))
+            .unwrap();
+        assert_eq!(src.package, format!("{}={}", k.package, k.debian_version()));
+        assert!(
+            matches!(&src.probe, Probe::PackageVersion { version, .. } if version == k.debian_version())
         );
     }
 

@@ -43,6 +43,9 @@ pub struct KernelVersion {
     pub tarball: &'static str,
     /// The series directory (with `series` and `SOURCE`), relative to the repository.
     pub patches: &'static str,
+    /// The series' `SOURCE` file (embedded): the Debian version the series was made against,
+    /// which `kmt setup` installs.
+    pub source: &'static str,
     /// The allocators this version can be built with, the default first.
     pub allocators: &'static [&'static Allocator],
     /// A Kconfig fragment of this version's own, merged after `common.config`.
@@ -57,6 +60,7 @@ pub static KERNELS: &[KernelVersion] = &[
         package: "linux-source-6.12",
         tarball: "/usr/src/linux-source-6.12.tar.xz",
         patches: "kernel/patches/6.12",
+        source: include_str!("../../kernel/patches/6.12/SOURCE"),
         allocators: &[&SLUB, &SLUB_TINY],
         fragment: None,
     },
@@ -66,6 +70,7 @@ pub static KERNELS: &[KernelVersion] = &[
         package: "linux-source-6.1",
         tarball: "/usr/src/linux-source-6.1.tar.xz",
         patches: "kernel/patches/6.1",
+        source: include_str!("../../kernel/patches/6.1/SOURCE"),
         allocators: &[&SLUB, &SLAB, &SLOB],
         fragment: Some("kernel/config/kernel-6.1.config"),
     },
@@ -98,6 +103,17 @@ impl KernelVersion {
     }
 
     /// This version's allocator names, the default first.
+    /// The Debian version of the source package the series was made against (`version=` of
+    /// `SOURCE`), e.g. `6.12.117-1~deb12u1`.
+    pub fn debian_version(&self) -> &'static str {
+        self.source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .find_map(|l| l.trim().strip_prefix("version="))
+            .map(str::trim)
+            .unwrap_or("")
+    }
+
     pub fn allocator_names(&self) -> Vec<&'static str> {
         self.allocators.iter().map(|a| a.name).collect()
     }
@@ -185,6 +201,20 @@ pub fn select(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn every_kernel_pins_the_debian_version_of_its_source_file() {
+        for k in KERNELS {
+            let v = k.debian_version();
+            assert!(
+                v.starts_with(&format!("{}.", k.name)) && v.contains('-'),
+                "{}: {v:?}",
+                k.name
+            );
+            assert!(k.source.contains(&format!("package={}\n", k.package)));
+            assert!(k.source.contains(&format!("tarball={}\n", k.tarball)));
+        }
+    }
 
     #[test]
     fn defaults_are_6_12_with_slub() {
