@@ -132,7 +132,14 @@ enum Command {
         kernel: Vec<String>,
     },
     /// Build (or find in the cache) the kmemtrace kernel for an architecture.
-    Kernel(KernelArgs),
+    Kernel {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Print the build's cache entry (`kernels/ARCH-KEY`, the hash of everything the build
+        /// depends on: source, series, fragments, compiler) and build nothing: a CI cache key.
+        #[arg(long)]
+        print_key: bool,
+    },
     /// Build guest-tools and the initramfs for an architecture.
     Image {
         #[arg(long)]
@@ -513,9 +520,24 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 }
             }
         }
-        Command::Kernel(k) => {
+        Command::Kernel {
+            kernel: k,
+            print_key,
+        } => {
             let req = kernel_request(&repo, &k)?;
             kernel::check_request(&req).map_err(|e| UsageError::new(e.to_string()))?;
+            if print_key {
+                return match kernel::current_entries(&req) {
+                    Ok([_, kernel]) => {
+                        println!("{kernel}");
+                        Ok(Outcome::Ok)
+                    }
+                    Err(e) => {
+                        eprintln!("kmt: {e}");
+                        Ok(Outcome::KernelBuildFailed)
+                    }
+                };
+            }
             match kernel::build(&req, &cache) {
                 Ok(b) => {
                     println!("{}", b.image.display());
