@@ -334,8 +334,10 @@ def action_rust_toolchain(job, step, inputs):
     version = step["uses"].split("@", 1)[1]
     rustup = os.environ.get("RUSTUP_HOME", os.path.expanduser("~/.rustup"))
     cargo_bin = os.path.join(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")), "bin")
-    job.root.bind_ro(rustup, HOME + "/.rustup")
+    # At the host's own path: rustup's toolchain links may be absolute.
+    job.root.bind_ro(rustup, rustup)
     job.root.bind_ro(cargo_bin, HOME + "/.cargo/bin")
+    job.env["RUSTUP_HOME"] = rustup
     job.env["RUSTUP_TOOLCHAIN"] = version
     job.path.insert(0, HOME + "/.cargo/bin")
     have = subprocess.run(["rustup", "+" + version, "component", "list", "--installed"],
