@@ -286,6 +286,11 @@ class Root:
         log(f"new root {self.path}")
         subprocess.run(["tar", "-C", self.path, "-xf", tarball], check=True)
         shutil.copy("/etc/resolv.conf", os.path.join(self.path, "etc/resolv.conf"))
+        # This machine reaches the registries through a TLS proxy whose CA is a local one: the
+        # root gets it where ca-certificates (installed by the first step) picks it up.
+        local_ca = "/usr/local/share/ca-certificates"
+        if os.path.isdir(local_ca):
+            shutil.copytree(local_ca, self.inside(local_ca), dirs_exist_ok=True)
         for src, dst, opts in [
             ("proc", "proc", ["-t", "proc"]),
             ("/sys", "sys", ["--rbind"]),
