@@ -32,6 +32,12 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Also say on stderr what was read and how long it took.
+    #[arg(long, short, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+    /// No warnings or notes on stderr (errors still are); stdout is unchanged.
+    #[arg(long, short, global = true)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,12 +101,17 @@ enum Cmd {
         /// Show the per-allocation (per-address) table.
         #[arg(long)]
         alloc: bool,
-        /// Sort keys, comma-separated or repeated: bytes, req, hits, frag, pingpong, live, frees, callsite.
-        #[arg(long, value_delimiter = ',')]
+        /// Sort keys, comma-separated or repeated: bytes, req, hits (or hit), frag, pingpong,
+        /// live, frees, callsite, ptr (perf kmem's names where it has them).
+        #[arg(long, short, value_delimiter = ',')]
         sort: Vec<String>,
         /// Rows per table (text default 20; JSON default: all).
-        #[arg(long)]
+        #[arg(long, short)]
         lines: Option<usize>,
+        /// Show call sites as raw addresses, reading no kallsyms or System.map (perf kmem's
+        /// --raw-ip).
+        #[arg(long, conflicts_with_all = ["kallsyms", "system_map"])]
+        raw_ip: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
@@ -166,7 +177,7 @@ enum Cmd {
         #[arg(long)]
         by_address: bool,
         /// Call-site rows in text and markdown (JSON: all).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, short, default_value_t = 20)]
         lines: usize,
         /// Also draw the call-site deltas into this SVG file.
         #[arg(long, value_name = "FILE")]
@@ -378,8 +389,16 @@ fn out_with(
     }
 }
 
+/// A note on stderr, unless --quiet.
+fn note(quiet: bool, what: std::fmt::Arguments<'_>) {
+    if !quiet {
+        eprintln!("kmemtrace: {what}");
+    }
+}
+
 /// Run the command; `Ok` holds the exit code of a command that ran to its end.
 fn run(cli: Cli) -> Result<i32, CliError> {
+    let (verbose, quiet) = (cli.verbose, cli.quiet);
     match cli.cmd {
         Cmd::Completions { shell } => {
             out(&String::from_utf8_lossy(&cli_doc::completions(
@@ -418,8 +437,10 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             replay_threads,
             svg,
             allocator,
+            raw_ip,
         } => {
-            let input = kmemtrace::load(
+            let started = std::time::Instant::now();
+            let mut input = kmemtrace::load(
                 &paths,
                 &kmemtrace::LoadOptions {
                     meta,
@@ -427,6 +448,9 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     system_map,
                 },
             )?;
+            if raw_ip {
+                input.symbols = None;
+            }
             let opts = kmemtrace::AnalyzeOptions {
                 endian: endian.map(Into::into),
                 callsite_filter,
@@ -444,6 +468,18 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 },
             };
             let mut report = kmemtrace::analyze(&input, &opts)?;
+            if verbose {
+                let t = &report.trace;
+                eprintln!(
+                    "kmemtrace: read {} records ({:.1} MiB in {} CPU files, {}) in {:.2} s",
+                    t.files.iter().map(|f| f.records).sum::<u64>(),
+                    t.files.iter().map(|f| f.bytes).sum::<u64>() as f64 / 1048576.0,
+                    t.files.len(),
+                    t.byte_order
+                        .map_or("no byte order".into(), |o| format!("{o}-endian")),
+                    started.elapsed().as_secs_f64()
+                );
+            }
             if let Some(path) = &svg {
                 let o = kmemtrace::PlotOptions {
                     lines: lines.unwrap_or(15),
@@ -452,7 +488,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 write_svg(path, &kmemtrace::report_svg(&report, &o))?;
             }
             let dir = input.dir.clone().unwrap_or_default();
-            for d in &report.damage.regions {
+            for d in report.damage.regions.iter().filter(|_| !quiet) {
                 eprintln!(
                     "kmemtrace: warning: {} at byte {}: {} ({} bytes): {}",
                     dir.join(&d.file).display(),
@@ -463,7 +499,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 );
             }
             let unlisted = report.damage.regions_total - report.damage.regions.len() as u64;
-            if unlisted > 0 {
+            if unlisted > 0 && !quiet {
                 eprintln!("kmemtrace: warning: {unlisted} more damaged regions");
             }
             match format {
@@ -611,11 +647,14 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Cmd::Convert { endian, src, dst } => {
             let from = kmemtrace::convert_dir(&src, &dst, endian.into())?;
-            eprintln!(
-                "kmemtrace: converted {} ({from}-endian) to {} ({}-endian)",
-                src.display(),
-                dst.display(),
-                ByteOrder::from(endian)
+            note(
+                quiet,
+                format_args!(
+                    "converted {} ({from}-endian) to {} ({}-endian)",
+                    src.display(),
+                    dst.display(),
+                    ByteOrder::from(endian)
+                ),
             );
             Ok(KmemtraceExitCode::OK)
         }
@@ -637,7 +676,10 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 })?;
                 import_perf_named(std::io::BufReader::new(f), &name, &dir, endian.into())?
             };
-            eprintln!("kmemtrace: imported {n} records into {}", dir.display());
+            note(
+                quiet,
+                format_args!("imported {n} records into {}", dir.display()),
+            );
             Ok(KmemtraceExitCode::OK)
         }
     }

@@ -820,6 +820,11 @@ pub const SORT_KEYS: &[(&str, &str, Option<Cmp>)] = &[
         "call-site address or function name, ascending",
         None,
     ),
+    (
+        "ptr",
+        "the allocation's address (per-allocation table; call site in the per-call-site one), ascending (perf's name)",
+        None,
+    ),
 ];
 
 /// The default sort keys.

@@ -440,3 +440,56 @@ fn frees_are_judged_by_the_allocator_meta_json_names_or_the_option() {
     let (code, _, err) = kmemtrace(&["report", "--allocator", "slab", p(&slob)]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn perf_kmem_short_options_raw_ip_and_quiet_verbose() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    let (code, _, err) = kmemtrace(&["synth", "-o", p(&t), "--events", "20000"]);
+    assert_eq!(code, 0, "{err}");
+    // -s and -l are --sort and --lines, as in perf kmem; ptr and hit are perf's sort keys.
+    let (code, short, err) = kmemtrace(&["report", "-s", "hit,ptr", "-l", "4", p(&t)]);
+    assert_eq!(code, 0, "{err}");
+    let (_, long, _) = kmemtrace(&["report", "--sort", "hits,ptr", "--lines", "4", p(&t)]);
+    assert_eq!(short, long);
+    // The call-site table: the rows between the dashes under its header and the next dashes.
+    let rows = |s: &str| {
+        s.lines()
+            .skip_while(|l| !l.contains("Callsite"))
+            .skip(2)
+            .take_while(|l| !l.starts_with("---"))
+            .count()
+    };
+    assert_eq!(rows(&short), 4, "{short}");
+    // The synthetic trace has kallsyms: names by default, raw addresses with --raw-ip.
+    assert!(!short.contains(" 0xffffffff"), "{short}");
+    let (code, raw, err) = kmemtrace(&["report", "--raw-ip", "-l", "4", p(&t)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(raw.contains(" 0xffffffff"), "{raw}");
+    let (code, _, err) = kmemtrace(&["report", "--raw-ip", "--kallsyms", "x", p(&t)]);
+    assert_eq!(code, 2, "{err}");
+
+    // Damage is a warning on stderr; -q keeps stderr for errors, and stdout is the same.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(t.join("cpu0.out"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0xee; 30]).unwrap();
+    drop(f);
+    let (code, out, err) = kmemtrace(&["report", p(&t)]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("warning:") && err.contains("cpu0.out at byte"),
+        "{err}"
+    );
+    let (code, quiet_out, quiet_err) = kmemtrace(&["-q", "report", p(&t)]);
+    assert_eq!((code, quiet_err.as_str()), (0, ""));
+    assert_eq!(quiet_out, out);
+    let (_, verbose_out, verbose_err) = kmemtrace(&["report", "-v", p(&t)]);
+    assert_eq!(verbose_out, out);
+    assert!(
+        verbose_err.contains("kmemtrace: read 20000 records")
+            && verbose_err.contains("little-endian"),
+        "{verbose_err}"
+    );
+}
