@@ -285,6 +285,9 @@ class Root:
         self.mounts = []
         log(f"new root {self.path}")
         subprocess.run(["tar", "-C", self.path, "-xf", tarball], check=True)
+        # mkdtemp's 0700 (and the tarball's own "." from one) would lock out every non-root
+        # user of the root: _apt, man, and the workflow's own non-root steps.
+        os.chmod(self.path, 0o755)
         shutil.copy("/etc/resolv.conf", os.path.join(self.path, "etc/resolv.conf"))
         # This machine reaches the registries through a TLS proxy whose CA is a local one: the
         # root gets it where ca-certificates (installed by the first step) picks it up.
