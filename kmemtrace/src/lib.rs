@@ -56,6 +56,7 @@ pub mod glob;
 pub mod import_perf;
 pub mod input;
 pub mod meta;
+pub mod pageuse;
 pub mod plot;
 pub mod render;
 pub mod report;

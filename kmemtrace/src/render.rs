@@ -42,6 +42,7 @@ const SECTIONS: &[Section] = &[
     ("allocations", allocations),
     ("summary", summary),
     ("types", types),
+    ("memory", memory),
     ("pages", pages),
     ("sizes", sizes),
     ("findings", findings),
@@ -254,6 +255,56 @@ fn types(r: &Report, _: &TextOptions, out: &mut String) {
             t.bytes_freed,
             t.live_allocations
         );
+    }
+    out.push('\n');
+}
+
+/// Memory by use: slab objects apart from the pages, the slab allocator's overhead and peaks.
+fn memory(r: &Report, _: &TextOptions, out: &mut String) {
+    let Some(m) = &r.memory else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        " {:<19} | {:>8} | {:>8} | {:>12} | {:>12} | {:>12} | {:>12}",
+        "Memory by use", "Allocs", "Frees", "Allocated", "Freed", "Live", "Peak live"
+    );
+    for u in &m.uses {
+        let _ = writeln!(
+            out,
+            " {:<19} | {:>8} | {:>8} | {:>12} | {:>12} | {:>12} | {:>12}",
+            u.use_,
+            u.allocs,
+            u.frees,
+            u.bytes_allocated,
+            u.bytes_freed,
+            u.live_bytes,
+            u.peak_live_bytes
+        );
+    }
+    let objects = m.row("slab_objects").map_or(0, |r| r.allocs);
+    match (
+        m.slab_overhead_bytes,
+        m.peak_slab_overhead_bytes,
+        m.row("slab_pages"),
+    ) {
+        (Some(end), Some(peak), Some(sp)) => {
+            let _ = writeln!(
+                out,
+                " slab overhead {end} bytes at the end, {peak} at the peak; {} slab page allocations ({:.2} per 1000 objects); peak pages {} bytes (sampled every {} records)",
+                sp.allocs,
+                if objects == 0 { 0.0 } else { sp.allocs as f64 * 1000.0 / objects as f64 },
+                m.peak_page_bytes,
+                m.peak_resolution_records
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                " pages not told apart by use (no symbols): slab overhead unknown; peak pages {} bytes",
+                m.peak_page_bytes
+            );
+        }
     }
     out.push('\n');
 }

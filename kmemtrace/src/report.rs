@@ -169,6 +169,11 @@ pub struct Report {
     pub lost: LostEvents,
     /// Damaged byte ranges.
     pub damage: DamageReport,
+    /// Memory by use: slab objects, and the page allocator's pages by what they are for, with
+    /// live and peak bytes and the slab allocator's overhead. Absent from reports written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
 }
 
 impl Report {
@@ -514,6 +519,62 @@ pub struct AllocRow {
     pub symbol: Option<String>,
     /// Whether an allocation at this address is open at the end.
     pub live: bool,
+}
+
+/// Memory by use, so that slab objects and the pages that hold them are not added together.
+///
+/// Every figure counts the allocations made during the trace (as `live_bytes` does): memory
+/// allocated before tracing started is not seen, so `slab_overhead_bytes` is the change over
+/// the trace, exact only for a trace from boot, and may be negative (objects placed in slabs
+/// the trace did not see being made).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// Whether page allocations were told apart by their caller (`crate::pageuse::TABLE`):
+    /// this needs symbols; without them every page allocation is `other_pages` and the slab
+    /// figures below are absent.
+    pub pages_classified: bool,
+    /// Peaks are read every this many replayed records of the merged stream: 1 (exact) up to
+    /// 16384 records, then the power of two that keeps 16384 samples at most, so that memory
+    /// stays bounded however long the trace is.
+    pub peak_resolution_records: u64,
+    /// `slab_objects` (kmalloc and kmem_cache objects in slabs; a large kmalloc, recognised by
+    /// its pages at its address, counts in `large_kmalloc_pages` only), then one row per page
+    /// use: `slab_pages`, `large_kmalloc_pages`, `tracer_pages`, `other_pages`.
+    pub uses: Vec<MemoryRow>,
+    /// At the end: live slab pages minus the live slab objects (the objects they hold).
+    pub slab_overhead_bytes: Option<i64>,
+    /// The same at its highest sample.
+    pub peak_slab_overhead_bytes: Option<i64>,
+    /// The peak of live pages of every use but the tracer's: memory taken from the page
+    /// allocator (slab pages hold the slab objects, so those are not added again).
+    pub peak_page_bytes: u64,
+}
+
+impl MemoryReport {
+    /// The row of a use, by name.
+    pub fn row(&self, name: &str) -> Option<&MemoryRow> {
+        self.uses.iter().find(|r| r.use_ == name)
+    }
+}
+
+/// The allocations of one use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRow {
+    /// `slab_objects`, or a [`crate::pageuse::PageUse`] name.
+    #[serde(rename = "use")]
+    pub use_: String,
+    /// Successful allocations (failed ones hold no memory).
+    pub allocs: u64,
+    /// Frees of allocations made during the trace.
+    pub frees: u64,
+    /// Bytes of those allocations (for pages, `PAGE_SIZE << order`).
+    pub bytes_allocated: u64,
+    /// Bytes of those frees.
+    pub bytes_freed: u64,
+    /// Allocated during the trace and not freed.
+    pub live_bytes: u64,
+    /// The highest live bytes at a sample (see `peak_resolution_records`).
+    pub peak_live_bytes: u64,
 }
 
 /// Page allocations of one order.

@@ -533,8 +533,9 @@ proptest! {
     #[test]
     fn the_rows_add_up_to_the_summary(ev in events(), order in order(), limit in 0usize..6) {
         let mut input = TraceInput::from_streams((0..3).map(|c| (c, encode(&ev.per_cpu(c), order))));
-        // Call sites 0x1000 and 0x1010 are in one function, 0x1020 and 0x1030 in another.
-        input.symbols = Some(kmemtrace::Symbols::from_pairs([(0x1000u64, "fa"), (0x1020, "fb")]));
+        // Call sites 0x1000 and 0x1010 are in one function, 0x1020 and 0x1030 in another, the
+        // slab allocator's (so that its page allocations are slab pages).
+        input.symbols = Some(kmemtrace::Symbols::from_pairs([(0x1000u64, "fa"), (0x1020, "alloc_slab_page")]));
         let opts = AnalyzeOptions { alloc_rows: true, ..Default::default() };
         let r = analyze(&input, &opts).unwrap();
         let s = &r.summary;
@@ -606,6 +607,23 @@ proptest! {
         prop_assert_eq!(total(a, |x| x.bytes_requested) + total(&failed, |f| f.bytes_req), s.bytes_requested);
         prop_assert_eq!(total(a, |x| x.bytes_allocated) + total(&failed, |f| f.bytes_alloc), s.bytes_allocated);
         prop_assert_eq!(total(a, |x| x.cross_cpu_frees), s.cross_cpu_frees);
+
+        // Memory by use: every successful allocation in one use (no large kmallocs here), the
+        // frees that closed one, the live bytes; peaks at least the end.
+        let m = r.memory.as_ref().unwrap();
+        prop_assert!(m.pages_classified);
+        prop_assert_eq!(total(&m.uses, |x| x.allocs) + s.failed_allocs, s.allocs);
+        prop_assert_eq!(total(&m.uses, |x| x.bytes_allocated) + total(&failed, |f| f.bytes_alloc), s.bytes_allocated);
+        prop_assert_eq!(total(&m.uses, |x| x.frees), closed);
+        prop_assert_eq!(total(&m.uses, |x| x.bytes_freed), s.bytes_freed);
+        prop_assert_eq!(total(&m.uses, |x| x.live_bytes), s.live_bytes);
+        let slab = |n: &str| m.row(n).map_or(0, |x| x.live_bytes) as i64;
+        prop_assert_eq!(m.slab_overhead_bytes, Some(slab("slab_pages") - slab("slab_objects")));
+        prop_assert!(m.peak_slab_overhead_bytes >= m.slab_overhead_bytes);
+        for u in &m.uses {
+            prop_assert!(u.peak_live_bytes >= u.live_bytes, "{:?}", u);
+        }
+        prop_assert!(m.peak_page_bytes >= total(&m.uses, |x| x.live_bytes) - slab("slab_objects") as u64 - slab("tracer_pages") as u64);
 
         for f in &r.findings {
             if !f.by_call_site.is_empty() {

@@ -6,11 +6,14 @@
 //! figures per call-site address only.
 
 use super::merge::Produced;
-use super::replay::{Found, PageAcc, PtrAcc, ReplayOut, SiteAcc, SizeAcc, TypeTotals};
+use super::replay::{
+    Found, PageAcc, PtrAcc, ReplayOut, SiteAcc, SizeAcc, Timeline, TypeTotals, MEM_USES,
+};
 use super::AnalyzeOptions;
 use crate::abi::{AllocType, ByteOrder, TYPE_COUNT};
 use crate::input::TraceInput;
 use crate::meta::{self, Meta};
+use crate::pageuse::PageUse;
 use crate::report::*;
 use crate::symbols::Symbols;
 use std::cmp::Reverse;
@@ -117,6 +120,59 @@ pub(super) fn build_report(
             bytes: p.s.damaged_bytes,
             regions: p.damage,
         },
+        memory: Some(memory_report(&r.timeline, syms.is_some())),
+    }
+}
+
+/// Memory by use from the replay's timeline: per use the totals, live and peak bytes; the slab
+/// overhead at the end and at its peak; the peak of pages taken from the page allocator.
+fn memory_report(t: &Timeline, classified: bool) -> MemoryReport {
+    const SLAB_OBJECTS: usize = 0;
+    let page = |u: PageUse| 1 + u as usize;
+    let overhead = |live: &[i64; MEM_USES]| live[page(PageUse::Slab)] - live[SLAB_OBJECTS];
+    let pages = |live: &[i64; MEM_USES]| {
+        live[page(PageUse::Slab)] + live[page(PageUse::LargeKmalloc)] + live[page(PageUse::Other)]
+    };
+    let mut live = [0i64; MEM_USES];
+    let mut peak = [0i64; MEM_USES];
+    let (mut peak_overhead, mut peak_pages) = (None::<i64>, 0i64);
+    for d in &t.deltas {
+        for ((l, p), x) in live.iter_mut().zip(peak.iter_mut()).zip(d) {
+            *l = l.saturating_add(*x);
+            *p = (*p).max(*l);
+        }
+        let o = overhead(&live);
+        peak_overhead = Some(peak_overhead.map_or(o, |p| p.max(o)));
+        peak_pages = peak_pages.max(pages(&live));
+    }
+    let names = std::iter::once("slab_objects").chain(PageUse::ALL.iter().map(|u| u.name()));
+    let mut uses: Vec<MemoryRow> = names
+        .zip(t.counts.iter().zip(live.iter().zip(&peak)))
+        .map(|(name, (c, (l, p)))| MemoryRow {
+            use_: name.to_string(),
+            allocs: c[0],
+            frees: c[1],
+            bytes_allocated: c[2],
+            bytes_freed: c[3],
+            live_bytes: (*l).max(0) as u64,
+            peak_live_bytes: (*p).max(0) as u64,
+        })
+        .collect();
+    // Slab objects first, then the pages: the slab allocator's, the large kmallocs', the
+    // tracer's, everyone else's.
+    uses[1..].sort_by_key(|r| match r.use_.as_str() {
+        "slab_pages" => 0,
+        "large_kmalloc_pages" => 1,
+        "tracer_pages" => 2,
+        _ => 3,
+    });
+    MemoryReport {
+        pages_classified: classified,
+        peak_resolution_records: 1 << t.shift,
+        uses,
+        slab_overhead_bytes: classified.then(|| overhead(&live)),
+        peak_slab_overhead_bytes: classified.then(|| peak_overhead.unwrap_or(0)),
+        peak_page_bytes: peak_pages.max(0) as u64,
     }
 }
 

@@ -6,6 +6,7 @@ use super::{Rec, MAX_DAMAGE_LISTED};
 use crate::abi::ByteOrder;
 use crate::glob::Glob;
 use crate::input::TraceInput;
+use crate::pageuse::{self, PageUse};
 use crate::report::{Example, Gap, Summary};
 use crate::scan::{self, DamageRegion, Ev, Item, Scanner};
 use crate::symbols::{plain_name, Symbols};
@@ -278,12 +279,16 @@ pub(super) fn produce(
     replay: Option<&mut Replay>,
     send: impl FnMut(usize, Vec<Rec>) -> Option<Vec<Rec>>,
 ) -> Produced {
+    let mut sites = SiteIndex {
+        symbols: input.symbols.as_ref(),
+        ..SiteIndex::default()
+    };
     match order {
         ByteOrder::Little => produce_as::<false>(
-            input, order, filter, examples, shards, batch_len, replay, send,
+            input, order, filter, &mut sites, examples, shards, batch_len, replay, send,
         ),
         ByteOrder::Big => produce_as::<true>(
-            input, order, filter, examples, shards, batch_len, replay, send,
+            input, order, filter, &mut sites, examples, shards, batch_len, replay, send,
         ),
     }
 }
@@ -294,6 +299,7 @@ fn produce_as<const BIG: bool>(
     input: &TraceInput,
     order: ByteOrder,
     filter: Option<&Filter<'_>>,
+    sites: &mut SiteIndex<'_>,
     examples: usize,
     shards: usize,
     batch_len: usize,
@@ -328,11 +334,12 @@ fn produce_as<const BIG: bool>(
         s.advance::<BIG>(input, &mut out, &mut base, examples);
     }
 
-    let mut sites = SiteIndex::default();
     // A fixed buffer filled by index: `Vec::push` would keep a reallocation path (and the
     // register spills around it) in the loop.
     let mut batch: Vec<Rec> = vec![Rec::default(); if shards == 0 { batch_len } else { 0 }];
     let mut batched = 0;
+    // Records handed to the replay (those the filter keeps): their positions.
+    let mut replayed: u64 = 0;
     // Batches for the shards' threads.
     let mut outgoing: Vec<Vec<Rec>> = (0..shards).map(|_| Vec::with_capacity(batch_len)).collect();
     let mut last: Option<(i64, i32)> = None;
@@ -394,6 +401,7 @@ fn produce_as<const BIG: bool>(
             if site == FILTERED {
                 out.s.filtered_out += 1;
             } else {
+                replayed += 1;
                 let ev = s.head_as::<BIG>();
                 let rec = Rec {
                     ptr: ev.ptr,
@@ -403,9 +411,10 @@ fn produce_as<const BIG: bool>(
                     site,
                     cpu: s.cpu,
                     node: ev.node,
-                    pos: out.s.records as u32,
+                    pos: replayed as u32,
                     event_id: ev.event_id,
                     type_id: ev.type_id,
+                    page_use: sites.uses[site as usize],
                 };
                 match shards {
                     0 => {
@@ -455,22 +464,28 @@ fn produce_as<const BIG: bool>(
 
 /// Call-site addresses to site indices, numbered in order of first appearance; the filter's
 /// verdict is cached as [`FILTERED`]. A small flat table: it is looked up once per record.
-struct SiteIndex {
+struct SiteIndex<'a> {
     table: PtrTable<u32>,
     /// The index of call site 0, which the table cannot hold.
     zero: Option<u32>,
+    /// Per site index, the [`PageUse`] of page allocations made there (from its function's
+    /// name, so [`PageUse::Other`] for every site without `symbols`).
+    uses: Vec<u8>,
+    symbols: Option<&'a Symbols>,
 }
 
-impl Default for SiteIndex {
+impl Default for SiteIndex<'_> {
     fn default() -> Self {
         SiteIndex {
             table: PtrTable::with_bits(9),
             zero: None,
+            uses: Vec::new(),
+            symbols: None,
         }
     }
 }
 
-impl SiteIndex {
+impl SiteIndex<'_> {
     #[inline(always)]
     fn get(&mut self, call_site: u64, sites: &mut Vec<u64>, filter: Option<&Filter<'_>>) -> u32 {
         match self.table.get(call_site) {
@@ -489,6 +504,11 @@ impl SiteIndex {
         }
         let i = if filter.is_none_or(|f| f.pass(call_site)) {
             sites.push(call_site);
+            let page_use = self
+                .symbols
+                .and_then(|s| s.resolve(call_site))
+                .map_or(PageUse::Other, |(name, _)| pageuse::classify(name));
+            self.uses.push(page_use as u8);
             (sites.len() - 1) as u32
         } else {
             FILTERED

@@ -102,10 +102,13 @@ pub(crate) struct Rec {
     pub site: u32,
     pub cpu: u32,
     pub node: i32,
-    /// Position in the merged stream (wraps after 2^32 records), to order examples from shards.
+    /// Position among the replayed records of the merged stream (wraps after 2^32 records): to
+    /// order examples from shards and to place changes of live memory in time.
     pub pos: u32,
     pub event_id: u8,
     pub type_id: u8,
+    /// The call site's [`crate::pageuse::PageUse`] (meaningful for page allocations only).
+    pub page_use: u8,
 }
 
 /// The replay shard of a pointer: pointers are independent of each other, so their records can

@@ -3,6 +3,7 @@
 
 use super::Rec;
 use crate::abi::{AllocType, EVENT_ALLOC, TYPE_COUNT};
+use crate::pageuse::PageUse;
 use crate::report::*;
 use crate::rules::{self, Allocator, Rule, Verdict};
 use crate::table::PtrTable;
@@ -16,6 +17,122 @@ pub(super) struct Open {
     pub(super) cpu: u32,
     pub(super) seq: i32,
     pub(super) type_id: u8,
+    /// A page allocation's [`PageUse`]; `MEM_SLAB_OBJECTS` marks a slab object.
+    pub(super) page_use: u8,
+}
+
+/// The uses memory is counted by in [`Timeline`]: slab objects, then one per [`PageUse`].
+pub(super) const MEM_USES: usize = 1 + PageUse::ALL.len();
+/// The [`Timeline`] index of slab objects (page uses follow at `1 + PageUse as usize`).
+pub(super) const MEM_SLAB_OBJECTS: u8 = u8::MAX;
+/// A large kmalloc's object: its memory is its pages' (`PageUse::LargeKmalloc`), so it is not
+/// counted again.
+pub(super) const MEM_LARGE_OBJECT: u8 = u8::MAX - 1;
+
+fn bytes_i64(b: u64) -> i64 {
+    i64::try_from(b).unwrap_or(i64::MAX)
+}
+
+fn mem_index(page_use: u8) -> usize {
+    if page_use == MEM_SLAB_OBJECTS {
+        0
+    } else {
+        1 + PageUse::from_index(page_use) as usize
+    }
+}
+
+/// Live bytes per use over the trace, as the change in each bucket of `2^shift` records of the
+/// merged stream (by [`Rec::pos`]), so that shards that own different pointers add up bucket by
+/// bucket and a peak of the sum can be read from the sum. The buckets double in size when there
+/// would be more than [`Timeline::MAX_BUCKETS`]: memory stays bounded whatever the trace's
+/// length, and peaks are read at bucket boundaries (the resolution the report states: every
+/// record for traces of up to 16384 replayed records).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Timeline {
+    pub(super) shift: u32,
+    pub(super) deltas: Vec<[i64; MEM_USES]>,
+    /// The unwrapped position of the last record seen (`Rec::pos` wraps after 2^32).
+    last: u64,
+    /// Per use: allocations, frees, bytes allocated, bytes freed.
+    pub(super) counts: [[u64; 4]; MEM_USES],
+}
+
+impl Timeline {
+    /// The finest resolution: exact peaks (after every record) until the trace outgrows
+    /// [`Self::MAX_BUCKETS`] records.
+    pub(super) const MIN_SHIFT: u32 = 0;
+    pub(super) const MAX_BUCKETS: usize = 1 << 14;
+
+    fn new() -> Self {
+        Timeline {
+            shift: Self::MIN_SHIFT,
+            ..Timeline::default()
+        }
+    }
+
+    /// Add `delta` bytes live of `use_` at stream position `pos`.
+    #[inline]
+    fn add(&mut self, pos: u32, use_: usize, delta: i64) {
+        let mut p = (self.last & !u64::from(u32::MAX)) | u64::from(pos);
+        if p < self.last {
+            p += 1 << 32;
+        }
+        self.last = p;
+        let mut b = (p >> self.shift) as usize;
+        while b >= Self::MAX_BUCKETS {
+            self.coarsen();
+            b = (p >> self.shift) as usize;
+        }
+        if b >= self.deltas.len() {
+            self.deltas.resize(b + 1, [0; MEM_USES]);
+        }
+        self.deltas[b][use_] = self.deltas[b][use_].saturating_add(delta);
+    }
+
+    /// Halve the number of buckets (twice their size).
+    fn coarsen(&mut self) {
+        let d = std::mem::take(&mut self.deltas);
+        self.deltas = d
+            .chunks(2)
+            .map(|c| {
+                let mut s = c[0];
+                if let Some(x) = c.get(1) {
+                    for (a, b) in s.iter_mut().zip(x) {
+                        *a = a.saturating_add(*b);
+                    }
+                }
+                s
+            })
+            .collect();
+        self.shift += 1;
+    }
+
+    /// Add another shard's timeline (at the coarser of the two resolutions).
+    pub(super) fn merge(&mut self, mut b: Timeline) {
+        if self.deltas.is_empty() && self.shift < b.shift {
+            self.shift = b.shift;
+        }
+        while self.shift < b.shift {
+            self.coarsen();
+        }
+        while b.shift < self.shift {
+            b.coarsen();
+        }
+        if self.deltas.len() < b.deltas.len() {
+            self.deltas.resize(b.deltas.len(), [0; MEM_USES]);
+        }
+        for (x, y) in self.deltas.iter_mut().zip(&b.deltas) {
+            for (a, c) in x.iter_mut().zip(y) {
+                *a = a.saturating_add(*c);
+            }
+        }
+        for (x, y) in self.counts.iter_mut().zip(&b.counts) {
+            for (a, c) in x.iter_mut().zip(y) {
+                *a = a.saturating_add(*c);
+            }
+        }
+        self.last = self.last.max(b.last);
+    }
 }
 
 // The accumulators, named like the report's figures they become (`assemble`), each adding a
@@ -133,6 +250,8 @@ pub(super) struct Replay {
     pub(super) examples: usize,
     /// The allocator's rules (`crate::rules::table`), by allocation and free `type_id`.
     pub(super) rules: [[Verdict; TYPE_COUNT]; TYPE_COUNT],
+    /// Live bytes by use over the trace (slab objects, slab pages, other pages, …).
+    pub(super) timeline: Timeline,
 }
 
 impl Replay {
@@ -159,6 +278,7 @@ impl Replay {
             found: BTreeMap::new(),
             examples,
             rules: rules::table(allocator),
+            timeline: Timeline::new(),
         }
     }
 
@@ -216,6 +336,34 @@ impl Replay {
         pages
             .checked_next_power_of_two()
             .map_or(64, u64::trailing_zeros)
+    }
+
+    /// Whether a slab object at `ptr` is a large kmalloc: its pages were just allocated there
+    /// by a large-kmalloc function (the page record comes first).
+    #[cold]
+    fn is_large_kmalloc(&self, ptr: u64) -> bool {
+        self.open_pages
+            .get(ptr)
+            .is_some_and(|o| o.page_use == PageUse::LargeKmalloc as u8)
+    }
+
+    /// Count an allocation (or free) of `bytes` of a use in the timeline.
+    #[inline]
+    fn count_live(&mut self, pos: u32, page_use: u8, bytes: u64, alloc: bool) {
+        if page_use == MEM_LARGE_OBJECT {
+            return;
+        }
+        let mi = mem_index(page_use);
+        let c = &mut self.timeline.counts[mi];
+        if alloc {
+            c[0] += 1;
+            c[2] = c[2].saturating_add(bytes);
+            self.timeline.add(pos, mi, bytes_i64(bytes));
+        } else {
+            c[1] += 1;
+            c[3] = c[3].saturating_add(bytes);
+            self.timeline.add(pos, mi, -bytes_i64(bytes));
+        }
     }
 
     /// Replay a batch, prefetching the table slot of the record a few places ahead.
@@ -289,14 +437,28 @@ impl Replay {
                 a.site = si;
                 a.live = true;
             }
+            let page_use = if t == AllocType::Pages as usize {
+                r.page_use
+            } else if r.bytes_alloc >> self.page_shift != 0 && self.is_large_kmalloc(r.ptr) {
+                MEM_LARGE_OBJECT
+            } else {
+                MEM_SLAB_OBJECTS
+            };
+            self.count_live(r.pos, page_use, r.bytes_alloc, true);
             let new = Open {
                 bytes_alloc: r.bytes_alloc,
                 site: si,
                 cpu: r.cpu,
                 seq: r.seq,
                 type_id: t as u8,
+                page_use,
             };
             if let Some(old) = self.table_mut(t).insert(r.ptr, new) {
+                // Freed unseen at some point: no longer live from here (not a free).
+                if old.page_use != MEM_LARGE_OBJECT {
+                    self.timeline
+                        .add(r.pos, mem_index(old.page_use), -bytes_i64(old.bytes_alloc));
+                }
                 self.s.lost_frees += 1;
                 let d = || {
                     Some(format!(
@@ -325,6 +487,7 @@ impl Replay {
                 return;
             };
             self.s.bytes_freed = self.s.bytes_freed.saturating_add(o.bytes_alloc);
+            self.count_live(r.pos, o.page_use, o.bytes_alloc, false);
             let tt = &mut self.types[o.type_id as usize];
             tt.bytes_freed = tt.bytes_freed.saturating_add(o.bytes_alloc);
             let cross = o.cpu != r.cpu;
@@ -428,6 +591,7 @@ impl ReplayOut {
             *a.pages.entry(*o).or_default() += p;
         }
         a.s += &r.s;
+        a.timeline.merge(std::mem::take(&mut r.timeline));
         for (k, f) in r.found {
             let g = a.found.entry(k).or_default();
             g.count += f.count;

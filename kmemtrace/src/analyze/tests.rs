@@ -519,3 +519,116 @@ fn strict_mode_turns_damage_into_an_error_naming_file_and_offset() {
     let r = analyze(&input, &AnalyzeOptions::default()).unwrap();
     assert_eq!((r.summary.allocs, r.damage.bytes), (1, 10));
 }
+
+/// Memory by use: slab pages, large-kmalloc pages and the tracer's pages are told apart by the
+/// function that allocated them; the overhead is slab pages less the small objects in them; the
+/// peaks are the sum of the shards' timelines, read at bucket boundaries.
+#[test]
+fn memory_by_use_keeps_slab_objects_and_their_pages_apart() {
+    use AllocType::*;
+    let syms = crate::Symbols::parse(
+        "0000000000001000 t alloc_slab_page\n0000000000002000 t ___kmalloc_large_node\n\
+         0000000000003000 t relay_open_buf\n0000000000004000 t pipe_write\n\
+         0000000000005000 T foo\n0000000000006000 T kfree\n",
+    );
+    let mut recs = Vec::new();
+    let mut seq = 0;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    // One slab page (8 KiB), 10 objects of 192 bytes in it.
+    recs.push(alloc(next(), Pages, 0x1010, 0xa000, 8192, 8192, -1));
+    for i in 0..10 {
+        recs.push(alloc(
+            next(),
+            Kmalloc,
+            0x5010,
+            0xa000 + i * 192,
+            150,
+            192,
+            -1,
+        ));
+    }
+    // A large kmalloc: its page record, then its kmalloc record, at one address.
+    recs.push(alloc(next(), Pages, 0x2010, 0x20000, 16384, 16384, -1));
+    recs.push(alloc(next(), Kmalloc, 0x5020, 0x20000, 12000, 16384, -1));
+    // The tracer's buffer and a pipe's page.
+    recs.push(alloc(next(), Pages, 0x3010, 0x40000, 4096, 4096, -1));
+    recs.push(alloc(next(), Pages, 0x4010, 0x50000, 4096, 4096, -1));
+    // Padding: what follows is in later buckets at every resolution.
+    for i in 0..1100u64 {
+        recs.push(alloc(
+            next(),
+            Kmalloc,
+            0x5030,
+            0x100000 + i * 64,
+            64,
+            64,
+            -1,
+        ));
+        recs.push(free(next(), Kmalloc, 0x6010, 0x100000 + i * 64));
+    }
+    // Half the objects freed, then the large kmalloc and its pages, then the pipe page.
+    for i in 0..5 {
+        recs.push(free(next(), Kmalloc, 0x6010, 0xa000 + i * 192));
+    }
+    recs.push(free(next(), Pages, 0x6020, 0x20000));
+    recs.push(free(next(), Kmalloc, 0x6010, 0x20000));
+    recs.push(free(next(), Pages, 0x6020, 0x50000));
+    let mut input = input_of(&[(0, recs)], ByteOrder::Little);
+    input.symbols = Some(syms);
+    let mut reports = Vec::new();
+    for (parallel, replay_threads) in [(false, 1), (true, 2), (true, 3)] {
+        let opts = AnalyzeOptions {
+            parallel,
+            replay_threads,
+            ..AnalyzeOptions::default()
+        };
+        reports.push(analyze(&input, &opts).unwrap().memory.unwrap());
+    }
+    let m = &reports[0];
+    assert!(reports.iter().all(|r| r == m), "{reports:#?}");
+    assert!(m.pages_classified);
+    assert_eq!(m.peak_resolution_records, 1);
+    let row = |n: &str| m.row(n).unwrap().clone();
+    let names: Vec<&str> = m.uses.iter().map(|u| u.use_.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "slab_objects",
+            "slab_pages",
+            "large_kmalloc_pages",
+            "tracer_pages",
+            "other_pages"
+        ]
+    );
+    let objects = row("slab_objects");
+    // The large kmalloc's object is counted by its pages, not again as a slab object.
+    assert_eq!((objects.allocs, objects.frees), (10 + 1100, 5 + 1100));
+    assert_eq!(objects.live_bytes, 5 * 192);
+    // The peak, exact: 10 objects and one of the padding's.
+    assert_eq!(objects.peak_live_bytes, 10 * 192 + 64);
+    assert_eq!(row("slab_pages").live_bytes, 8192);
+    assert_eq!(row("large_kmalloc_pages").peak_live_bytes, 16384);
+    assert_eq!(row("large_kmalloc_pages").live_bytes, 0);
+    assert_eq!(row("tracer_pages").live_bytes, 4096);
+    assert_eq!(
+        (row("other_pages").allocs, row("other_pages").frees),
+        (1, 1)
+    );
+    assert_eq!(m.slab_overhead_bytes, Some(8192 - 5 * 192));
+    // The highest: the slab page before its first object.
+    assert_eq!(m.peak_slab_overhead_bytes, Some(8192));
+    assert_eq!(m.peak_page_bytes, 8192 + 16384 + 4096);
+
+    // Without symbols nothing is classified and the slab figures are absent.
+    input.symbols = None;
+    let m = analyze(&input, &AnalyzeOptions::default())
+        .unwrap()
+        .memory
+        .unwrap();
+    assert!(!m.pages_classified);
+    assert_eq!(m.slab_overhead_bytes, None);
+    assert_eq!(m.row("other_pages").unwrap().allocs, 4);
+}
