@@ -976,6 +976,43 @@ fn boot_invariants(report: &Report) -> Vec<String> {
     problems
 }
 
+/// What a boot's page records must show (pure): every page allocation charged to the function
+/// that called the page allocator, not to the tracepoint (which is what a failed lookup of the
+/// page allocator's text gives, as on ppc64 ELFv1 before its dot-symbols were matched), and the
+/// slab allocator's own page allocations recognised as slab pages (`kmemtrace::pageuse`).
+fn page_attribution_problems(report: &Report) -> Vec<String> {
+    let mut problems = Vec::new();
+    for f in &report.functions {
+        let name = f.function.trim_start_matches('.');
+        if name.starts_with("__traceiter_mm_page") || name.starts_with("trace_mm_page") {
+            problems.push(format!(
+                "{} allocations charged to the tracepoint {}",
+                f.stats.hits, f.function
+            ));
+        }
+    }
+    match &report.memory {
+        None => problems.push("the report has no memory by use".into()),
+        Some(m) if !m.pages_classified => problems.push("page allocations not classified".into()),
+        Some(m) if m.row("slab_pages").is_none_or(|r| r.allocs == 0) => problems.push(format!(
+            "no slab page allocation recognised (pageuse table, functions: {:?})",
+            report
+                .functions
+                .iter()
+                .filter(|f| f
+                    .stats
+                    .by_type
+                    .iter()
+                    .any(|t| t.type_id == Some(kmemtrace::AllocType::Pages)))
+                .take(8)
+                .map(|f| f.function.as_str())
+                .collect::<Vec<_>>()
+        )),
+        Some(_) => {}
+    }
+    problems
+}
+
 /// The boot invariants are not vacuous: a synthetic trace with lost events, lost frees and
 /// unknown frees breaks each of them, and the same trace without anomalies keeps them.
 fn boot_invariants_trial() -> Result<(), Failed> {
@@ -1002,9 +1039,32 @@ fn boot_invariants_trial() -> Result<(), Failed> {
             return Err(format!("the invariants missed {want:?}: {bad}").into());
         }
     }
-    let good = boot_invariants(&report_of(false, 0)?);
+    let clean = report_of(false, 0)?;
+    let good = boot_invariants(&clean);
     if !good.is_empty() {
         return Err(format!("a clean trace breaks the invariants: {good:?}").into());
+    }
+    // The synthetic trace has no slab pages (its page allocations are all others'); with one
+    // slab page row it keeps the page invariants, with a tracepoint call site it breaks them.
+    if page_attribution_problems(&clean).is_empty() {
+        return Err("a trace without slab pages keeps the page invariants".into());
+    }
+    let mut slabbed = clean.clone();
+    if let Some(m) = slabbed.memory.as_mut() {
+        m.uses
+            .iter_mut()
+            .filter(|u| u.use_ == "slab_pages")
+            .for_each(|u| u.allocs = 1);
+    }
+    let good = page_attribution_problems(&slabbed);
+    if !good.is_empty() {
+        return Err(format!("slab pages break the page invariants: {good:?}").into());
+    }
+    if let Some(f) = slabbed.functions.first_mut() {
+        f.function = ".__traceiter_mm_page_alloc".into();
+    }
+    if page_attribution_problems(&slabbed).is_empty() {
+        return Err("a tracepoint call site keeps the page invariants".into());
     }
     Ok(())
 }
@@ -1013,7 +1073,8 @@ fn boot_trial(b: Build) -> Result<(), Failed> {
     let arch = b.arch;
     let out = run(b, "boot", &b.dir("boot"))?;
     let report = analyze(&out.join("trace"), &[])?;
-    let problems = boot_invariants(&report);
+    let mut problems = boot_invariants(&report);
+    problems.extend(page_attribution_problems(&report));
     if !problems.is_empty() {
         return Err(format!(
             "{}: the boot trace breaks its invariants: {}; see {}",

@@ -62,6 +62,7 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod scan;
+pub mod sides;
 pub mod symbols;
 pub mod synth;
 mod table;

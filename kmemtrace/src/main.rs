@@ -187,6 +187,22 @@ enum Cmd {
         #[arg(long, value_enum)]
         allocator: Option<AllocatorArg>,
     },
+    /// N configurations side by side (SLAB, SLUB and SLOB on one workload, say): one column
+    /// per side with the slab, page and overhead figures and allocations per size class; a side
+    /// of several runs shows their median and range.
+    Compare {
+        /// A side: PATH, or LABEL=PATH[,PATH…] for a labelled side of repeated runs (trace
+        /// directories, `kmt run` output directories or report.json files).
+        #[arg(required = true, value_name = "SIDE")]
+        sides: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        /// Only replay records whose call site is in a function matching GLOB (repeatable;
+        /// applies to trace directories).
+        #[arg(long = "callsite-filter", value_name = "GLOB")]
+        callsite_filter: Vec<String>,
+    },
     /// Validate CPU files or trace directories: every problem with file and byte offset.
     /// Exit 0 clean, 1 problems found, 2 unusable input.
     Check {
@@ -595,6 +611,48 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             } else {
                 KmemtraceExitCode::OK
             })
+        }
+        Cmd::Compare {
+            sides,
+            format,
+            callsite_filter,
+        } => {
+            let aopts = kmemtrace::AnalyzeOptions {
+                callsite_filter,
+                ..Default::default()
+            };
+            let mut loaded = Vec::new();
+            for side in &sides {
+                let (label, paths) = match side.split_once('=') {
+                    Some((l, ps)) if !l.is_empty() && !PathBuf::from(side).exists() => {
+                        (l.to_string(), ps)
+                    }
+                    _ => (String::new(), side.as_str()),
+                };
+                let mut runs = Vec::new();
+                for p in paths
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                {
+                    let r = kmemtrace::load_side(&p, &aopts).map_err(|source| CliError::Side {
+                        path: p.clone(),
+                        source: Box::new(source),
+                    })?;
+                    runs.push(r);
+                }
+                if runs.is_empty() {
+                    return Err(CliError::Usage(format!("side {side:?} names no run")));
+                }
+                loaded.push((label, runs));
+            }
+            let t = kmemtrace::sides::side_by_side(&loaded);
+            match format {
+                DiffFormat::Text => out(&t.render_text())?,
+                DiffFormat::Markdown => out(&t.render_markdown())?,
+                DiffFormat::Json => out(&t.to_json())?,
+            }
+            Ok(KmemtraceExitCode::OK)
         }
         Cmd::Check { paths, format } => {
             let r = kmemtrace::check(&paths);

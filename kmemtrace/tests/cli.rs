@@ -493,3 +493,50 @@ fn perf_kmem_short_options_raw_ip_and_quiet_verbose() {
         "{verbose_err}"
     );
 }
+
+/// `compare`: one column per side, labelled or named by its trace, a side of runs as their
+/// median; JSON agrees with the report of each side; a side that is not a trace exits 2 and
+/// names it.
+#[test]
+fn compare_puts_sides_in_columns() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    for (dir, events) in [(&a, "3000"), (&b, "5000")] {
+        let (code, _, err) = kmemtrace(&["synth", "-o", p(dir), "--events", events]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (_, ra, _) = kmemtrace(&["report", "--format", "json", p(&a)]);
+    let ra = json(&ra);
+    let both = format!("runs={},{}", p(&a), p(&b));
+    let (code, out, err) = kmemtrace(&["compare", p(&a), &both, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let t = json(&out);
+    assert_eq!(t["sides"][0]["label"], "synthetic slub");
+    assert_eq!(t["sides"][1]["label"], "runs");
+    assert_eq!(t["sides"][1]["runs"], 2);
+    let row = |name: &str| {
+        t["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["figure"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("records")["values"], serde_json::json!([3000, 3000]));
+    assert_eq!(row("records")["ranges"][1], serde_json::json!([3000, 5000]));
+    assert_eq!(
+        row("peak_page_bytes")["values"][0],
+        ra["memory"]["peak_page_bytes"]
+    );
+    let (code, out, _) = kmemtrace(&["compare", p(&a), p(&b), "--format", "markdown"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("| figure | synthetic slub | synthetic slub |"),
+        "{out}"
+    );
+    let missing = d.path().join("missing");
+    let (code, _, err) = kmemtrace(&["compare", p(&a), p(&missing)]);
+    assert_eq!(code, 2);
+    assert!(err.contains(p(&missing)), "{err}");
+}
