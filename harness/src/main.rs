@@ -29,6 +29,12 @@ struct Cli {
     /// The kmt repository (default: $KMT_REPO, else found from the current directory).
     #[arg(long, global = true)]
     repo: Option<PathBuf>,
+    /// More log lines: -v debug, -vv trace (KMT_LOG, when set, decides instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings, errors and the result: no progress lines and no spinner.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +96,7 @@ fn environment() -> Section {
         ("KMT_REPO", "the kmt repository when --repo is not given (default: found from the current directory)"),
         ("KMT_LOG", "the log filter, tracing's EnvFilter syntax (default: info; e.g. KMT_LOG=debug)"),
         ("KMT_SKIP_E2E", "1: the test suite marks its QEMU and perf trials ignored (for work on the analysis alone; CI refuses it)"),
+        ("NO_COLOR", "set and not empty: no colour in the log lines, even on a terminal (https://no-color.org)"),
     ];
     Section {
         title: "ENVIRONMENT",
@@ -394,20 +401,45 @@ fn kernel_request(repo: &std::path::Path, k: &KernelArgs) -> anyhow::Result<Kern
     })
 }
 
+/// The log filter when `KMT_LOG` is not set: `-q` warnings, `-v` debug, `-vv` trace, else info.
+fn log_level(verbose: u8, quiet: bool) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    }
+}
+
+/// Colour on a terminal unless `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
+    // Parsed first: -v and -q set the log level (clap's own errors and --help need no log).
+    let cli = Cli::parse();
+    let colour = colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KMT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("KMT_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(log_level(cli.verbose, cli.quiet))
+            }),
         )
         .init();
+    if cli.quiet {
+        kmt::proc::QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // Ctrl-C and SIGTERM stop the wait loops, whose guards then kill and reap QEMU.
     let _ =
         ctrlc::set_handler(|| run::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
-    let cli = Cli::parse();
     match real_main(cli) {
         Ok(o) => ExitCode::from(o.exit_code() as u8),
         Err(e) => {
@@ -841,4 +873,26 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
 
 fn fs_create(p: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbosity_and_colour() {
+        assert_eq!(log_level(0, false), "info");
+        assert_eq!(log_level(1, false), "debug");
+        assert_eq!(log_level(3, false), "trace");
+        assert_eq!(log_level(0, true), "warn");
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        let cli = Cli::try_parse_from(["kmt", "-vv", "doctor"]).unwrap();
+        assert_eq!((cli.verbose, cli.quiet), (2, false));
+        let cli = Cli::try_parse_from(["kmt", "doctor", "-q"]).unwrap();
+        assert!(cli.quiet);
+        assert!(Cli::try_parse_from(["kmt", "-q", "-v", "doctor"]).is_err());
+    }
 }

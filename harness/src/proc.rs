@@ -187,9 +187,15 @@ fn clip(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-/// A spinner on a terminal, nothing elsewhere (CI, pipes, files).
+/// `kmt -q`: no spinner.
+pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A spinner on a terminal, nothing elsewhere (CI, pipes, files, `-q`).
 fn progress(label: &str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+    if !std::io::stderr().is_terminal()
+        || std::env::var_os("CI").is_some()
+        || QUIET.load(std::sync::atomic::Ordering::Relaxed)
+    {
         return None;
     }
     let b = indicatif::ProgressBar::new_spinner();
