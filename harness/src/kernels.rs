@@ -119,6 +119,18 @@ impl KernelVersion {
     }
 }
 
+/// Every allocator any version has, once each, in table order (what `--allocator` accepts
+/// before the version's own list decides).
+pub fn all_allocator_names() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for n in KERNELS.iter().flat_map(|k| k.allocator_names()) {
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+    v
+}
+
 /// Every version's name, the default first.
 pub fn names() -> Vec<&'static str> {
     KERNELS.iter().map(|k| k.name).collect()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{CommandFactory, Parser, Subcommand};
 use kmemtrace::cli_doc::{self, Section};
 
@@ -46,10 +47,10 @@ struct KernelArgs {
     arch: Option<ArchArg>,
     /// Kernel version: 6.12 or 6.1 (Debian's linux-source-6.12 or -6.1 and kmt's series for it;
     /// default 6.12, or the version of --kernel-src).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
     kernel: Option<String>,
     /// Slab allocator: slub or slub-tiny on 6.12; slub, slab or slob on 6.1 (default: slub).
-    #[arg(long)]
+    #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
     allocator: Option<String>,
     /// Your own kernel tree instead of Debian's source (never modified: a copy is patched); its
     /// Makefile's version picks the series.
@@ -127,7 +128,7 @@ enum Command {
         #[arg(long)]
         arch: Vec<ArchArg>,
         /// Only these kernel versions' source packages (default: all).
-        #[arg(long, value_name = "VERSION")]
+        #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
         kernel: Vec<String>,
     },
     /// Install the missing prerequisites (Debian/Ubuntu, as root).
@@ -135,7 +136,7 @@ enum Command {
         #[arg(long)]
         arch: Vec<ArchArg>,
         /// Only these kernel versions' source packages (default: all).
-        #[arg(long, value_name = "VERSION")]
+        #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
         kernel: Vec<String>,
     },
     /// Build (or find in the cache) the kmemtrace kernel for an architecture.
@@ -166,7 +167,7 @@ enum Command {
         #[arg(long)]
         arch: Vec<ArchArg>,
         /// Workloads (default: selftest).
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(workload::without_program()))]
+        #[arg(long, value_parser = PossibleValuesParser::new(workload::without_program()))]
         workload: Vec<String>,
         /// Runs of each architecture and workload, back to back, with a tally of outcomes (a
         /// soak test: e.g. --repeat 50).
@@ -179,10 +180,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         accel: AccelChoice,
         /// Kernel version: 6.12 or 6.1 (default 6.12).
-        #[arg(long, value_name = "VERSION")]
+        #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
         kernel: Option<String>,
         /// Slab allocator: slub or slub-tiny on 6.12; slub, slab or slob on 6.1 (default: slub).
-        #[arg(long)]
+        #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
         allocator: Option<String>,
     },
     /// Print the shell completion script for SHELL (e.g. `kmt completions bash >
@@ -215,7 +216,7 @@ struct RunArgs {
 #[derive(clap::Args)]
 struct WorkloadArgs {
     /// The workload (default: exec with --exec, else selftest).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(workload::names()),
+    #[arg(long, value_parser = PossibleValuesParser::new(workload::names()),
           long_help = format!("The workload (default: exec with --exec, else selftest):\n{}", workload::help()))]
     workload: Option<String>,
     /// The workload's size parameter (see --workload; at most 1e9).
@@ -282,23 +283,23 @@ struct CompareArgs {
     #[arg(long)]
     arch: Vec<ArchArg>,
     /// Both sides: kernel version, 6.12 or 6.1 (default 6.12, or the --kernel-src tree's).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
     kernel: Option<String>,
     /// Base side: kernel version (default: --kernel).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
     base_kernel: Option<String>,
     /// New side: kernel version (default: --kernel).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
     new_kernel: Option<String>,
     /// Both sides: slab allocator (slub, slub-tiny on 6.12; slub, slab, slob on 6.1; default slub).
-    #[arg(long)]
+    #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
     allocator: Option<String>,
     /// Base side: slab allocator (default: --allocator), e.g. --base-allocator slab
     /// --new-allocator slub to compare allocators on one kernel.
-    #[arg(long)]
+    #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
     base_allocator: Option<String>,
     /// New side: slab allocator (default: --allocator).
-    #[arg(long)]
+    #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
     new_allocator: Option<String>,
     /// Base side: a kernel tree (default: Debian's source of --kernel, or --kernel-src).
     #[arg(long)]

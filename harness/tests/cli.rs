@@ -174,7 +174,11 @@ fn an_allocator_the_kernel_lacks_exits_2_listing_the_valid_ones() {
     );
     assert_refused(
         &["compare", "--arch", "x86_64", "--new-kernel", "5.10"],
-        "kmt has patch series for Linux 6.12 and 6.1",
+        "[possible values: 6.12, 6.1]",
+    );
+    assert_refused(
+        &["run", "--arch", "x86_64", "--allocator", "slob2"],
+        "[possible values: slub, slub-tiny, slab, slob]",
     );
     let tree = tempfile::tempdir().unwrap();
     std::fs::write(
