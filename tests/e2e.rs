@@ -954,11 +954,15 @@ fn boot_invariants(report: &Report) -> Vec<String> {
                     .by_call_site
                     .iter()
                     .filter(|s| {
-                        s.symbol.as_deref().is_some_and(|n| {
-                            BOOT_EXPLAINED_UNKNOWN_FREES
-                                .iter()
-                                .any(|(f, _)| n.starts_with(f))
-                        })
+                        // ppc64 ELFv1 symbols carry a leading dot.
+                        s.symbol
+                            .as_deref()
+                            .map(|n| n.trim_start_matches('.'))
+                            .is_some_and(|n| {
+                                BOOT_EXPLAINED_UNKNOWN_FREES
+                                    .iter()
+                                    .any(|(f, _)| n.starts_with(f))
+                            })
                     })
                     .map(|s| s.count)
                     .sum();
@@ -982,11 +986,21 @@ fn boot_invariants(report: &Report) -> Vec<String> {
 /// slab allocator's own page allocations recognised as slab pages (`kmemtrace::pageuse`).
 fn page_attribution_problems(report: &Report) -> Vec<String> {
     let mut problems = Vec::new();
+    // The tracer falls back to the tracepoint's own site when no page allocator function is on
+    // the stack (kernel/patches/*/0004: a path it does not know): a few are allowed, not more
+    // than 1 % of the page allocations.
+    let pages = report
+        .types
+        .iter()
+        .find(|t| t.type_id == Some(kmemtrace::AllocType::Pages))
+        .map_or(0, |t| t.allocs);
     for f in &report.functions {
         let name = f.function.trim_start_matches('.');
-        if name.starts_with("__traceiter_mm_page") || name.starts_with("trace_mm_page") {
+        let tracepoint =
+            name.starts_with("__traceiter_mm_page") || name.starts_with("trace_mm_page");
+        if tracepoint && f.stats.hits > (pages / 100).max(2) {
             problems.push(format!(
-                "{} allocations charged to the tracepoint {}",
+                "{} of {pages} page allocations charged to the tracepoint {}",
                 f.stats.hits, f.function
             ));
         }
@@ -1062,6 +1076,7 @@ fn boot_invariants_trial() -> Result<(), Failed> {
     }
     if let Some(f) = slabbed.functions.first_mut() {
         f.function = ".__traceiter_mm_page_alloc".into();
+        f.stats.hits = 1000;
     }
     if page_attribution_problems(&slabbed).is_empty() {
         return Err("a tracepoint call site keeps the page invariants".into());

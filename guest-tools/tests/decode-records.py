@@ -122,7 +122,10 @@ def main():
                     back += 1
                 last = r["seq"]
                 seqs.append(r["seq"])
+                # ppc64 ELFv1 text symbols carry a leading dot (".kmemtrace_selftest_pages").
                 sym = name_of(syms, r["site"])
+                if sym.startswith(".") and len(sym) > 1:
+                    sym = sym[1:]
                 if sym.startswith("kmemtrace_selftest_"):
                     selftest.append((r["seq"], c["cpu"], r, sym))
                 if n <= show:
