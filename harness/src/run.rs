@@ -455,7 +455,7 @@ fn boot(
     }
     let kept = trace_complete(&intake, out_dir);
     m.share = Some(intake);
-    let console = fs::read_to_string(&console_log).unwrap_or_default();
+    let console = read_console(&console_log);
     let tail = format!(
         "--- console tail ---\n{}\n--- console log: {} (QEMU's own output: {}) ---",
         tail_of(&console, 30),
@@ -499,6 +499,16 @@ fn trace_complete(intake: &Intake, out_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The console log as text. An oopsing kernel can print bytes that are not UTF-8 (a corrupted
+/// string, a register dump of one): read strictly, one such byte made the whole log empty, so
+/// neither the crash marker (which stops the wait early) nor the panic line was found and the
+/// guest ran to its deadline. Empty when the file cannot be read.
+fn read_console(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
 /// Waits for QEMU to exit by itself (the guest reboots after its sentinel; a panic reboots too),
 /// stopping it at the deadline, on a crash marker that does not end the guest, or on Ctrl-C.
 fn wait(
@@ -529,7 +539,7 @@ fn wait(
             break;
         }
         if grace_until.is_none() {
-            let text = fs::read_to_string(console).unwrap_or_default();
+            let text = read_console(console);
             if qemu::find_sentinel(&text).is_some() || qemu::find_failure(&text).is_some() {
                 grace_until = Some(now + Duration::from_secs(15));
             }
@@ -672,6 +682,19 @@ mod tests {
             assert!(!out.exists(), "{what}: the output directory was created");
             assert!(!cache.root.exists(), "{what}: the cache was touched");
         }
+    }
+
+    #[test]
+    fn a_console_with_bytes_that_are_not_utf8_still_shows_its_oops() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let mut bytes = b"[    0.45] kernel BUG at mm/mempolicy.c:1943!\n".to_vec();
+        bytes.extend_from_slice(&[0xc0, 0xff, 0xfe, b'\n']);
+        bytes.extend_from_slice(b"[    0.46] Oops: Exception in kernel mode, sig: 5 [#1]\n");
+        std::fs::write(&log, &bytes).unwrap();
+        let text = read_console(&log);
+        assert!(qemu::find_failure(&text).is_some(), "{text}");
+        assert_eq!(read_console(&dir.path().join("missing")), "");
     }
 
     #[test]
