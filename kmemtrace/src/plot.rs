@@ -127,6 +127,15 @@ fn bytes_unit(max: f64) -> (f64, &'static str) {
     unit
 }
 
+/// How many of a diff axis side's four grid lines get a label: 4, 2 or 1, as many as leave
+/// 72 px between labels on a side `half` px wide.
+fn tick_labels_per_side(half: f64) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|n| half / *n as f64 >= 72.0)
+        .unwrap_or(1)
+}
+
 /// A tick label: `v` bytes in the unit of the axis maximum `max` (`6.2 KiB`, not `6400 B`).
 fn tick_bytes(v: f64, max: f64) -> String {
     let (size, name) = bytes_unit(max);
@@ -592,16 +601,19 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
     g = g
         .add(line(mid, top - 2.0, mid, y + 2.0))
         .add(text(mid, y + 16.0, "0").set("text-anchor", "middle"));
-    // Ticks at a quarter, a half, three quarters and all of the largest change, each side used.
+    // Grid lines at a quarter, a half, three quarters and all of the largest change, each side
+    // used; labels on as many of them as fit (a label is up to ~60 px wide: with both sides
+    // drawn, a half is too narrow for four).
+    let labelled = tick_labels_per_side(half);
     for (used, dir, sign) in [(more, 1.0, "+"), (less, -1.0, "-")] {
         if !used {
             continue;
         }
         for i in 1..=4 {
             let x = mid + dir * half * i as f64 / 4.0;
-            g = g
-                .add(line(x, top - 2.0, x, y + 2.0).set("stroke-opacity", 0.3))
-                .add(
+            g = g.add(line(x, top - 2.0, x, y + 2.0).set("stroke-opacity", 0.3));
+            if i % (4 / labelled) == 0 {
+                g = g.add(
                     text(
                         x,
                         y + 16.0,
@@ -610,6 +622,7 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
                     .set("text-anchor", "middle")
                     .set("class", "tick"),
                 );
+            }
         }
     }
     y += 30.0;
@@ -619,6 +632,14 @@ pub fn diff_svg(d: &Diff, o: &PlotOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diff_tick_labels_thin_out_on_a_narrow_side() {
+        assert_eq!(tick_labels_per_side(400.0), 4);
+        assert_eq!(tick_labels_per_side(150.0), 2);
+        assert_eq!(tick_labels_per_side(100.0), 1);
+        assert_eq!(tick_labels_per_side(10.0), 1);
+    }
 
     #[test]
     fn ticks_share_the_unit_of_their_axis() {
