@@ -25,6 +25,7 @@
 
 use crate::error::{Error, Result};
 use crate::report::{PageOrderRow, Report, SiteStats, SizeRow, Summary, TypeRow};
+use crate::symbols::plain_name;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -269,11 +270,22 @@ fn values(figures: Vec<(&'static str, i64)>) -> Vec<i64> {
 
 fn callsite_rows(r: &Report, by: MatchBy) -> Rows {
     match by {
-        MatchBy::Function => r
-            .functions
-            .iter()
-            .map(|f| (0, f.function.clone(), values(f.stats.compared())))
-            .collect(),
+        // Keyed by the plain name: big-endian ppc64 is ELFv1 on 6.1 (kallsyms names text
+        // '.__pud_alloc') and ELFv2 on 6.12 ('__pud_alloc'), and a diff across the two must
+        // match them. Rows that meet under one key (never two text symbols of one kernel) add.
+        MatchBy::Function => {
+            let mut by: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+            for f in &r.functions {
+                let v = values(f.stats.compared());
+                let e = by
+                    .entry(plain_name(&f.function))
+                    .or_insert_with(|| vec![0; v.len()]);
+                for (a, b) in e.iter_mut().zip(v) {
+                    *a = a.saturating_add(b);
+                }
+            }
+            by.into_iter().map(|(k, v)| (0, k.to_string(), v)).collect()
+        }
         MatchBy::Address => r
             .callsites
             .iter()
@@ -685,6 +697,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("no call site matches"), "{e}");
+    }
+
+    /// ppc64 6.1 (ELFv1) names functions '.foo', 6.12 (ELFv2) 'foo': the same function.
+    #[test]
+    fn dot_symbols_match_their_plain_names() {
+        let a = report(&[(".foo", 3, 300, 384), (".bar", 1, 8, 8)]);
+        let b = report(&[("foo", 3, 300, 768), ("bar", 1, 8, 8)]);
+        let d = diff("a", &[a], "b", &[b], &DiffOptions::default()).unwrap();
+        assert_eq!(d.callsites.len(), 1, "{:?}", d.callsites);
+        assert_eq!(d.callsites[0].key, "foo");
+        assert_eq!(d.callsites[0].status, Status::Changed);
+        assert_eq!(d.callsites_unchanged, 1);
     }
 
     #[test]
