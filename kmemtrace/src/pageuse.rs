@@ -79,6 +79,22 @@ pub const TABLE: &[(&str, PageUse, &str)] = &[
         PageUse::Slab,
         "SLAB, when kmem_getpages is inlined",
     ),
+    (
+        "cache_alloc_refill",
+        PageUse::Slab,
+        "SLAB, when cache_grow_begin is inlined",
+    ),
+    (
+        "____cache_alloc",
+        PageUse::Slab,
+        "SLAB, when cache_alloc_refill is inlined (x86_64 6.1)",
+    ),
+    ("____cache_alloc_node", PageUse::Slab, "SLAB with NUMA"),
+    (
+        "fallback_alloc",
+        PageUse::Slab,
+        "SLAB with NUMA, another node's slab",
+    ),
     ("slob_new_pages", PageUse::Slab, "SLOB (6.1)"),
     (
         "slob_alloc",
@@ -129,6 +145,7 @@ mod tests {
     fn classifies_by_function_ignoring_dots_and_clone_suffixes() {
         assert_eq!(classify("alloc_slab_page"), PageUse::Slab);
         assert_eq!(classify(".kmem_getpages"), PageUse::Slab);
+        assert_eq!(classify("____cache_alloc"), PageUse::Slab);
         assert_eq!(classify("slob_new_pages.constprop.0"), PageUse::Slab);
         assert_eq!(classify("___kmalloc_large_node"), PageUse::LargeKmalloc);
         assert_eq!(classify("relay_open_buf.part.0"), PageUse::Tracer);
