@@ -16,6 +16,7 @@ out=${1:-target/allocator-study}
 repeat=${REPEAT:-3}
 configs="6.1:slab 6.1:slub 6.1:slob 6.12:slub"
 cargo build --release -q -p kmt -p kmemtrace
+root=$PWD
 kmt=target/release/kmt
 kmemtrace=target/release/kmemtrace
 mkdir -p "$out/runs"
@@ -56,10 +57,14 @@ for arch in ${ARCHES:-x86_64 ppc64}; do
         done
         "$kmemtrace" compare "${filter[@]}" --format markdown "${sides[@]}" >"$out/$arch-$w.md"
     done
-    first() { runs_of "$@" | cut -d, -f1; }
-    "$kmemtrace" diff --lines 12 --svg "$out/$arch-fork-slab-slub.svg" \
-        "$(first "$arch" 6.1 slab fork)" "$(first "$arch" 6.1 slub fork)" >"$out/$arch-fork-slab-slub.txt"
-    "$kmemtrace" diff --lines 12 --svg "$out/$arch-fork-6.1-6.12.svg" \
-        "$(first "$arch" 6.1 slub fork)" "$(first "$arch" 6.12 slub fork)" >"$out/$arch-fork-6.1-6.12.txt"
+    # From inside runs/, so that the pictures' titles name the runs, not the path to them.
+    first() { runs_of "$@" | cut -d, -f1 | xargs basename; }
+    (
+        cd "$out/runs"
+        "$root/$kmemtrace" diff --lines 12 --svg "../$arch-fork-slab-slub.svg" \
+            "$(first "$arch" 6.1 slab fork)" "$(first "$arch" 6.1 slub fork)" >"../$arch-fork-slab-slub.txt"
+        "$root/$kmemtrace" diff --lines 12 --svg "../$arch-fork-6.1-6.12.svg" \
+            "$(first "$arch" 6.1 slub fork)" "$(first "$arch" 6.12 slub fork)" >"../$arch-fork-6.1-6.12.txt"
+    )
 done
 echo "allocator study: tables and pictures in $out"
