@@ -68,6 +68,11 @@ fn memory(r: &Report, use_: &str, f: fn(&crate::report::MemoryRow) -> u64) -> Op
     m.row(use_).map(|x| f(x) as i64)
 }
 
+/// `part` per thousand of `whole`, rounded; none of nothing.
+fn permille(part: i64, whole: i64) -> Option<i64> {
+    (whole > 0).then(|| (part * 1000 + whole / 2) / whole)
+}
+
 /// The figures, by name, title and how to read them from a report.
 pub const FIGURES: &[(&str, &str, Getter)] = &[
     ("records", "records", |r| Some(r.summary.records as i64)),
@@ -91,9 +96,10 @@ pub const FIGURES: &[(&str, &str, Getter)] = &[
         "slab.fragmentation_permille",
         "internal fragmentation (‰ of allocated)",
         |r| {
-            let a = slab_types(r, |t| t.bytes_allocated as i64)?;
-            let f = slab_types(r, |t| t.fragmentation_bytes)?;
-            (a > 0).then(|| (f * 1000 + a / 2) / a)
+            permille(
+                slab_types(r, |t| t.fragmentation_bytes)?,
+                slab_types(r, |t| t.bytes_allocated as i64)?,
+            )
         },
     ),
     (
@@ -115,9 +121,10 @@ pub const FIGURES: &[(&str, &str, Getter)] = &[
         "slab_pages.per_1000_objects",
         "slab page allocations per 1000 objects",
         |r| {
-            let p = memory(r, "slab_pages", |m| m.allocs)?;
-            let o = memory(r, "slab_objects", |m| m.allocs)?;
-            (o > 0).then(|| (p * 1000 + o / 2) / o)
+            permille(
+                memory(r, "slab_pages", |m| m.allocs)?,
+                memory(r, "slab_objects", |m| m.allocs)?,
+            )
         },
     ),
     (
