@@ -277,6 +277,21 @@ def debootstrap_tarball(cache):
     return tarball
 
 
+DEBIAN_SOURCES = """\
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+
 class Root:
     """A fresh root for one job, with /proc, /sys, /dev and the host's Rust toolchain mounted."""
 
@@ -289,6 +304,15 @@ class Root:
         # user of the root: _apt, man, and the workflow's own non-root steps.
         os.chmod(self.path, 0o755)
         shutil.copy("/etc/resolv.conf", os.path.join(self.path, "etc/resolv.conf"))
+        # The debian:bookworm image's own apt sources: debootstrap writes only `bookworm main`,
+        # and the kernel sources kmt pins (linux-source-6.12, 6.1's newest) are in
+        # bookworm-security, as in the image the workflow's jobs run in.
+        sources = os.path.join(self.path, "etc/apt/sources.list.d/debian.sources")
+        with open(sources, "w") as f:
+            f.write(DEBIAN_SOURCES)
+        legacy = os.path.join(self.path, "etc/apt/sources.list")
+        if os.path.exists(legacy):
+            os.remove(legacy)
         # This machine reaches the registries through a TLS proxy whose CA is a local one: the
         # root gets it where ca-certificates (installed by the first step) picks it up.
         local_ca = "/usr/local/share/ca-certificates"
