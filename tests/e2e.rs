@@ -965,7 +965,7 @@ fn boot_invariants(report: &Report) -> Vec<String> {
                         // ppc64 ELFv1 symbols carry a leading dot.
                         s.symbol
                             .as_deref()
-                            .map(|n| n.trim_start_matches('.'))
+                            .map(kmemtrace::symbols::plain_name)
                             .is_some_and(|n| {
                                 BOOT_EXPLAINED_UNKNOWN_FREES
                                     .iter()
@@ -1003,7 +1003,7 @@ fn page_attribution_problems(report: &Report) -> Vec<String> {
         .find(|t| t.type_id == Some(kmemtrace::AllocType::Pages))
         .map_or(0, |t| t.allocs);
     for f in &report.functions {
-        let name = f.function.trim_start_matches('.');
+        let name = kmemtrace::symbols::plain_name(&f.function);
         let tracepoint =
             name.starts_with("__traceiter_mm_page") || name.starts_with("trace_mm_page");
         if tracepoint && f.stats.hits > (pages / 100).max(2) {
@@ -1157,7 +1157,7 @@ fn cross_arch_trial(pair: Build) -> Result<(), Failed> {
         }
         let per_function = r.functions.iter()
             // ppc64 ELFv1 (6.1) names functions with a leading dot: the same function.
-            .map(|f| serde_json::json!({"function": f.function.trim_start_matches('.'), "hits": f.stats.hits, "frees": f.stats.frees,
+            .map(|f| serde_json::json!({"function": kmemtrace::symbols::plain_name(&f.function), "hits": f.stats.hits, "frees": f.stats.frees,
                 "bytes_requested": f.stats.bytes_requested, "cross_cpu_frees": f.stats.cross_cpu_frees,
                 "mismatched_frees": f.stats.mismatched_frees, "live_allocations": f.stats.live_allocations}))
             .collect::<Vec<_>>();

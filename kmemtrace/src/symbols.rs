@@ -81,7 +81,7 @@ impl Symbols {
 }
 
 /// The name a filter matches: ppc64 ELFv1 dot-symbols (`.kmalloc`) match without their dot.
-pub(crate) fn plain_name(name: &str) -> &str {
+pub fn plain_name(name: &str) -> &str {
     name.strip_prefix('.')
         .filter(|n| !n.is_empty())
         .unwrap_or(name)

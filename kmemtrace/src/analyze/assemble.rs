@@ -145,27 +145,27 @@ fn memory_report(t: &Timeline, classified: bool) -> MemoryReport {
         peak_overhead = Some(peak_overhead.map_or(o, |p| p.max(o)));
         peak_pages = peak_pages.max(pages(&live));
     }
-    let names = std::iter::once("slab_objects").chain(PageUse::ALL.iter().map(|u| u.name()));
-    let mut uses: Vec<MemoryRow> = names
-        .zip(t.counts.iter().zip(live.iter().zip(&peak)))
-        .map(|(name, (c, (l, p)))| MemoryRow {
-            use_: name.to_string(),
-            allocs: c[0],
-            frees: c[1],
-            bytes_allocated: c[2],
-            bytes_freed: c[3],
-            live_bytes: (*l).max(0) as u64,
-            peak_live_bytes: (*p).max(0) as u64,
-        })
-        .collect();
     // Slab objects first, then the pages: the slab allocator's, the large kmallocs', the
     // tracer's, everyone else's.
-    uses[1..].sort_by_key(|r| match r.use_.as_str() {
-        "slab_pages" => 0,
-        "large_kmalloc_pages" => 1,
-        "tracer_pages" => 2,
-        _ => 3,
-    });
+    let rows = [
+        ("slab_objects", SLAB_OBJECTS),
+        (PageUse::Slab.name(), page(PageUse::Slab)),
+        (PageUse::LargeKmalloc.name(), page(PageUse::LargeKmalloc)),
+        (PageUse::Tracer.name(), page(PageUse::Tracer)),
+        (PageUse::Other.name(), page(PageUse::Other)),
+    ];
+    let uses: Vec<MemoryRow> = rows
+        .iter()
+        .map(|&(name, i)| MemoryRow {
+            use_: name.to_string(),
+            allocs: t.counts[i][0],
+            frees: t.counts[i][1],
+            bytes_allocated: t.counts[i][2],
+            bytes_freed: t.counts[i][3],
+            live_bytes: live[i].max(0) as u64,
+            peak_live_bytes: peak[i].max(0) as u64,
+        })
+        .collect();
     MemoryReport {
         pages_classified: classified,
         peak_resolution_records: 1 << t.shift,
