@@ -40,6 +40,7 @@
 //! Under `cargo test` the trials run one at a time (2 cores); under nextest the `qemu` test group
 //! in `.config/nextest.toml` bounds them.
 
+mod bisect;
 mod common;
 use common::repo;
 use std::collections::BTreeMap;
@@ -139,6 +140,32 @@ fn main() {
         })
         .with_ignored_flag(skip),
     );
+    // kmt bisect over a planted history (tests/bisect/mod.rs): x86_64 by default, ppc64 (the
+    // architecture a user could least check by hand) with KMT_E2E_MATRIX=full.
+    let x86 = &ARCHES[0];
+    for name in ["middle", "last"] {
+        trials.push(
+            Trial::test(format!("e2e::x86_64::bisect::{name}"), move || {
+                bisect::bisect_trial(x86, name)
+            })
+            .with_ignored_flag(skip),
+        );
+    }
+    trials.push(
+        Trial::test("e2e::x86_64::bisect::git_bisect_run", move || {
+            bisect::step_trial(x86)
+        })
+        .with_ignored_flag(skip),
+    );
+    if full {
+        let ppc64 = kmt::arch::lookup("ppc64").expect("ppc64 is an architecture");
+        trials.push(
+            Trial::test("e2e::ppc64::bisect::middle", move || {
+                bisect::bisect_trial(ppc64, "middle")
+            })
+            .with_ignored_flag(skip),
+        );
+    }
     // Pure: runs even with KMT_SKIP_E2E=1.
     trials.push(Trial::test(
         "redaction::removes_only_what_varies",
@@ -264,6 +291,7 @@ fn run_with(
         append: Vec::new(),
         // Tests never install packages: a missing one fails with the apt-get line.
         install_missing: false,
+        prebuilt: None,
     };
     let res = kmt::run::run(&req, &Cache::from_env());
     eprintln!(

@@ -187,6 +187,7 @@ pub fn plan(req: &CompareRequest) -> Vec<PlannedRun> {
                         memory_mib: req.memory_mib,
                         append: s.append.clone(),
                         install_missing: req.install_missing,
+                        prebuilt: None,
                     },
                 });
             }

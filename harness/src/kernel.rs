@@ -478,6 +478,19 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
             Ok(())
         })?
     };
+    finished(req, dir, key, built, started, identity, compiler)
+}
+
+/// The [`KernelBuild`] of the cache entry `dir`.
+fn finished(
+    req: &KernelRequest,
+    dir: PathBuf,
+    key: String,
+    built: bool,
+    started: Instant,
+    source_identity: String,
+    compiler: String,
+) -> Result<KernelBuild, KernelError> {
     let config = dir.join("config");
     let config_hash = {
         let mut k = KeyBuilder::default();
@@ -494,39 +507,38 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
         key,
         built,
         seconds: started.elapsed().as_secs_f64(),
-        source_identity: identity,
+        source_identity,
         compiler,
         config_hash,
     })
 }
 
-/// tinyconfig + fragments + olddefconfig, the symbol check, and the image build.
-fn build_into(
-    req: &KernelRequest,
-    src: &Path,
-    staging: &Path,
-    log: &Path,
-) -> Result<(), KernelError> {
-    let build = staging.join("build");
-    fs::create_dir_all(&build).map_err(|source| KernelError::Read {
-        path: build.clone(),
-        source,
-    })?;
+/// `make -C SRC O=BUILD ARCH=… CROSS_COMPILE=… -jN TARGETS`.
+fn make(req: &KernelRequest, src: &Path, build: &Path, targets: &[&str]) -> Cmd {
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let make = |targets: &[&str]| {
-        Cmd::new("make")
-            .arg("-C")
-            .arg(src)
-            .arg(format!("O={}", build.display()))
-            .arg(format!("ARCH={}", req.arch.make_arch))
-            .arg(format!("CROSS_COMPILE={}", req.arch.cross_compile()))
-            .arg(format!("-j{jobs}"))
-            .args(targets.iter().copied())
-    };
+    Cmd::new("make")
+        .arg("-C")
+        .arg(src)
+        .arg(format!("O={}", build.display()))
+        .arg(format!("ARCH={}", req.arch.make_arch))
+        .arg(format!("CROSS_COMPILE={}", req.arch.cross_compile()))
+        .arg(format!("-j{jobs}"))
+        .args(targets.iter().copied())
+}
+
+/// tinyconfig + fragments + olddefconfig in `build`, and the check that every requested symbol
+/// survived (a rejected config is kept beside `keep_rejected`).
+fn configure(
+    req: &KernelRequest,
+    src: &Path,
+    build: &Path,
+    log: &Path,
+    keep_rejected: &Path,
+) -> Result<(), KernelError> {
     let label = format!("kernel {}", req.arch.name);
-    make(&["tinyconfig"]).run_logged(&label, log)?;
+    make(req, src, build, &["tinyconfig"]).run_logged(&label, log)?;
     let dot_config = build.join(".config");
     let mut merged = read(&dot_config)?;
     let mut requested = BTreeMap::new();
@@ -540,9 +552,30 @@ fn build_into(
         path: dot_config.clone(),
         source,
     })?;
-    make(&["olddefconfig"]).run_logged(&label, log)?;
+    make(req, src, build, &["olddefconfig"]).run_logged(&label, log)?;
     let final_config = String::from_utf8_lossy(&read(&dot_config)?).into_owned();
     let missing = missing_symbols(&requested, &final_config);
+    if !missing.is_empty() {
+        let kept = keep_rejected.with_extension("rejected.config");
+        let _ = fs::copy(&dot_config, &kept);
+        return Err(KernelError::Config {
+            list: missing,
+            config: kept,
+        });
+    }
+    Ok(())
+}
+
+/// Builds the image in `build` (configured) and copies image, System.map and config into `staging`.
+fn make_image(
+    req: &KernelRequest,
+    src: &Path,
+    build: &Path,
+    staging: &Path,
+    log: &Path,
+) -> Result<(), KernelError> {
+    let label = format!("kernel {}", req.arch.name);
+    make(req, src, build, &[req.arch.image_target]).run_logged(&label, log)?;
     let copy = |from: &Path, to: &str| {
         fs::copy(from, staging.join(to))
             .map(|_| ())
@@ -551,23 +584,104 @@ fn build_into(
                 source,
             })
     };
-    if !missing.is_empty() {
-        let kept = staging.with_extension("rejected.config");
-        let _ = fs::copy(&dot_config, &kept);
-        return Err(KernelError::Config {
-            list: missing,
-            config: kept,
-        });
-    }
-    make(&[req.arch.image_target]).run_logged(&label, log)?;
     copy(&build.join(req.arch.image), "image")?;
     copy(&build.join("System.map"), "System.map")?;
-    copy(&dot_config, "config")?;
+    copy(&build.join(".config"), "config")
+}
+
+/// tinyconfig + fragments + olddefconfig, the symbol check, and the image build, in a build
+/// directory of its own that is removed afterwards.
+fn build_into(
+    req: &KernelRequest,
+    src: &Path,
+    staging: &Path,
+    log: &Path,
+) -> Result<(), KernelError> {
+    let build = staging.join("build");
+    fs::create_dir_all(&build).map_err(|source| KernelError::Read {
+        path: build.clone(),
+        source,
+    })?;
+    configure(req, src, &build, log, staging)?;
+    make_image(req, src, &build, staging, log)?;
     fs::remove_dir_all(&build).map_err(|source| KernelError::Read {
         path: build,
         source,
     })?;
     Ok(())
+}
+
+/// Where [`build_incremental`] builds.
+#[derive(Debug, Clone)]
+pub struct Incremental<'a> {
+    /// The patched source tree, as checked out for this build.
+    pub src: &'a Path,
+    /// What identifies the source's content (e.g. `git tree HASH`): the cache key's source.
+    pub identity: String,
+    /// A build directory kept from one build to the next (created when missing).
+    pub build_dir: &'a Path,
+    /// The build's log.
+    pub log: &'a Path,
+}
+
+/// The key of the build directory [`build_incremental`] uses for `req`: one directory per
+/// architecture, kernel version, allocator, set of fragments and compiler.
+pub fn build_dir_key(req: &KernelRequest) -> Result<String, KernelError> {
+    let mut k = KeyBuilder::default();
+    k.text("recipe", RECIPE)
+        .text("arch", req.arch.name)
+        .text("version", req.kernel.name)
+        .text("compiler", &compiler_version(req.arch)?);
+    for f in fragments(req) {
+        let name = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        k.bytes(&format!("fragment {name}"), &read(&f)?);
+    }
+    Ok(format!("{}-{}", req.arch.name, k.key()))
+}
+
+/// Builds `req` from an already patched source tree in a build directory kept between builds,
+/// so that a build after a small change of the source rebuilds only what changed (Kbuild's own
+/// dependency tracking), and stores the result in the cache under the same kind of key as
+/// [`build`] (by `inc.identity`, never by path): a source seen before is not built again.
+pub fn build_incremental(
+    req: &KernelRequest,
+    inc: &Incremental<'_>,
+    cache: &Cache,
+) -> Result<KernelBuild, KernelError> {
+    let started = Instant::now();
+    let compiler = compiler_version(req.arch)?;
+    let keyb = kernel_key(req, &inc.identity, &compiler)?;
+    let key = format!("{}-{}", req.arch.name, keyb.key());
+    let (dir, built) = cache.get_or_build::<KernelError>("kernels", &key, |staging| {
+        fs::create_dir_all(inc.build_dir).map_err(|source| KernelError::Read {
+            path: inc.build_dir.into(),
+            source,
+        })?;
+        // The configuration is made afresh for every source, as a cold build makes it (a
+        // commit may change Kconfig); Kbuild rebuilds only what a changed symbol reaches.
+        configure(req, inc.src, inc.build_dir, inc.log, staging)?;
+        make_image(req, inc.src, inc.build_dir, staging, inc.log)?;
+        let ingredients = keyb.ingredients.join("\n") + "\n";
+        fs::write(staging.join("ingredients.txt"), ingredients).map_err(|source| {
+            KernelError::Read {
+                path: staging.into(),
+                source,
+            }
+        })
+    })?;
+    finished(
+        req,
+        dir,
+        key,
+        built,
+        started,
+        inc.identity.clone(),
+        compiler,
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod arch;
+pub mod bisect;
 pub mod cache;
 pub mod compare;
 pub mod cpio;
@@ -24,6 +25,7 @@ pub mod qemu;
 pub mod run;
 pub mod scratch;
 pub mod share;
+pub mod tree;
 pub mod verdict;
 pub mod vm;
 pub mod workload;

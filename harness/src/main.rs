@@ -17,7 +17,7 @@ use kmt::outcome::Outcome;
 use kmt::program::Exec;
 use kmt::run::{self, AccelChoice, RunRequest};
 use kmt::workload;
-use kmt::{compare, doctor, image, kernel, kernels};
+use kmt::{bisect, compare, doctor, image, kernel, kernels};
 
 #[derive(Parser)]
 #[command(
@@ -161,6 +161,17 @@ enum Command {
     /// Run a workload on two kernels (or two command lines), --repeat times each, per
     /// architecture, and diff them: exit 19 when a --fail-on threshold is crossed.
     Compare(Box<CompareArgs>),
+    /// Find the commit of your kernel git tree that changed an allocation figure: each step
+    /// builds a commit with the kmemtrace series (incrementally), runs the workload --repeat
+    /// times and judges it against --good's runs with --fail-on, as `kmt compare` does; the
+    /// first bad commit is confirmed on --confirm further runs of it and of its parent. Exit 0
+    /// when found and confirmed, 20 when not. Your tree is only read.
+    Bisect(Box<BisectArgs>),
+    /// Judge the commit checked out in --kernel-src against --good, for `git bisect run`:
+    /// exit 0 good, 1 bad, 125 skip (the series does not apply, the kernel does not build or
+    /// boot), 128 when it cannot judge at all (a bad argument, --good cannot run, kmt's own
+    /// error: git bisect run stops), 130 interrupted. --good's runs are made once and kept.
+    BisectStep(Box<BisectStepArgs>),
     /// Run workloads on every architecture and print one line per run.
     Matrix {
         /// Architectures (default: all).
@@ -355,6 +366,130 @@ struct CompareArgs {
     guest: GuestArgs,
 }
 
+/// What `bisect` and `bisect-step` share.
+#[derive(clap::Args)]
+struct BisectCommon {
+    /// Your kernel git tree (never modified: kmt checks commits out in a clone of its own).
+    #[arg(long, value_name = "DIR")]
+    kernel_src: PathBuf,
+    /// A commit without the change (the base every step is judged against).
+    #[arg(long, value_name = "REV")]
+    good: String,
+    /// Architecture: x86_64, arm64 or ppc64 (default: the host's).
+    #[arg(long)]
+    arch: Option<ArchArg>,
+    /// Kernel version every commit must be (default: each commit's Makefile picks the series).
+    #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
+    kernel: Option<String>,
+    /// Slab allocator (default: the version's default, slub).
+    #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
+    allocator: Option<String>,
+    /// An extra Kconfig fragment merged after kmt's own (repeatable).
+    #[arg(long = "config")]
+    configs: Vec<PathBuf>,
+    /// Extra kernel command-line arguments (repeatable).
+    #[arg(long)]
+    append: Vec<String>,
+    #[command(flatten)]
+    work: WorkloadArgs,
+    /// Runs per commit; a change counts only outside the spread of the repeats.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
+    /// Judge only call sites in functions matching GLOB (repeatable; default for the
+    /// selftest: kmemtrace_selftest_*, else every call site).
+    #[arg(long = "callsite-filter", value_name = "GLOB")]
+    callsite_filter: Vec<String>,
+    /// A commit is bad when a change crosses this threshold (repeatable, at least one;
+    /// kmemtrace diff's grammar, e.g. callsite:alloc_pipe_info:bytes_allocated:+10%).
+    #[arg(long = "fail-on", value_name = "EXPR", required = true)]
+    fail_on: Vec<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+    /// Hard timeout per guest, in seconds (default: scaled by accelerator and arch).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// vCPUs.
+    #[arg(long, default_value_t = 2)]
+    smp: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Do not install missing Debian packages even when running as root.
+    #[arg(long)]
+    no_install: bool,
+}
+
+#[derive(clap::Args)]
+struct BisectArgs {
+    #[command(flatten)]
+    common: BisectCommon,
+    /// A commit with the change (a descendant of --good).
+    #[arg(long, value_name = "REV")]
+    bad: String,
+    /// Further runs of the first bad commit and of its parent that must agree.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    confirm: u32,
+    /// Output directory: new or empty, or one an interrupted bisect of the same arguments left
+    /// (it continues from its bisect.json). Default: a new one under ./kmt-runs/.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Call-site rows in the first bad commit's diff.
+    #[arg(long, default_value_t = 20)]
+    lines: usize,
+}
+
+#[derive(clap::Args)]
+struct BisectStepArgs {
+    #[command(flatten)]
+    common: BisectCommon,
+    /// The state directory: --good's runs and every step's (default: one per tree and
+    /// arguments in the kmt cache, so that each `git bisect run` step reuses --good's runs).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+impl BisectCommon {
+    fn request(
+        self,
+        repo: &std::path::Path,
+        bad: String,
+        confirm: u32,
+        out: PathBuf,
+        lines: usize,
+    ) -> anyhow::Result<bisect::BisectRequest> {
+        let (workload, param, exec) = self.work.resolve()?;
+        Ok(bisect::BisectRequest {
+            tree: self.kernel_src,
+            good: self.good,
+            bad,
+            arch: resolve_arch(self.arch)?,
+            kernel: self.kernel.as_deref().map(kernels::by_name).transpose()?,
+            allocator: self.allocator,
+            repo: repo.to_path_buf(),
+            configs: self.configs,
+            append: self.append,
+            callsite_filter: if self.callsite_filter.is_empty() {
+                compare::default_callsite_filter(&workload)
+            } else {
+                self.callsite_filter
+            },
+            workload,
+            param,
+            exec,
+            repeat: self.repeat,
+            confirm,
+            fail_on: self.fail_on,
+            out,
+            accel: self.accel,
+            timeout: self.timeout.map(Duration::from_secs),
+            smp: self.smp,
+            memory_mib: self.memory,
+            install_missing: !self.no_install,
+            lines,
+        })
+    }
+}
+
 fn resolve_arch(a: Option<ArchArg>) -> anyhow::Result<&'static Arch> {
     match a {
         Some(ArchArg(a)) => Ok(a),
@@ -420,7 +555,21 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 
 fn main() -> ExitCode {
     // Parsed first: -v and -q set the log level (clap's own errors and --help need no log).
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // git bisect run takes 1–127 (but 125) for "bad": a malformed bisect-step command
+            // line must stop the bisect instead.
+            let step = std::env::args().any(|a| a == "bisect-step");
+            let code = match e.exit_code() {
+                0 => 0,
+                _ if step => 128,
+                c => c,
+            };
+            std::process::exit(code);
+        }
+    };
     let colour = colour(
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::env::var_os("NO_COLOR"),
@@ -616,6 +765,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 memory_mib: r.guest.memory,
                 append: r.append,
                 install_missing: !r.guest.no_install,
+                prebuilt: None,
             };
             let res = run::run(&req, &cache);
             if let Some(t) = &res.report_text {
@@ -759,6 +909,80 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             }
             eprintln!("kmt: output in {}", res.out.display());
             Ok(res.outcome)
+        }
+        Command::Bisect(b) => {
+            let b = *b;
+            let arch = resolve_arch(b.common.arch)?;
+            let out = b
+                .out
+                .unwrap_or_else(|| run::default_out_dir(arch, "bisect"));
+            let req = b.common.request(&repo, b.bad, b.confirm, out, b.lines)?;
+            let mut progress = |m: &str| eprintln!("kmt: {m}");
+            match bisect::bisect(&req, &cache, &mut progress) {
+                Ok(res) => {
+                    println!("{}", res.report);
+                    eprintln!("kmt: output in {}", req.out.display());
+                    Ok(res.outcome)
+                }
+                Err(e) => {
+                    eprintln!("kmt: {}: {}", e.outcome(), e.chain());
+                    Ok(e.outcome())
+                }
+            }
+        }
+        Command::BisectStep(b) => {
+            let b = *b;
+            let state = match &b.state {
+                Some(s) => s.clone(),
+                None => bisect::default_state_dir(
+                    &cache,
+                    &b.common.kernel_src,
+                    &std::env::args().collect::<Vec<_>>(),
+                ),
+            };
+            let req = b.common.request(&repo, "HEAD".into(), 1, state, 20)?;
+            let mut progress = |m: &str| eprintln!("kmt: {m}");
+            let code = match bisect::step_only(&req, &cache, &mut progress) {
+                Ok(r) => {
+                    let s = &r.step;
+                    println!(
+                        "{} {}: {} ({}){}",
+                        s.commit.short(),
+                        s.commit.subject,
+                        match s.verdict {
+                            Some(bisect::Verdict::Bad) => "bad",
+                            Some(bisect::Verdict::Skip) => "skip",
+                            _ => "good",
+                        },
+                        s.message,
+                        if r.tested {
+                            ""
+                        } else {
+                            ", from the state directory"
+                        }
+                    );
+                    for f in &s.figures {
+                        let (bm, _) = bisect::mean_stddev(&f.base);
+                        let (nm, _) = bisect::mean_stddev(&f.new);
+                        println!(
+                            "  {}: {bm:.0} -> {nm:.0}{}",
+                            f.expr,
+                            if f.crossed { " (crossed)" } else { "" }
+                        );
+                    }
+                    eprintln!("kmt: state in {}", req.out.display());
+                    bisect::step_exit_code(s.verdict)
+                }
+                Err(e) => {
+                    eprintln!("kmt: {}: {}", e.outcome(), e.chain());
+                    if e.outcome() == Outcome::Interrupted {
+                        130
+                    } else {
+                        128
+                    }
+                }
+            };
+            std::process::exit(code);
         }
         Command::Prune => {
             let mut keep = Vec::new();

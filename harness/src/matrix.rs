@@ -79,6 +79,7 @@ pub fn plan(req: &MatrixRequest) -> Vec<PlannedRun> {
                         memory_mib: 512,
                         append: Vec::new(),
                         install_missing: true,
+                        prebuilt: None,
                     },
                 });
             }

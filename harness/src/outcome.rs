@@ -29,6 +29,8 @@ pub enum Outcome {
     AnalysisFailed,
     /// `kmt compare`: every run worked and a `--fail-on` threshold was crossed.
     ThresholdCrossed,
+    /// `kmt bisect`: no first bad commit could be named and confirmed.
+    BisectInconclusive,
     /// Ctrl-C or SIGTERM stopped kmt.
     Interrupted,
     /// A bad argument or combination of arguments (also clap's own usage errors): found before
@@ -40,7 +42,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for the documentation table.
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::HarnessError,
         Outcome::UsageError,
@@ -54,6 +56,7 @@ impl Outcome {
         Outcome::TraceDamaged,
         Outcome::AnalysisFailed,
         Outcome::ThresholdCrossed,
+        Outcome::BisectInconclusive,
         Outcome::Interrupted,
     ];
 
@@ -73,6 +76,7 @@ impl Outcome {
             Outcome::TraceDamaged => 17,
             Outcome::AnalysisFailed => 18,
             Outcome::ThresholdCrossed => 19,
+            Outcome::BisectInconclusive => 20,
             Outcome::Interrupted => 130,
         }
     }
@@ -94,6 +98,7 @@ impl Outcome {
             Outcome::TraceDamaged => "the trace came back with overruns, lost events or damaged records",
             Outcome::AnalysisFailed => "the analysis could not read the trace (not one record of it decodes, for one)",
             Outcome::ThresholdCrossed => "`kmt compare`: every run worked and a `--fail-on` threshold was crossed",
+            Outcome::BisectInconclusive => "`kmt bisect`: no first bad commit named and confirmed (`--bad` crosses no threshold, `--good` cannot be run, only skipped commits are left, or the confirmation runs disagree); bisect.json says which",
             Outcome::Interrupted => "Ctrl-C / SIGTERM; QEMU was stopped and reaped",
         }
     }

@@ -65,6 +65,9 @@ pub struct RunRequest {
     pub append: Vec<String>,
     /// Install missing Debian packages when running as root.
     pub install_missing: bool,
+    /// A kernel already built for `kernel` (by `kmt bisect`'s incremental builds): used as it
+    /// is instead of [`kernel::build`].
+    pub prebuilt: Option<KernelBuild>,
 }
 
 impl RunRequest {
@@ -317,16 +320,19 @@ fn run_steps(
     let t = Instant::now();
     let setup_log = out_dir.join("setup.log");
     // A user's own tree needs no Debian source package.
-    let sources = match req.kernel.kernel_src {
-        Some(_) => Vec::new(),
-        None => vec![req.kernel.kernel],
+    let sources = match (&req.kernel.kernel_src, &req.prebuilt) {
+        (Some(_), _) | (_, Some(_)) => Vec::new(),
+        (None, None) => vec![req.kernel.kernel],
     };
     doctor::ensure_prerequisites(&[arch], &sources, req.install_missing, &setup_log)
         .map_err(RunError::Prerequisites)?;
     m.phases.prerequisites_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let kernel = kernel::build(&req.kernel, cache)?;
+    let kernel = match &req.prebuilt {
+        Some(k) => k.clone(),
+        None => kernel::build(&req.kernel, cache)?,
+    };
     m.phases.kernel_s = t.elapsed().as_secs_f64();
     m.kernel = Some(kernel.clone());
 
@@ -609,6 +615,7 @@ mod tests {
             memory_mib: 512,
             append: Vec::new(),
             install_missing: false,
+            prebuilt: None,
         }
     }
 
