@@ -1318,4 +1318,63 @@ mod tests {
         assert_eq!(mean_stddev(&[1500, 1600, 1400]).0, 1500.0);
         assert!((mean_stddev(&[1500, 1600, 1400]).1 - 100.0 / 1500.0 * 100.0).abs() < 1e-9);
     }
+
+    fn asked() -> Asked {
+        Asked {
+            tree: "/src/linux".into(),
+            good: "a".repeat(40),
+            bad: "b".repeat(40),
+            arch: "x86_64".into(),
+            kernel: None,
+            allocator: None,
+            configs: Vec::new(),
+            append: Vec::new(),
+            workload: "fork".into(),
+            param: None,
+            exec: None,
+            repeat: 1,
+            confirm: 2,
+            fail_on: vec!["bytes_allocated:+5%".into()],
+            callsite_filter: Vec::new(),
+        }
+    }
+
+    /// An interrupted bisect resumes from its log with the same arguments; other arguments, or
+    /// a directory that is not a bisect's, are refused without writing to it.
+    #[test]
+    fn a_bisect_resumes_only_its_own_log() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(resume(&d.path().join("new"), &asked()).unwrap().is_none());
+        let log = Log {
+            kmt_bisect: 1,
+            asked: asked(),
+            range: Vec::new(),
+            steps: Vec::new(),
+            result: None,
+            reproduce: Vec::new(),
+        };
+        fs::write(
+            d.path().join("bisect.json"),
+            serde_json::to_string(&log).unwrap(),
+        )
+        .unwrap();
+        assert!(resume(d.path(), &asked()).unwrap().is_some());
+        let other = Asked {
+            repeat: 3,
+            ..asked()
+        };
+        let e = resume(d.path(), &other).unwrap_err();
+        assert!(e.to_string().contains("another bisect"), "{e}");
+        let mine = tempfile::tempdir().unwrap();
+        fs::write(mine.path().join("notes.txt"), "mine").unwrap();
+        assert!(resume(mine.path(), &asked()).is_err());
+        assert_eq!(fs::read_dir(mine.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn step_exit_codes_are_git_bisect_run_s() {
+        assert_eq!(step_exit_code(Some(Good)), 0);
+        assert_eq!(step_exit_code(Some(Bad)), 1);
+        assert_eq!(step_exit_code(Some(Skip)), 125);
+    }
 }

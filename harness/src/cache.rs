@@ -159,7 +159,11 @@ impl Cache {
             fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
         }
         fs::create_dir_all(&staging).map_err(io("create", &staging))?;
-        build(&staging)?;
+        // A failed or interrupted build leaves nothing behind: no half-made entry to find.
+        if let Err(e) = build(&staging) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
         record_sums(&staging)?;
         fs::rename(&staging, &entry).map_err(io("rename into place", &entry))?;
         Ok((entry, true))
@@ -368,6 +372,10 @@ mod tests {
         });
         assert!(r.is_err());
         assert!(!cache.path("k", "abc").exists());
+        assert!(
+            !root.path().join("k/.abc.staging").exists(),
+            "a failed build leaves no staging directory behind"
+        );
         let (p, built) = cache.get_or_build::<Boom>("k", "abc", |_| Ok(())).unwrap();
         assert!(built);
         assert!(

@@ -3,8 +3,9 @@
 //! is the tarball as it is, then small commits), with one planted commit that grows the
 //! allocation `alloc_pipe_info` makes per pipe, which the `pipes` example program reaches.
 //!
-//! - `middle`: 14 commits; the 7th does not build (`#error`, fixed by the 8th), the 10th is the
-//!   planted one. The bisect must skip the 7th and still name the 10th, confirmed.
+//! - `middle`: 16 commits; the 8th does not build (`#error`, fixed by the 9th), the 10th is the
+//!   planted one. The search probes the 8th first: it must skip it and still name the 10th,
+//!   confirmed.
 //! - `last`: 7 commits, the planted one last (the bad end is itself the first bad commit).
 //!
 //! Every other commit appends a comment to a C file every tiny kernel compiles, so that each
@@ -89,14 +90,16 @@ fn histories() -> Vec<(&'static str, Vec<Change>)> {
                 Harmless(3),
                 Harmless(4),
                 Harmless(5),
+                Harmless(6),
                 Break,
                 Fix,
-                Harmless(6),
                 Plant,
                 Harmless(7),
                 Harmless(8),
                 Harmless(9),
                 Harmless(10),
+                Harmless(11),
+                Harmless(12),
             ],
         ),
         (
@@ -135,8 +138,18 @@ pub fn history() -> Result<PathBuf, Failed> {
     let dir = top.join("bisect-linux");
     let lock = File::create(top.join("bisect-linux.lock")).map_err(|e| e.to_string())?;
     lock.lock().map_err(|e| e.to_string())?;
+    // The marker holds what the history was made of: a changed definition makes it again.
     let done = top.join("bisect-linux.done");
-    if done.exists() {
+    let recipe: String = histories()
+        .iter()
+        .flat_map(|(name, changes)| {
+            changes.iter().map(move |c| {
+                let (script, subject) = c.script();
+                format!("{name}: {subject}: {script}\n")
+            })
+        })
+        .collect();
+    if fs::read_to_string(&done).is_ok_and(|d| d == recipe) {
         return Ok(dir);
     }
     let log = top.join("bisect-linux.log");
@@ -170,7 +183,7 @@ pub fn history() -> Result<PathBuf, Failed> {
             )?;
         }
     }
-    fs::write(&done, "").map_err(|e| e.to_string())?;
+    fs::write(&done, recipe).map_err(|e| e.to_string())?;
     Ok(dir)
 }
 
