@@ -361,6 +361,11 @@ fn build_commit(
         Err(_) if run::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) => Err(
             StepFailure::Stop(RunError::Interrupted("during a kernel build".into())),
         ),
+        Err(kernel::KernelError::Command(c)) => Err(StepFailure::Skip(format!(
+            "the kernel does not build: {} (log: {})",
+            first_error(&c.tail).unwrap_or(c.status),
+            c.log.display()
+        ))),
         Err(e) => Err(StepFailure::Skip(format!(
             "the kernel does not build: {}",
             crate::error::chain(&e)
@@ -574,6 +579,13 @@ pub fn step_only(
     Ok(StepResult { step, tested: true })
 }
 
+/// The first compiler or linker error of a build log's tail (make's own lines left out).
+pub fn first_error(tail: &str) -> Option<String> {
+    tail.lines()
+        .find(|l| l.contains("error:") || l.contains("Error:") || l.contains("undefined reference"))
+        .map(|l| l.trim().to_string())
+}
+
 /// Where a commit's runs go.
 fn commit_dir(out: &Path, c: &Commit) -> PathBuf {
     out.join("commits").join(c.short())
@@ -718,16 +730,16 @@ pub fn mean_stddev(v: &[i64]) -> (f64, f64) {
     (mean, 100.0 * var.sqrt() / mean.abs())
 }
 
-/// LKP-style rows: `base ±stddev%   %change   new ±stddev%   figure`. Pure.
+/// The table 0-day/LKP reports use, which kernel developers read on the mailing lists: per
+/// figure the base's mean `± stddev%`, the `%change` of the means, the new side's mean. Pure.
 pub fn lkp_table(base_label: &str, new_label: &str, figures: &[GateFigure]) -> String {
-    let mut s = format!(
-        "{:>18}  {:>9}  {:>18}\n{:->18}  {:>9}  {:->18}\n",
-        base_label, "", new_label, "", "", ""
-    );
+    let mut s = format!("{base_label:>16} {new_label:>27}\n");
+    s.push_str(&format!("{:-<16} {:-<27}\n", "", ""));
     s.push_str(&format!(
-        "{:>11} {:>6}  {:>9}  {:>11} {:>6}\n",
-        "", "", "%change", "", ""
+        "{:>16} {:>11} {:>15}\n",
+        "%stddev", "%change", "%stddev"
     ));
+    s.push_str(&format!("{:>13} {:>10} {:>16}\n", "\\", "|", "\\"));
     for f in figures {
         let (bm, bs) = mean_stddev(&f.base);
         let (nm, ns) = mean_stddev(&f.new);
@@ -740,19 +752,17 @@ pub fn lkp_table(base_label: &str, new_label: &str, figures: &[GateFigure]) -> S
             Some(r) => format!("{r}.{}", f.field),
             None => f.field.clone(),
         };
+        // LKP leaves the column empty below 1 %.
         let pm = |sd: f64| {
-            if sd >= 0.5 {
-                format!("±{:>3.0}%", sd)
+            if sd >= 1.0 {
+                format!("± {:>2.0}%", sd)
             } else {
-                "".into()
+                String::new()
             }
         };
         s.push_str(&format!(
-            "{:>11.0} {:>6}  {:>9}  {:>11.0} {:>6}  {name}{}\n",
-            bm,
+            "{bm:>10.0} {:>5} {change:>10} {nm:>10.0} {:>5}  {name}{}\n",
             pm(bs),
-            change,
-            nm,
             pm(ns),
             if f.crossed { "  (crossed)" } else { "" }
         ));
@@ -1063,39 +1073,60 @@ fn verdict_word(v: Option<Verdict>) -> &'static str {
 }
 
 /// The command that runs one step again by hand: `git bisect run` with the step-only mode.
-fn reproduce(req: &BisectRequest, good: &str, bad: &str) -> Vec<String> {
-    let mut step = format!(
-        "kmt bisect-step --kernel-src . --good {good} --arch {}",
-        req.arch.name
-    );
+pub fn reproduce(req: &BisectRequest, good: &str, bad: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "bisect-step".into(),
+        "--kernel-src".into(),
+        ".".into(),
+        "--good".into(),
+        good.into(),
+        "--arch".into(),
+        req.arch.name.into(),
+    ];
+    let mut opt = |name: &str, value: String| {
+        args.push(format!("--{name}"));
+        args.push(value);
+    };
     if let Some(k) = req.kernel {
-        step.push_str(&format!(" --kernel {}", k.name));
+        opt("kernel", k.name.into());
     }
     if let Some(a) = &req.allocator {
-        step.push_str(&format!(" --allocator {a}"));
+        opt("allocator", a.clone());
     }
     match &req.exec {
-        Some(e) => step.push_str(&format!(" --exec {}", e.program.display())),
-        None => step.push_str(&format!(" --workload {}", req.workload)),
+        Some(e) => {
+            opt("exec", e.program.display().to_string());
+            for a in &e.args {
+                opt("exec-arg", a.clone());
+            }
+        }
+        None => opt("workload", req.workload.clone()),
     }
     if let Some(p) = req.param {
-        step.push_str(&format!(" --param {p}"));
+        opt("param", p.to_string());
     }
-    step.push_str(&format!(" --repeat {}", req.repeat));
+    opt("repeat", req.repeat.to_string());
     for c in &req.configs {
-        step.push_str(&format!(" --config {}", c.display()));
+        opt("config", c.display().to_string());
     }
     for a in &req.append {
-        step.push_str(&format!(
-            " --append {}",
-            crate::qemu::shell_line(a, &[]).trim()
-        ));
+        opt("append", a.clone());
+    }
+    if req.callsite_filter != crate::compare::default_callsite_filter(&req.workload) {
+        for g in &req.callsite_filter {
+            opt("callsite-filter", g.clone());
+        }
     }
     for f in &req.fail_on {
-        step.push_str(&format!(" --fail-on {f}"));
+        opt("fail-on", f.clone());
     }
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let step = crate::qemu::shell_line("kmt", &args);
     vec![
-        format!("cd {}", req.tree.display()),
+        format!(
+            "cd {}",
+            crate::qemu::shell_line(&req.tree.display().to_string(), &[])
+        ),
         format!("git checkout {bad}   # or any commit: the step judges what is checked out"),
         step.clone(),
         format!("git bisect start {bad} {good} && git bisect run {step}"),
@@ -1196,7 +1227,11 @@ fn finish(
             s.runs.len(),
             s.total_s,
             s.build_s,
-            if s.built { "" } else { ", cached" },
+            if s.built || s.verdict == Some(Verdict::Skip) {
+                ""
+            } else {
+                ", cached"
+            },
             s.commit.subject,
             if figs.is_empty() {
                 if s.verdict == Some(Verdict::Skip) {
@@ -1369,6 +1404,20 @@ mod tests {
         fs::write(mine.path().join("notes.txt"), "mine").unwrap();
         assert!(resume(mine.path(), &asked()).is_err());
         assert_eq!(fs::read_dir(mine.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_build_failure_is_told_by_its_first_error() {
+        let tail =
+            "  CC      fs/open.o\nfs/open.c:1663:2: error: #error \"no\"\n make[4]: *** Error 1\n";
+        assert_eq!(
+            first_error(tail).as_deref(),
+            Some("fs/open.c:1663:2: error: #error \"no\"")
+        );
+        assert_eq!(
+            first_error("make: *** [Makefile:236: __sub-make] Error 2"),
+            None
+        );
     }
 
     #[test]

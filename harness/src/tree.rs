@@ -216,8 +216,14 @@ impl Tree {
             .args(["commit-tree", &tree, "-p", &commit.hash, "-m"])
             .arg(format!("kmt: {} with the kmemtrace series", commit.short()))
             .read()?;
+        // read-tree, not checkout: it needs neither the tree checked out before (the user may
+        // have removed its commits since) nor a clean state, and like checkout it rewrites
+        // only the files whose content differs from the index.
         git(&self.clone)
-            .args(["checkout", "--quiet", "--force", "--detach", patched.trim()])
+            .args(["read-tree", "--reset", "-u", &tree])
+            .run_logged("checking the patched commit out", &log)?;
+        git(&self.clone)
+            .args(["update-ref", "--no-deref", "HEAD", patched.trim()])
             .run_logged("checking the patched commit out", &log)?;
         Ok(tree)
     }
@@ -281,9 +287,9 @@ mod tests {
         fs::create_dir(&user).unwrap();
         sh(
             &user,
-            "git init -q; printf 'VERSION = 6\\nPATCHLEVEL = 12\\n' > Makefile; echo a > a.c; echo b > b.c; \
+            "git init -q; printf 'VERSION = 6\\nPATCHLEVEL = 12\\n' > Makefile; echo a > a.c; echo b > b.c; echo c > c.c; \
              git add .; git commit -q -m base; echo a2 > a.c; git commit -q -am 'change a'; \
-             echo b2 > b.c; git commit -q -am 'change b'",
+             echo b2 > b.c; git rm -q c.c; git commit -q -am 'change b'",
         );
         let patch = d.path().join("p.patch");
         fs::write(
@@ -316,6 +322,10 @@ mod tests {
         assert_eq!(
             fs::read_to_string(t.clone.join("b.c")).unwrap(),
             "b2\ntraced\n"
+        );
+        assert!(
+            !t.clone.join("c.c").exists(),
+            "a file the commit removes is removed"
         );
         assert_eq!(
             fs::metadata(t.clone.join("a.c"))
