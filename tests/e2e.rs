@@ -32,6 +32,9 @@
 //! - `e2e::x86_64::config_regression`: `kmt compare` of the default kernel against the kernel
 //!   built with `kernel/config/extra/slub-debug.config` (a Kconfig change that grows every slab
 //!   object): bytes requested stay, bytes allocated grow at every selftest allocation site.
+//! - `e2e::x86_64::bisect::{middle,last,git_bisect_run}` (and `e2e::ppc64::bisect::middle` in the
+//!   full matrix): `kmt bisect` and `git bisect run kmt bisect-step` over planted histories
+//!   (`tests/bisect/mod.rs`) name the planted commit.
 //! - `e2e::cross_arch::selftest`: the arch-independent figures of the three selftest reports are
 //!   identical, and every trace re-encoded in the other byte order gives the same report.
 //!
