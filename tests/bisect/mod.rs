@@ -9,8 +9,11 @@
 //! - `last`: 7 commits, the planted one last (the bad end is itself the first bad commit).
 //!
 //! Every other commit appends a comment to a C file every tiny kernel compiles, so that each
-//! step really rebuilds something. The history is made once (under a lock) in
-//! `target/kmt-e2e/bisect-linux` and only read by the trials.
+//! step really rebuilds something. The history is made once (under a lock) in the kmt cache,
+//! `$KMT_CACHE_DIR/e2e/bisect-linux`, with fixed author and committer dates, so that its commit
+//! hashes are the same on every machine and every clone of this repository (and kmt's clone of
+//! it, its build directories and its kernels are reused by the next CI run); the trials only
+//! read it.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -126,6 +129,8 @@ fn sh(dir: &Path, script: &str, log: &Path) -> Result<(), Failed> {
         .env("GIT_AUTHOR_EMAIL", "trial@localhost")
         .env("GIT_COMMITTER_NAME", "kmt trial")
         .env("GIT_COMMITTER_EMAIL", "trial@localhost")
+        .env("GIT_AUTHOR_DATE", "2026-12-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-12-01T00:00:00Z")
         .run_logged("making the bisect trial's history", log)
         .map_err(|e| e.to_string().into())
 }
@@ -133,7 +138,7 @@ fn sh(dir: &Path, script: &str, log: &Path) -> Result<(), Failed> {
 /// The history's work tree, made on first use: Debian's tarball as the base commit (tag
 /// `kmt-base`), one branch per history.
 pub fn history() -> Result<PathBuf, Failed> {
-    let top = repo().join("target/kmt-e2e");
+    let top = e2e_cache();
     fs::create_dir_all(&top).map_err(|e| e.to_string())?;
     let dir = top.join("bisect-linux");
     let lock = File::create(top.join("bisect-linux.lock")).map_err(|e| e.to_string())?;
@@ -185,6 +190,11 @@ pub fn history() -> Result<PathBuf, Failed> {
     }
     fs::write(&done, recipe).map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+/// Where the trials keep what outlives a clone of this repository: `$KMT_CACHE_DIR/e2e`.
+fn e2e_cache() -> PathBuf {
+    Cache::from_env().root.join("e2e")
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, Failed> {
@@ -352,7 +362,7 @@ pub fn bisect_trial(arch: &'static Arch, history_name: &str) -> Result<(), Faile
 /// commits out): it names the planted commit of `last`.
 pub fn step_trial(arch: &'static Arch) -> Result<(), Failed> {
     let tree = history()?;
-    let top = repo().join("target/kmt-e2e");
+    let top = e2e_cache();
     let copy = top.join(format!("bisect-step-{}", arch.name));
     if copy.exists() {
         fs::remove_dir_all(&copy).map_err(|e| e.to_string())?;
@@ -389,7 +399,7 @@ pub fn step_trial(arch: &'static Arch) -> Result<(), Failed> {
     );
     sh(
         &copy,
-        &format!("git bisect start last kmt-base; git bisect run {step} > ../bisect-step-{}.out 2>&1 || true; git bisect log >> ../bisect-step-{}.out; git bisect reset -q", arch.name, arch.name),
+        &format!("git bisect start last kmt-base; git bisect run {step} > ../bisect-step-{}.out 2>&1 || true; git bisect log >> ../bisect-step-{}.out; git bisect reset >/dev/null", arch.name, arch.name),
         &log,
     )?;
     let said =
