@@ -26,6 +26,8 @@
  *   exec      /mnt/kmt/program, copied to /tmp/kmt-program before tracing starts, run PARAM
  *             times (default 1) with the arg lines as its arguments, stdout and stderr to
  *             /mnt/kmt/guest.log; every run must exit 0
+ *   bench     /bin/kmt-bench PARAM (default 200): PARAM operations timed per round in each
+ *             tracing mode, its lines to /mnt/kmt/guest.log (see kmt-bench.c); must exit 0
  *
  * Sequence: mount proc, sysfs, devtmpfs (/dev), debugfs, tmpfs (/tmp); mount the 9p share with
  * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); if the guest clock is before
@@ -70,6 +72,7 @@
 #define KMT_DIR DEBUGFS "/kmemtrace"
 #define COLLECTOR "/bin/kmemtraced"
 #define HELPER "/bin/kmt-true"
+#define BENCH "/bin/kmt-bench"
 #define PROGRAM SHARE "/program"
 #define PROGRAM_COPY "/tmp/kmt-program"
 #define MAX_ARGS 16
@@ -710,6 +713,39 @@ static int run_exec(long n, char *why, size_t size)
 	return 0;
 }
 
+/* kmt-bench switches the tracing modes itself; its lines go to guest.log for the host. */
+static int run_bench(long n, char *why, size_t size)
+{
+	char ops[24];
+	char *argv[] = { BENCH, ops, NULL };
+	char *envp[] = { NULL };
+	int status;
+	pid_t pid, r;
+
+	snprintf(ops, sizeof(ops), "%ld", n);
+	pid = fork();
+	if (pid < 0) {
+		snprintf(why, size, "bench: fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		if (log_fd >= 0) {
+			dup2(log_fd, STDOUT_FILENO);
+			dup2(log_fd, STDERR_FILENO);
+		}
+		execve(BENCH, argv, envp);
+		_exit(127);
+	}
+	while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(why, size, "bench: %s ended with status %#x; see %s", BENCH,
+			 r < 0 ? -1 : status, SHARE "/guest.log");
+		return -1;
+	}
+	return 0;
+}
+
 /* The host half of each row is harness/src/workload.rs; a test there keeps the two equal. */
 static const struct workload workloads[] = {
 	{ "selftest", 1, 0, run_selftest },
@@ -717,6 +753,7 @@ static const struct workload workloads[] = {
 	{ "fork", 100, 0, run_fork },
 	{ "files", 1000, 0, run_files },
 	{ "exec", 1, 0, run_exec },
+	{ "bench", 200, 0, run_bench },
 };
 
 /* --- the collector --- */
@@ -862,7 +899,8 @@ int main(void)
 		if (!strcmp(workloads[i].name, job.workload))
 			w = &workloads[i];
 	if (!w)
-		fail("job: unknown workload %s (selftest, boot, fork, files, exec)", job.workload);
+		fail("job: unknown workload %s (selftest, boot, fork, files, exec, bench)",
+		     job.workload);
 	if (!job.have_param)
 		job.param = w->default_param;
 	timeout_s = job.timeout;

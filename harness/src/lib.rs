@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod arch;
+pub mod bench;
 pub mod bisect;
 pub mod cache;
 pub mod compare;

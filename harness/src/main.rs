@@ -172,6 +172,42 @@ enum Command {
     /// boot), 128 when it cannot judge at all (a bad argument, --good cannot run, kmt's own
     /// error: git bisect run stops), 130 interrupted. --good's runs are made once and kept.
     BisectStep(Box<BisectStepArgs>),
+    /// The cost of tracing: boot each architecture once with the bench workload, which times
+    /// the same allocation-heavy operation with tracing off, with kmemtrace and with ftrace's
+    /// kmem events, round after round; print per mode the time per operation, the added cost
+    /// per kmem event and its ratio to ftrace's (bench.json too).
+    Bench {
+        /// Architectures (default: all).
+        #[arg(long)]
+        arch: Vec<ArchArg>,
+        /// Kernel version: 6.12 or 6.1 (default 6.12).
+        #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
+        kernel: Option<String>,
+        /// Slab allocator (default: slub).
+        #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
+        allocator: Option<String>,
+        /// Operations per round and mode.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100000))]
+        ops: u64,
+        /// Directory for the runs and bench.json (must not exist or be empty; default: a new
+        /// one under ./kmt-runs/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: AccelChoice,
+        /// vCPUs.
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Print bench.json instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Do not install missing Debian packages even when running as root.
+        #[arg(long)]
+        no_install: bool,
+    },
     /// Run workloads on every architecture and print one line per run.
     Matrix {
         /// Architectures (default: all).
@@ -983,6 +1019,59 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 }
             };
             std::process::exit(code);
+        }
+        Command::Bench {
+            arch,
+            kernel,
+            allocator,
+            ops,
+            out,
+            accel,
+            smp,
+            memory,
+            json,
+            no_install,
+        } => {
+            let a = arches(&arch);
+            let (k, al) = select_kernel(kernel.as_deref(), allocator.as_deref(), None)?;
+            let req = kmt::bench::BenchRequest {
+                out: out.unwrap_or_else(|| kmt::bench::default_out(a[0])),
+                kernel: KernelRequest {
+                    kernel: k,
+                    allocator: al,
+                    ..KernelRequest::new(a[0], repo.clone())
+                },
+                arches: a,
+                ops,
+                accel,
+                smp,
+                memory_mib: memory,
+                install_missing: !no_install,
+            };
+            let mut progress = |m: &str| eprintln!("kmt: {m}");
+            match kmt::bench::bench(&req, &cache, &mut progress) {
+                Ok(results) => {
+                    if json {
+                        print!(
+                            "{}",
+                            std::fs::read_to_string(req.out.join("bench.json")).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", kmt::bench::render(&results));
+                    }
+                    eprintln!("kmt: output in {}", req.out.display());
+                    let worst = results
+                        .iter()
+                        .map(|r| r.outcome)
+                        .find(|o| *o != Outcome::Ok)
+                        .unwrap_or(Outcome::Ok);
+                    Ok(worst)
+                }
+                Err(e) => {
+                    eprintln!("kmt: {}: {}", e.outcome(), e.chain());
+                    Ok(e.outcome())
+                }
+            }
         }
         Command::Prune => {
             let mut keep = Vec::new();

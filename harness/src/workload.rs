@@ -82,6 +82,16 @@ pub static WORKLOADS: &[Workload] = &[
         callsite_filter: &[],
         needs_program: true,
     },
+    Workload {
+        name: "bench",
+        runs: "guest-tools/kmt-bench.c: PARAM operations (pipe, tmpfs file, fork) timed per round in each tracing mode (off, kmemtrace, ftrace's kmem events), 5 rounds; `kmt bench` reads the figures",
+        param: "operations per round and mode",
+        default_param: 200,
+        append: &[],
+        base_timeout_s: 120,
+        callsite_filter: &[],
+        needs_program: false,
+    },
 ];
 
 /// The workload named `name`.
