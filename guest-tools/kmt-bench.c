@@ -45,8 +45,10 @@ static const char *const events[] = {
 	"kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free", "mm_page_alloc", "mm_page_free",
 };
 
-enum mode { OFF, KMEMTRACE, FTRACE, NMODES };
-static const char *const mode_name[NMODES] = { "off", "kmemtrace", "ftrace" };
+#define MEM_PROFILING "/proc/sys/vm/mem_profiling"
+
+enum mode { OFF, KMEMTRACE, FTRACE, ALLOCPROF, NMODES };
+static const char *const mode_name[NMODES] = { "off", "kmemtrace", "ftrace", "allocprof" };
 
 static pid_t readers[MAX_CPUS];
 static int nreaders;
@@ -212,6 +214,8 @@ static long long window(enum mode m, long ops, long *lost)
 	*lost = 0;
 	if (m == KMEMTRACE)
 		put(KMT_DIR "/enabled", "1");
+	if (m == ALLOCPROF)
+		put(MEM_PROFILING, "1");
 	if (m == FTRACE) {
 		put(TRACEFS "/trace", "");
 		ftrace_events("1");
@@ -224,6 +228,8 @@ static long long window(enum mode m, long ops, long *lost)
 	t = now_ns() - t0;
 	if (m == KMEMTRACE)
 		put(KMT_DIR "/enabled", "0");
+	if (m == ALLOCPROF)
+		put(MEM_PROFILING, "0");
 	if (m == FTRACE) {
 		put(TRACEFS "/tracing_on", "0");
 		ftrace_events("0");
@@ -245,19 +251,22 @@ int main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 200;
 	long rounds = argc > 2 ? atol(argv[2]) : 5;
+	int nmodes = access(MEM_PROFILING, W_OK) ? ALLOCPROF : NMODES;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (ops < 1 || rounds < 1)
 		die("usage: kmt-bench OPS [ROUNDS] (both at least 1)");
 	/* init switched kmemtrace on before starting its collector: every mode starts off. */
 	put(KMT_DIR "/enabled", "0");
+	if (nmodes == NMODES)
+		put(MEM_PROFILING, "0");
 	setup_ftrace();
 	/* A warm-up, untimed: the first fork and tmpfs file of a boot cost more than the rest. */
 	for (long i = 0; i < 16; i++)
 		operation(i);
 	for (long r = 0; r < rounds; r++) {
-		for (int k = 0; k < NMODES; k++) {
-			enum mode m = (enum mode)((k + r) % NMODES);
+		for (int k = 0; k < nmodes; k++) {
+			enum mode m = (enum mode)((k + r) % nmodes);
 			long lost;
 			long long ns = window(m, ops, &lost);
 

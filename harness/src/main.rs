@@ -189,6 +189,11 @@ enum Command {
         /// Operations per round and mode.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100000))]
         ops: u64,
+        /// An extra Kconfig fragment (repeatable): with
+        /// kernel/config/extra/mem-alloc-profiling.config the bench times memory allocation
+        /// profiling as a fourth mode.
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
         /// Directory for the runs and bench.json (must not exist or be empty; default: a new
         /// one under ./kmt-runs/).
         #[arg(long)]
@@ -1025,6 +1030,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             kernel,
             allocator,
             ops,
+            configs,
             out,
             accel,
             smp,
@@ -1039,6 +1045,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 kernel: KernelRequest {
                     kernel: k,
                     allocator: al,
+                    extra_fragments: configs,
                     ..KernelRequest::new(a[0], repo.clone())
                 },
                 arches: a,
