@@ -14,8 +14,12 @@
  *              the 9p share as in every run
  *   ftrace     the six kmem trace events (kmalloc, kmem_cache_alloc, kfree, kmem_cache_free,
  *              mm_page_alloc, mm_page_free) into tracefs's ring buffer, one reader per CPU
- *              draining per_cpu/cpuN/trace_pipe_raw into a file on tmpfs, as `trace-cmd record`
- *              does; the ring buffer is sized like kmemtrace's relay buffers (10 MiB per CPU)
+ *              draining per_cpu/cpuN/trace_pipe_raw as `trace-cmd record` does, into
+ *              /mnt/kmt/ftrace-cpuN: the same 9p share kmemtrace's collector writes to, so that
+ *              both pay the same way out (the harness reports the files as not its own and
+ *              deletes them); the ring buffer is sized like kmemtrace's relay buffers (10 MiB
+ *              per CPU)
+ *   ftrace-null  the same, drained to /dev/null: the tracer without the cost of its way out
  *
  * It prints one line per round and mode, which the host reads from guest.log:
  *
@@ -39,6 +43,7 @@
 
 #define KMT_DIR "/sys/kernel/debug/kmemtrace"
 #define TRACEFS "/sys/kernel/tracing"
+#define SHARE "/mnt/kmt"
 #define MAX_CPUS 64
 
 static const char *const events[] = {
@@ -47,8 +52,10 @@ static const char *const events[] = {
 
 #define MEM_PROFILING "/proc/sys/vm/mem_profiling"
 
-enum mode { OFF, KMEMTRACE, FTRACE, ALLOCPROF, NMODES };
-static const char *const mode_name[NMODES] = { "off", "kmemtrace", "ftrace", "allocprof" };
+enum mode { OFF, KMEMTRACE, FTRACE, FTRACE_NULL, ALLOCPROF, NMODES };
+static const char *const mode_name[NMODES] = {
+	"off", "kmemtrace", "ftrace", "ftrace-null", "allocprof",
+};
 
 static pid_t readers[MAX_CPUS];
 static int nreaders;
@@ -120,8 +127,19 @@ static int online_cpus(void)
 	return n < 1 ? 1 : n > MAX_CPUS ? MAX_CPUS : (int)n;
 }
 
-/* A reader per CPU: trace_pipe_raw pages into /tmp/ftrace-cpuN, until killed. */
-static void start_readers(void)
+static volatile sig_atomic_t reader_stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	reader_stop = 1;
+}
+
+/*
+ * A reader per CPU: trace_pipe_raw's pages copied to the share (or /dev/null), until SIGTERM;
+ * it then says how many bytes it read.
+ */
+static void start_readers(int to_share)
 {
 	int cpus = online_cpus();
 
@@ -131,19 +149,34 @@ static void start_readers(void)
 		if (pid < 0)
 			die("fork a reader: %s", strerror(errno));
 		if (pid == 0) {
-			char in[96], out[64], page[65536];
+			struct sigaction sa = { .sa_handler = on_term };
+			static char page[65536];
+			long long total = 0;
+			char in[96];
 			int fi, fo;
 			ssize_t n;
 
+			sigaction(SIGTERM, &sa, NULL);
 			snprintf(in, sizeof(in), TRACEFS "/per_cpu/cpu%d/trace_pipe_raw", cpu);
-			snprintf(out, sizeof(out), "/tmp/ftrace-cpu%d", cpu);
 			fi = open(in, O_RDONLY | O_CLOEXEC);
+			char out[64] = "/dev/null";
+
+			if (to_share)
+				snprintf(out, sizeof(out), SHARE "/ftrace-cpu%d", cpu);
 			fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 			if (fi < 0 || fo < 0)
 				_exit(2);
-			while ((n = read(fi, page, sizeof(page))) > 0 || (n < 0 && errno == EINTR))
-				if (n > 0 && write(fo, page, n) != n)
-					_exit(3);
+			while (!reader_stop) {
+				n = read(fi, page, sizeof(page));
+				if (n > 0) {
+					total += n;
+					if (write(fo, page, n) != n)
+						_exit(3);
+				} else if (n == 0 || errno != EINTR) {
+					break;
+				}
+			}
+			printf("kmt-bench: ftrace reader cpu%d read %lld bytes\n", cpu, total);
 			_exit(0);
 		}
 		readers[nreaders++] = pid;
@@ -153,7 +186,7 @@ static void start_readers(void)
 static void stop_readers(void)
 {
 	for (int i = 0; i < nreaders; i++) {
-		kill(readers[i], SIGKILL);
+		kill(readers[i], SIGTERM);
 		waitpid(readers[i], NULL, 0);
 	}
 	nreaders = 0;
@@ -216,10 +249,10 @@ static long long window(enum mode m, long ops, long *lost)
 		put(KMT_DIR "/enabled", "1");
 	if (m == ALLOCPROF)
 		put(MEM_PROFILING, "1");
-	if (m == FTRACE) {
+	if (m == FTRACE || m == FTRACE_NULL) {
 		put(TRACEFS "/trace", "");
 		ftrace_events("1");
-		start_readers();
+		start_readers(m == FTRACE);
 		put(TRACEFS "/tracing_on", "1");
 	}
 	t0 = now_ns();
@@ -230,17 +263,17 @@ static long long window(enum mode m, long ops, long *lost)
 		put(KMT_DIR "/enabled", "0");
 	if (m == ALLOCPROF)
 		put(MEM_PROFILING, "0");
-	if (m == FTRACE) {
+	if (m == FTRACE || m == FTRACE_NULL) {
 		put(TRACEFS "/tracing_on", "0");
 		ftrace_events("0");
 		*lost = ftrace_lost();
 		/* Let the readers take what is left, then stop them. */
 		usleep(100000);
 		stop_readers();
-		for (int cpu = 0; cpu < online_cpus(); cpu++) {
+		for (int cpu = 0; m == FTRACE && cpu < online_cpus(); cpu++) {
 			char path[64];
 
-			snprintf(path, sizeof(path), "/tmp/ftrace-cpu%d", cpu);
+			snprintf(path, sizeof(path), SHARE "/ftrace-cpu%d", cpu);
 			unlink(path);
 		}
 	}

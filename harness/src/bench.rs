@@ -48,6 +48,10 @@ pub fn parse(log: &str) -> Result<Vec<Sample>, String> {
         if let Some(e) = rest.strip_prefix("error: ") {
             return Err(format!("kmt-bench failed: {e}"));
         }
+        // Other lines (what each ftrace reader read) are for the log.
+        if !rest.starts_with("round=") {
+            continue;
+        }
         let field = |name: &str| {
             rest.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
@@ -316,7 +320,7 @@ pub fn default_out(arch: &Arch) -> PathBuf {
 mod tests {
     use super::*;
 
-    const LOG: &str = "init: job\nkmt-bench: round=1 mode=off ops=100 ns=1000000 lost=0\n\
+    const LOG: &str = "init: job\nkmt-bench: ftrace reader cpu0 read 4096 bytes\nkmt-bench: round=1 mode=off ops=100 ns=1000000 lost=0\n\
         kmt-bench: round=1 mode=kmemtrace ops=100 ns=1500000 lost=0\n\
         kmt-bench: round=1 mode=ftrace ops=100 ns=2000000 lost=3\n\
         kmt-bench: round=2 mode=kmemtrace ops=100 ns=1700000 lost=0\n\
