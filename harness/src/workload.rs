@@ -84,7 +84,7 @@ pub static WORKLOADS: &[Workload] = &[
     },
     Workload {
         name: "bench",
-        runs: "guest-tools/kmt-bench.c: PARAM operations (pipe, tmpfs file, fork) timed per round in each tracing mode (off, kmemtrace, ftrace's kmem events, and memory allocation profiling on a kernel built with it), 5 rounds; `kmt bench` reads the figures",
+        runs: "guest-tools/kmt-bench.c: PARAM operations (pipe, tmpfs file, fork) timed per round in each tracing mode (off, kmemtrace, ftrace's kmem events drained to the share or to /dev/null, and memory allocation profiling on a kernel built with it), 5 rounds; `kmt bench` reads the figures",
         param: "operations per round and mode",
         default_param: 200,
         append: &[],
