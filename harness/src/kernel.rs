@@ -329,9 +329,14 @@ fn kernel_key(
             .into_owned();
         k.bytes(&format!("patch {name}"), &read(&p)?);
     }
+    key_fragments(&mut k, req)?;
+    Ok(k)
+}
+
+/// Adds `req`'s Kconfig fragments to a key, by name and content, never by path: another clone
+/// of the repository must hit the same entry.
+fn key_fragments(k: &mut KeyBuilder, req: &KernelRequest) -> Result<(), KernelError> {
     for f in fragments(req) {
-        // By name and content, never by path: another clone of the repository must hit the
-        // same entry.
         let name = f
             .file_name()
             .unwrap_or_default()
@@ -339,7 +344,7 @@ fn kernel_key(
             .into_owned();
         k.bytes(&format!("fragment {name}"), &read(&f)?);
     }
-    Ok(k)
+    Ok(())
 }
 
 /// The cache key of the patched source tree (shared by every architecture).
@@ -468,17 +473,19 @@ pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelEr
         cache.get_or_build::<KernelError>("kernels", &key, |staging| {
             let _ = fs::remove_file(&log);
             build_into(req, &src, staging, &log)?;
-            let ingredients = keyb.ingredients.join("\n") + "\n";
-            fs::write(staging.join("ingredients.txt"), ingredients).map_err(|source| {
-                KernelError::Read {
-                    path: staging.into(),
-                    source,
-                }
-            })?;
-            Ok(())
+            write_ingredients(staging, &keyb)
         })?
     };
     finished(req, dir, key, built, started, identity, compiler)
+}
+
+/// `ingredients.txt` of a kernel entry: what its key was made of, one line each.
+fn write_ingredients(staging: &Path, keyb: &KeyBuilder) -> Result<(), KernelError> {
+    let ingredients = keyb.ingredients.join("\n") + "\n";
+    fs::write(staging.join("ingredients.txt"), ingredients).map_err(|source| KernelError::Read {
+        path: staging.into(),
+        source,
+    })
 }
 
 /// The [`KernelBuild`] of the cache entry `dir`.
@@ -632,14 +639,7 @@ pub fn build_dir_key(req: &KernelRequest) -> Result<String, KernelError> {
         .text("arch", req.arch.name)
         .text("version", req.kernel.name)
         .text("compiler", &compiler_version(req.arch)?);
-    for f in fragments(req) {
-        let name = f
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        k.bytes(&format!("fragment {name}"), &read(&f)?);
-    }
+    key_fragments(&mut k, req)?;
     Ok(format!("{}-{}", req.arch.name, k.key()))
 }
 
@@ -665,13 +665,7 @@ pub fn build_incremental(
         // commit may change Kconfig); Kbuild rebuilds only what a changed symbol reaches.
         configure(req, inc.src, inc.build_dir, inc.log, staging)?;
         make_image(req, inc.src, inc.build_dir, staging, inc.log)?;
-        let ingredients = keyb.ingredients.join("\n") + "\n";
-        fs::write(staging.join("ingredients.txt"), ingredients).map_err(|source| {
-            KernelError::Read {
-                path: staging.into(),
-                source,
-            }
-        })
+        write_ingredients(staging, &keyb)
     })?;
     finished(
         req,

@@ -313,6 +313,13 @@ struct GuestArgs {
     /// Output directory (must not exist or be empty; default: a new one under ./kmt-runs/).
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+/// How guests run: shared by `run`, `compare`, `bisect` and `bisect-step`.
+#[derive(clap::Args)]
+struct VmArgs {
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelChoice,
     /// Hard timeout per guest, in seconds (default: scaled by accelerator and arch).
@@ -444,20 +451,8 @@ struct BisectCommon {
     /// kmemtrace diff's grammar, e.g. callsite:alloc_pipe_info:bytes_allocated:+10%).
     #[arg(long = "fail-on", value_name = "EXPR", required = true)]
     fail_on: Vec<String>,
-    #[arg(long, value_enum, default_value = "auto")]
-    accel: AccelChoice,
-    /// Hard timeout per guest, in seconds (default: scaled by accelerator and arch).
-    #[arg(long)]
-    timeout: Option<u64>,
-    /// vCPUs.
-    #[arg(long, default_value_t = 2)]
-    smp: u32,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    memory: u32,
-    /// Do not install missing Debian packages even when running as root.
-    #[arg(long)]
-    no_install: bool,
+    #[command(flatten)]
+    vm: VmArgs,
 }
 
 #[derive(clap::Args)]
@@ -521,11 +516,11 @@ impl BisectCommon {
             confirm,
             fail_on: self.fail_on,
             out,
-            accel: self.accel,
-            timeout: self.timeout.map(Duration::from_secs),
-            smp: self.smp,
-            memory_mib: self.memory,
-            install_missing: !self.no_install,
+            accel: self.vm.accel,
+            timeout: self.vm.timeout.map(Duration::from_secs),
+            smp: self.vm.smp,
+            memory_mib: self.vm.memory,
+            install_missing: !self.vm.no_install,
             lines,
         })
     }
@@ -800,12 +795,12 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 param,
                 exec,
                 out: r.guest.out,
-                accel: r.guest.accel,
-                timeout: r.guest.timeout.map(Duration::from_secs),
-                smp: r.guest.smp,
-                memory_mib: r.guest.memory,
+                accel: r.guest.vm.accel,
+                timeout: r.guest.vm.timeout.map(Duration::from_secs),
+                smp: r.guest.vm.smp,
+                memory_mib: r.guest.vm.memory,
                 append: r.append,
-                install_missing: !r.guest.no_install,
+                install_missing: !r.guest.vm.no_install,
                 prebuilt: None,
             };
             let res = run::run(&req, &cache);
@@ -895,11 +890,11 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 param,
                 exec,
                 repeat: c.repeat,
-                accel: c.guest.accel,
-                timeout: c.guest.timeout.map(Duration::from_secs),
-                smp: c.guest.smp,
-                memory_mib: c.guest.memory,
-                install_missing: !c.guest.no_install,
+                accel: c.guest.vm.accel,
+                timeout: c.guest.vm.timeout.map(Duration::from_secs),
+                smp: c.guest.vm.smp,
+                memory_mib: c.guest.vm.memory,
+                install_missing: !c.guest.vm.no_install,
                 fail_on: c.fail_on,
                 lines: c.lines,
             };

@@ -83,41 +83,13 @@ impl Change {
 
 fn histories() -> Vec<(&'static str, Vec<Change>)> {
     use Change::*;
-    vec![
-        (
-            "middle",
-            vec![
-                Harmless(0),
-                Harmless(1),
-                Harmless(2),
-                Harmless(3),
-                Harmless(4),
-                Harmless(5),
-                Harmless(6),
-                Break,
-                Fix,
-                Plant,
-                Harmless(7),
-                Harmless(8),
-                Harmless(9),
-                Harmless(10),
-                Harmless(11),
-                Harmless(12),
-            ],
-        ),
-        (
-            "last",
-            vec![
-                Harmless(0),
-                Harmless(1),
-                Harmless(2),
-                Harmless(3),
-                Harmless(4),
-                Harmless(5),
-                Plant,
-            ],
-        ),
-    ]
+    let harmless = |r: std::ops::Range<usize>| r.map(Harmless);
+    let middle = harmless(0..7)
+        .chain([Break, Fix, Plant])
+        .chain(harmless(7..13))
+        .collect();
+    let last = harmless(0..6).chain([Plant]).collect();
+    vec![("middle", middle), ("last", last)]
 }
 
 fn sh(dir: &Path, script: &str, log: &Path) -> Result<(), Failed> {
