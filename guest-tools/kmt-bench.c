@@ -20,6 +20,8 @@
  *              deletes them); the ring buffer is sized like kmemtrace's relay buffers (10 MiB
  *              per CPU)
  *   ftrace-null  the same, drained to /dev/null: the tracer without the cost of its way out
+ *   allocprof  memory allocation profiling (/proc/sys/vm/mem_profiling = 1, 0 in every other
+ *              mode), only on a kernel built with it (kernel/config/extra/mem-alloc-profiling.config)
  *
  * It prints one line per round and mode, which the host reads from guest.log:
  *
