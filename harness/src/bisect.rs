@@ -555,12 +555,8 @@ pub fn step_only(
         .filter(|s| s.role == Role::Base && s.commit == good)
         .flat_map(|s| s.runs.clone())
         .collect();
-    let role = if head == good {
-        Role::Base
-    } else {
-        Role::Probe
-    };
-    let mut step = test_commit(
+    // HEAD may be GOOD itself: its runs are then judged against its base runs, and pass.
+    let step = test_commit(
         req,
         &tree,
         cache,
@@ -571,9 +567,6 @@ pub fn step_only(
         req.repeat,
         progress,
     )?;
-    if role == Role::Base && step.verdict.is_none() {
-        step.verdict = Some(Verdict::Good);
-    }
     steps.push(step.clone());
     save(&steps)?;
     Ok(StepResult { step, tested: true })
