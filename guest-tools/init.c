@@ -578,27 +578,49 @@ static int run_boot(long ms, char *why, size_t size)
 	return 0;
 }
 
+/* fork + execve; with to_log the child's stdout and stderr go to guest.log. -1: fork failed. */
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], int to_log)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (to_log && log_fd >= 0) {
+			dup2(log_fd, STDOUT_FILENO);
+			dup2(log_fd, STDERR_FILENO);
+		}
+		execve(path, argv, envp);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* The child's wait status, or -1 when waitpid fails. */
+static int wait_child(pid_t pid)
+{
+	int status;
+	pid_t r;
+
+	while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	return r < 0 ? -1 : status;
+}
+
 static int run_fork(long n, char *why, size_t size)
 {
 	for (long i = 0; i < n; i++) {
 		char *argv[] = { HELPER, NULL };
 		char *envp[] = { NULL };
+		pid_t pid = spawn(HELPER, argv, envp, 0);
 		int status;
-		pid_t pid = fork(), r;
 
 		if (pid < 0) {
 			snprintf(why, size, "fork: round %ld: fork: %s", i, strerror(errno));
 			return -1;
 		}
-		if (pid == 0) {
-			execve(HELPER, argv, envp);
-			_exit(127);
-		}
-		while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-			;
-		if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		status = wait_child(pid);
+		if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
 			snprintf(why, size, "fork: round %ld: %s exited with status %#x", i, HELPER,
-				 r < 0 ? -1 : status);
+				 status);
 			return -1;
 		}
 	}
@@ -684,27 +706,18 @@ static int run_exec(long n, char *why, size_t size)
 		argv[i + 1] = job.args[i];
 	argv[job.nargs + 1] = NULL;
 	for (long i = 0; i < n; i++) {
+		pid_t pid = spawn(PROGRAM_COPY, argv, envp, 1);
 		int status;
-		pid_t pid = fork(), r;
 
 		if (pid < 0) {
 			snprintf(why, size, "exec: run %ld: fork: %s", i, strerror(errno));
 			return -1;
 		}
-		if (pid == 0) {
-			if (log_fd >= 0) {
-				dup2(log_fd, STDOUT_FILENO);
-				dup2(log_fd, STDERR_FILENO);
-			}
-			execve(PROGRAM_COPY, argv, envp);
-			_exit(127);
-		}
-		while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-			;
-		if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		status = wait_child(pid);
+		if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
 			snprintf(why, size, "exec: run %ld: the program ended with status %#x%s; see %s",
-				 i, r < 0 ? -1 : status,
-				 r >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
+				 i, status,
+				 status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
 				 " (127: execve failed, or the program's own 127)" : "",
 				 SHARE "/guest.log");
 			return -1;
@@ -720,27 +733,18 @@ static int run_bench(long n, char *why, size_t size)
 	char *argv[] = { BENCH, ops, NULL };
 	char *envp[] = { NULL };
 	int status;
-	pid_t pid, r;
+	pid_t pid;
 
 	snprintf(ops, sizeof(ops), "%ld", n);
-	pid = fork();
+	pid = spawn(BENCH, argv, envp, 1);
 	if (pid < 0) {
 		snprintf(why, size, "bench: fork: %s", strerror(errno));
 		return -1;
 	}
-	if (pid == 0) {
-		if (log_fd >= 0) {
-			dup2(log_fd, STDOUT_FILENO);
-			dup2(log_fd, STDERR_FILENO);
-		}
-		execve(BENCH, argv, envp);
-		_exit(127);
-	}
-	while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-		;
-	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(why, size, "bench: %s ended with status %#x; see %s", BENCH,
-			 r < 0 ? -1 : status, SHARE "/guest.log");
+	status = wait_child(pid);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(why, size, "bench: %s ended with status %#x; see %s", BENCH, status,
+			 SHARE "/guest.log");
 		return -1;
 	}
 	return 0;

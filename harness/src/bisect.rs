@@ -374,14 +374,14 @@ fn build_commit(
 }
 
 /// Tests one commit: checks it out with the series, builds, runs it `times` times and judges
-/// the runs against `base_runs` (none for the base itself).
+/// the runs against `base` (none for the base itself).
 #[allow(clippy::too_many_arguments)]
 fn test_commit(
     req: &BisectRequest,
     tree: &Tree,
     cache: &Cache,
     thresholds: &[kmemtrace::Threshold],
-    base_runs: &[String],
+    base: Option<&Loaded>,
     commit: &Commit,
     role: Role,
     times: u32,
@@ -418,25 +418,28 @@ fn test_commit(
             step.verdict = Some(Verdict::Skip);
             step.message = why;
         }
-        Ok(runs) if role == Role::Base => {
-            step.runs = runs;
-            step.message = "the base".into();
-        }
-        Ok(runs) => {
-            step.runs = runs;
-            let (crossed, figures, _) =
-                judge(req, thresholds, base_runs, &step.runs).map_err(|e| {
-                    RunError::Collector(format!("cannot judge {}: {e}", commit.short()))
-                })?;
-            let n = figures.iter().filter(|f| f.crossed).count();
-            step.verdict = Some(if crossed { Verdict::Bad } else { Verdict::Good });
-            step.message = if crossed {
-                format!("{n} threshold(s) crossed")
-            } else {
-                "no threshold crossed".into()
-            };
-            step.figures = figures;
-        }
+        Ok(runs) => match base.filter(|_| role != Role::Base) {
+            None => {
+                step.runs = runs;
+                step.message = "the base".into();
+            }
+            Some(base) => {
+                step.runs = runs;
+                let (crossed, figures, _) = Loaded::read(req, thresholds, &step.runs)
+                    .and_then(|new| judge(thresholds, base, &new))
+                    .map_err(|e| {
+                        RunError::Collector(format!("cannot judge {}: {e}", commit.short()))
+                    })?;
+                let n = figures.iter().filter(|f| f.crossed).count();
+                step.verdict = Some(if crossed { Verdict::Bad } else { Verdict::Good });
+                step.message = if crossed {
+                    format!("{n} threshold(s) crossed")
+                } else {
+                    "no threshold crossed".into()
+                };
+                step.figures = figures;
+            }
+        },
     }
     step.total_s = started.elapsed().as_secs_f64();
     progress(&format!(
@@ -534,7 +537,7 @@ pub fn step_only(
             &tree,
             cache,
             &thresholds,
-            &[],
+            None,
             &good,
             Role::Base,
             req.repeat,
@@ -550,18 +553,14 @@ pub fn step_only(
         steps.push(base);
         save(&steps)?;
     }
-    let base_runs: Vec<String> = steps
-        .iter()
-        .filter(|s| s.role == Role::Base && s.commit == good)
-        .flat_map(|s| s.runs.clone())
-        .collect();
+    let base = read_base(req, &thresholds, &steps, &good)?;
     // HEAD may be GOOD itself: its runs are then judged against its base runs, and pass.
     let step = test_commit(
         req,
         &tree,
         cache,
         &thresholds,
-        &base_runs,
+        Some(&base),
         &head,
         Role::Probe,
         req.repeat,
@@ -663,34 +662,61 @@ fn load_reports(
         .collect()
 }
 
-/// The diff of `base` and `new` runs with the thresholds, and each gate's value per run.
-fn judge(
-    req: &BisectRequest,
-    thresholds: &[kmemtrace::Threshold],
-    base: &[String],
-    new: &[String],
-) -> Result<(bool, Vec<GateFigure>, kmemtrace::Diff), String> {
-    let b = load_reports(&req.out, base, &req.callsite_filter)?;
-    let n = load_reports(&req.out, new, &req.callsite_filter)?;
-    let opts = kmemtrace::DiffOptions {
+/// A gate's key: its expression and the row it was evaluated on.
+type GateKey = (String, Option<String>);
+
+/// Runs read for judging, once: their reports and each gate's value in each of them (the gate
+/// evaluated on that run alone).
+struct Loaded {
+    reports: Vec<kmemtrace::Report>,
+    values: BTreeMap<GateKey, Vec<i64>>,
+}
+
+fn diff_options(thresholds: &[kmemtrace::Threshold]) -> kmemtrace::DiffOptions {
+    kmemtrace::DiffOptions {
         by_address: false,
         fail_on: thresholds.to_vec(),
-    };
-    let d = kmemtrace::diff("base", &b, "new", &n, &opts).map_err(|e| e.to_string())?;
-    // Each run's own value of each gate: the gate evaluated on that run alone.
-    let per_run = |reports: &[kmemtrace::Report]| -> BTreeMap<(String, Option<String>), Vec<i64>> {
-        let mut m: BTreeMap<(String, Option<String>), Vec<i64>> = BTreeMap::new();
-        for r in reports {
+    }
+}
+
+impl Loaded {
+    fn read(
+        req: &BisectRequest,
+        thresholds: &[kmemtrace::Threshold],
+        runs: &[String],
+    ) -> Result<Loaded, String> {
+        let reports = load_reports(&req.out, runs, &req.callsite_filter)?;
+        let opts = diff_options(thresholds);
+        let mut values: BTreeMap<GateKey, Vec<i64>> = BTreeMap::new();
+        for r in &reports {
             let one = std::slice::from_ref(r);
             if let Ok(d1) = kmemtrace::diff("", one, "", one, &opts) {
                 for g in d1.gates {
-                    m.entry((g.expr, g.row)).or_default().push(g.delta.base);
+                    values
+                        .entry((g.expr, g.row))
+                        .or_default()
+                        .push(g.delta.base);
                 }
             }
         }
-        m
-    };
-    let (pb, pn) = (per_run(&b), per_run(&n));
+        Ok(Loaded { reports, values })
+    }
+}
+
+/// The diff of `base` and `new` runs with the thresholds, and each gate's value per run.
+fn judge(
+    thresholds: &[kmemtrace::Threshold],
+    base: &Loaded,
+    new: &Loaded,
+) -> Result<(bool, Vec<GateFigure>, kmemtrace::Diff), String> {
+    let d = kmemtrace::diff(
+        "base",
+        &base.reports,
+        "new",
+        &new.reports,
+        &diff_options(thresholds),
+    )
+    .map_err(|e| e.to_string())?;
     let figures = d
         .gates
         .iter()
@@ -700,13 +726,34 @@ fn judge(
                 expr: g.expr.clone(),
                 row: g.row.clone(),
                 field: g.field.clone(),
-                base: pb.get(&k).cloned().unwrap_or_default(),
-                new: pn.get(&k).cloned().unwrap_or_default(),
+                base: base.values.get(&k).cloned().unwrap_or_default(),
+                new: new.values.get(&k).cloned().unwrap_or_default(),
                 crossed: g.crossed,
             }
         })
         .collect();
     Ok((d.gates.iter().any(|g| g.crossed), figures, d))
+}
+
+/// The run directories of the steps `pick` selects, in order.
+fn runs_where(steps: &[Step], pick: impl Fn(&Step) -> bool) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| pick(s))
+        .flat_map(|s| s.runs.iter().cloned())
+        .collect()
+}
+
+/// The base runs of `steps`, read once for every step judged against them.
+fn read_base(
+    req: &BisectRequest,
+    thresholds: &[kmemtrace::Threshold],
+    steps: &[Step],
+    good: &Commit,
+) -> Result<Loaded, RunError> {
+    let runs = runs_where(steps, |s| s.role == Role::Base && s.commit == *good);
+    Loaded::read(req, thresholds, &runs)
+        .map_err(|e| RunError::Collector(format!("cannot read the base runs: {e}")))
 }
 
 /// Mean and relative standard deviation (in %, sample) of `v`.
@@ -872,20 +919,19 @@ pub fn bisect(
         fs::rename(&tmp, &p).map_err(io("write", &p))
     };
 
+    // The base's runs, read once, for every commit judged after it.
+    let mut base_read: Option<Loaded> = None;
     let mut test =
         |log: &mut Log, commit: &Commit, role: Role, times: u32| -> Result<Step, RunError> {
-            let base_runs: Vec<String> = log
-                .steps
-                .iter()
-                .filter(|s| s.role == Role::Base)
-                .flat_map(|s| s.runs.clone())
-                .collect();
+            if role != Role::Base && base_read.is_none() {
+                base_read = Some(read_base(req, &thresholds, &log.steps, &good)?);
+            }
             let step = test_commit(
                 req,
                 &tree,
                 cache,
                 &thresholds,
-                &base_runs,
+                base_read.as_ref(),
                 commit,
                 role,
                 times,
@@ -910,7 +956,6 @@ pub fn bisect(
     if base.verdict == Some(Verdict::Skip) {
         return finish(
             req,
-            &tree,
             log,
             Found {
                 first_bad: None,
@@ -949,7 +994,6 @@ pub fn bisect(
                 .unwrap_or_default();
             return finish(
                 req,
-                &tree,
                 log,
                 Found {
                     first_bad: None,
@@ -980,7 +1024,6 @@ pub fn bisect(
                 let candidates: Vec<Commit> = c.iter().map(|&i| range[i].clone()).collect();
                 return finish(
                     req,
-                    &tree,
                     log,
                     Found {
                         first_bad: None,
@@ -1043,7 +1086,6 @@ pub fn bisect(
     };
     finish(
         req,
-        &tree,
         log,
         Found {
             first_bad: Some(first_bad),
@@ -1129,7 +1171,6 @@ pub fn reproduce(req: &BisectRequest, good: &str, bad: &str) -> Vec<String> {
 /// Writes the diff of the first bad commit and its parent, the report and the final log.
 fn finish(
     req: &BisectRequest,
-    _tree: &Tree,
     mut log: Log,
     found: Found,
     thresholds: &[kmemtrace::Threshold],
@@ -1140,13 +1181,7 @@ fn finish(
         req.arch.name,
         req.fail_on.join(" --fail-on ")
     );
-    let runs_of = |c: &Commit| -> Vec<String> {
-        log.steps
-            .iter()
-            .filter(|s| s.commit == *c)
-            .flat_map(|s| s.runs.clone())
-            .collect()
-    };
+    let runs_of = |c: &Commit| runs_where(&log.steps, |s| s.commit == *c);
     if let (Some(f), Some(p)) = (&found.first_bad, &found.parent) {
         report.push_str(&format!(
             "first bad commit: {} (\"{}\")\n{}\n\n",
@@ -1160,7 +1195,10 @@ fn finish(
         ));
         let (pr, fr) = (runs_of(p), runs_of(f));
         if !pr.is_empty() && !fr.is_empty() {
-            match judge(req, thresholds, &pr, &fr) {
+            let judged = Loaded::read(req, thresholds, &pr).and_then(|parent| {
+                judge(thresholds, &parent, &Loaded::read(req, thresholds, &fr)?)
+            });
+            match judged {
                 Ok((_, figures, d)) => {
                     let dir = req.out.join("first-bad");
                     fs::create_dir_all(&dir).map_err(io("create", &dir))?;
