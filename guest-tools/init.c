@@ -40,6 +40,13 @@
  * files kmemtrace/cpu<N> on the first enable; nothing is lost meanwhile, the relay buffers keep
  * the records until they are read (and count overruns rather than overwrite).
  *
+ * On a kernel with memory allocation profiling (/proc/allocinfo readable), init also reads
+ * /proc/allocinfo just after tracing goes on (so that the tracer's own buffers are not in the
+ * window; not for boot, whose window starts with the kernel's counters) and just after the workload, before tracing goes off, into memory faulted
+ * in beforehand, and writes the two snapshots to /mnt/kmt/<out>/allocinfo.before and
+ * allocinfo.after once the collector has stopped: `kmemtrace allocinfo` compares them with the
+ * trace.
+ *
  * End: /mnt/kmt/status gets one line, "ok" or "fail <reason>"; the console gets exactly one line
  * "KMT-STATUS: ok" or "KMT-STATUS: fail <reason>"; then sync() and reboot(RB_AUTOBOOT) (QEMU runs
  * with -no-reboot, so this ends QEMU). Every failure, including the 9p mount and the timeout
@@ -75,6 +82,8 @@
 #define BENCH "/bin/kmt-bench"
 #define PROGRAM SHARE "/program"
 #define PROGRAM_COPY "/tmp/kmt-program"
+#define ALLOCINFO "/proc/allocinfo"
+#define ALLOCINFO_MAX (8 << 20)
 #define MAX_ARGS 16
 #define MAX_ARG_LEN 200
 
@@ -786,6 +795,71 @@ static void describe_status(int status, char *buf, size_t size)
 }
 
 /* Starts kmemtraced and waits until it says it is collecting. */
+/*
+ * Memory allocation profiling's account (/proc/allocinfo, kernels built with
+ * CONFIG_MEM_ALLOC_PROFILING) is read into memory faulted in before tracing starts, so that
+ * taking a snapshot allocates nothing but what reading the file allocates in the kernel.
+ */
+struct snapshot {
+	char *buf;
+	size_t len;
+};
+
+static void snapshot_prepare(struct snapshot *s)
+{
+	s->buf = malloc(ALLOCINFO_MAX);
+	if (!s->buf)
+		fail("%d bytes for a snapshot of %s: out of memory", ALLOCINFO_MAX, ALLOCINFO);
+	memset(s->buf, 0, ALLOCINFO_MAX);
+	s->len = 0;
+}
+
+static void snapshot_take(struct snapshot *s)
+{
+	int fd = open(ALLOCINFO, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		fail("open %s: %s", ALLOCINFO, strerror(errno));
+	s->len = 0;
+	while (s->len < ALLOCINFO_MAX) {
+		ssize_t r = read(fd, s->buf + s->len, ALLOCINFO_MAX - s->len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			fail("read %s: %s", ALLOCINFO, strerror(errno));
+		if (r == 0)
+			break;
+		s->len += r;
+	}
+	close(fd);
+	if (s->len == ALLOCINFO_MAX)
+		fail("%s is larger than %d bytes", ALLOCINFO, ALLOCINFO_MAX);
+}
+
+static void snapshot_write(const struct snapshot *s, const char *outdir, const char *name)
+{
+	char path[PATH_MAX];
+	size_t done = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", outdir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail("open %s: %s", path, strerror(errno));
+	while (done < s->len) {
+		ssize_t w = write(fd, s->buf + done, s->len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			fail("write %s: %s", path, w < 0 ? strerror(errno) : "short write");
+		done += w;
+	}
+	if (close(fd))
+		fail("close %s: %s", path, strerror(errno));
+}
+
 static pid_t start_collector(const char *outdir)
 {
 	char status_text[96];
@@ -867,6 +941,8 @@ int main(void)
 {
 	const struct workload *w = NULL;
 	char outdir[PATH_MAX], why[400] = "", enabled[8] = "";
+	struct snapshot before, after;
+	int allocinfo;
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_NODEFER };
 	long t0 = mono_ms();
 	int fd;
@@ -928,10 +1004,23 @@ int main(void)
 	if (w->run == run_exec && copy_program(why, sizeof(why)))
 		fail("%s", why);
 
+	allocinfo = !access(ALLOCINFO, R_OK);
+	if (allocinfo) {
+		snapshot_prepare(&before);
+		snapshot_prepare(&after);
+	}
+
 	/* First: the kernel creates kmemtrace/cpu<N> when tracing is first switched on. */
 	stage = "switching tracing on";
 	if (!w->from_boot && write_file(KMT_DIR "/enabled", "1"))
 		fail("write 1 to %s/enabled: %s", KMT_DIR, strerror(errno));
+	/*
+	 * After switching on: what the kernel allocates for the tracer then (relay buffers, the
+	 * relay files, probe arrays) is not traced, and must not be in the window either. Not for
+	 * boot: its window starts at boot, where allocinfo's counters start.
+	 */
+	if (allocinfo && !w->from_boot)
+		snapshot_take(&before);
 	stage = "starting the collector";
 	collector = start_collector(outdir);
 
@@ -939,11 +1028,20 @@ int main(void)
 	log_msg("running %s %ld", w->name, job.param);
 	if (w->run(job.param, why, sizeof(why)))
 		fail("%s", why);
+	if (allocinfo)
+		snapshot_take(&after);
 
 	stage = "stopping the collector";
 	if (write_file(KMT_DIR "/enabled", "0"))
 		fail("write 0 to %s/enabled: %s", KMT_DIR, strerror(errno));
 	stop_collector(collector, outdir);
+	if (allocinfo) {
+		stage = "writing the allocinfo snapshots";
+		if (!w->from_boot)
+			snapshot_write(&before, outdir, "allocinfo.before");
+		snapshot_write(&after, outdir, "allocinfo.after");
+		log_msg("allocinfo: %zu and %zu bytes", before.len, after.len);
+	}
 	log_msg("done in %ld ms after init started", mono_ms() - t0);
 	finish(NULL);
 	return 0;

@@ -9,8 +9,9 @@
 //!   attributes, never applied to the host files. A guest's set-uid file, symbolic link, FIFO or
 //!   device node is an ordinary 0600 file on the host.
 //! - Only the names the contract gives (docs/contracts.md §1–2) are taken: `status`, `guest.log`,
-//!   and in `trace/` the files `meta.json`, `kallsyms` and `cpu<N>.out` for the CPUs the guest
-//!   was given. Each must be a regular file on the host, opened without following links, with one
+//!   and in `trace/` the files `meta.json`, `kallsyms`, `cpu<N>.out` for the CPUs the guest
+//!   was given, and `allocinfo.before` / `allocinfo.after` (kernels with memory allocation
+//!   profiling). Each must be a regular file on the host, opened without following links, with one
 //!   link, no more bytes than its kind may have, and (by the guest's mode in the xattr) a regular
 //!   file without set-uid, set-gid, sticky or execute bits.
 //! - What is taken is copied into new files that kmt creates (mode 0666 less the umask, owned by
@@ -35,6 +36,8 @@ const MAX_STATUS: u64 = 4 << 10;
 const MAX_LOG: u64 = 64 << 20;
 const MAX_META: u64 = 1 << 20;
 const MAX_KALLSYMS: u64 = 256 << 20;
+/// init refuses a /proc/allocinfo larger than this (guest-tools/init.c, ALLOCINFO_MAX).
+const MAX_ALLOCINFO: u64 = 8 << 20;
 const MAX_CPU_FILE: u64 = 16 << 30;
 
 /// The guest's mode of a file, as QEMU's mapped-xattr security model records it.
@@ -69,6 +72,7 @@ pub fn allowed(rel: &str, cpus: u32) -> Option<u64> {
             match name {
                 "meta.json" => Some(MAX_META),
                 "kallsyms" => Some(MAX_KALLSYMS),
+                "allocinfo.before" | "allocinfo.after" => Some(MAX_ALLOCINFO),
                 _ => {
                     let n = name.strip_prefix("cpu")?.strip_suffix(".out")?;
                     // Decimal, no sign, no leading zeros: cpu0.out … cpu<cpus-1>.out.
@@ -304,6 +308,9 @@ mod tests {
         assert!(allowed("guest.log", 2).is_some());
         assert!(allowed("trace/meta.json", 2).is_some());
         assert!(allowed("trace/kallsyms", 2).is_some());
+        assert!(allowed("trace/allocinfo.before", 2).is_some());
+        assert!(allowed("trace/allocinfo.after", 2).is_some());
+        assert!(allowed("trace/allocinfo", 2).is_none());
         assert!(allowed("trace/cpu0.out", 2).is_some());
         assert!(allowed("trace/cpu1.out", 2).is_some());
         for bad in [

@@ -146,6 +146,18 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A `/proc/allocinfo` copy does not parse.
+    #[error("{file}: line {line} (byte {offset}): {detail}")]
+    Allocinfo {
+        /// The file, as named by the caller.
+        file: String,
+        /// The line (1-based).
+        line: usize,
+        /// The byte offset of the line's start.
+        offset: u64,
+        /// What is wrong, with the line.
+        detail: String,
+    },
     /// `--allocator` asked for other rules than a `report.json` was judged by.
     #[error("{path}: this report's frees were judged by {} rules; --allocator {asked} needs the trace directory, not a report.json", made_with.map_or("unknown", |a| a.name()))]
     AllocatorOnReport {
@@ -195,7 +207,8 @@ impl Error {
             | Error::Threshold { .. }
             | Error::ReportJson { .. }
             | Error::FilterOnReport { .. }
-            | Error::AllocatorOnReport { .. } => KmemtraceExitCode::BAD_INPUT,
+            | Error::AllocatorOnReport { .. }
+            | Error::Allocinfo { .. } => KmemtraceExitCode::BAD_INPUT,
         }
     }
 }

@@ -11,12 +11,12 @@ pub enum KmemtraceExitCode {}
 
 impl KmemtraceExitCode {
     /// Success: `check` found the input clean, `report` reported (findings are data, not
-    /// failure), `diff` crossed no `--fail-on` threshold, `synth`/`convert`/`import-perf` wrote
-    /// their directory.
+    /// failure), `diff` crossed no `--fail-on` threshold, `allocinfo` found the two accounts
+    /// agreeing, `synth`/`convert`/`import-perf` wrote their directory.
     pub const OK: i32 = 0;
 
     /// The input is usable and has problems: `check` found some, `report --strict` met damage,
-    /// `diff` crossed a `--fail-on` threshold.
+    /// `diff` crossed a `--fail-on` threshold, `allocinfo` found the accounts disagreeing.
     pub const PROBLEMS_FOUND: i32 = 1;
 
     /// The input or the usage is bad: a missing or unreadable path, no `cpu<N>.out`, a trace of
@@ -36,14 +36,14 @@ impl KmemtraceExitCode {
             Self::OK,
             "OK",
             "success: `check` found the input clean, `report` reported (findings are data, not \
-             failure), `diff` crossed no threshold, `synth`/`convert`/`import-perf` wrote their \
-             directory",
+             failure), `diff` crossed no threshold, `allocinfo` found the accounts agreeing, \
+             `synth`/`convert`/`import-perf` wrote their directory",
         ),
         (
             Self::PROBLEMS_FOUND,
             "PROBLEMS_FOUND",
             "problems in usable data: `check` found some, `report --strict` met damage, `diff` \
-             crossed a `--fail-on` threshold",
+             crossed a `--fail-on` threshold, `allocinfo` found the accounts disagreeing",
         ),
         (
             Self::BAD_INPUT,

@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod allocinfo;
 mod analyze;
 pub mod check;
 pub mod cli_doc;

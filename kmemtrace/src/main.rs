@@ -6,8 +6,8 @@
 //!
 //! | code | name | meaning |
 //! | --- | --- | --- |
-//! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `synth`/`convert`/`import-perf` wrote their directory |
-//! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold |
+//! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `allocinfo` found the accounts agreeing, `synth`/`convert`/`import-perf` wrote their directory |
+//! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold, `allocinfo` found the accounts disagreeing |
 //! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, not one record decodes, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty or a file or symlink, bad option |
 //! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf` (left as it was), an `--svg` file, stdout |
 //!
@@ -251,6 +251,21 @@ enum Cmd {
         /// The allocator meta.json names (it decides which mixed-up frees are errors).
         #[arg(long, value_enum, default_value = "slub")]
         allocator: AllocatorArg,
+    },
+    /// Cross-check a trace against the kernel's own account: the change in /proc/allocinfo
+    /// (allocinfo.before and allocinfo.after in the trace directory, written by kmt's init on
+    /// kernels with memory allocation profiling) against the trace's live bytes per function
+    /// (docs/report-schema.md, "allocinfo cross-check"). Exit 1 when allocinfo's change exceeds
+    /// what the trace saw.
+    Allocinfo {
+        /// The trace directory (a `kmt run` output directory's `trace/`).
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Rows in the text table.
+        #[arg(long, short, default_value_t = 30)]
+        lines: usize,
     },
     /// Rewrite a trace directory in the other byte order (meta.json and kallsyms follow).
     Convert {
@@ -702,6 +717,58 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let text = serde_json::to_string_pretty(&v).expect("a Summary serialises");
             out(&(text + "\n"))?;
             Ok(KmemtraceExitCode::OK)
+        }
+        Cmd::Allocinfo { dir, format, lines } => {
+            let read = |name: &str| -> Result<Option<Vec<kmemtrace::allocinfo::Entry>>, CliError> {
+                let path = dir.join(name);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(kmemtrace::allocinfo::parse(
+                        &String::from_utf8_lossy(&bytes),
+                        &path.display().to_string(),
+                    )?)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(kmemtrace::Error::Io {
+                        path,
+                        what: "cannot read",
+                        side: kmemtrace::IoSide::Input,
+                        source,
+                    }
+                    .into()),
+                }
+            };
+            let before = read("allocinfo.before")?;
+            let after = read("allocinfo.after")?.ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{}: no allocinfo.after (a trace taken by kmt on a kernel with memory \
+                     allocation profiling has it)",
+                    dir.display()
+                ))
+            })?;
+            let input = kmemtrace::load(
+                std::slice::from_ref(&dir),
+                &kmemtrace::LoadOptions::default(),
+            )?;
+            let report = kmemtrace::analyze(&input, &kmemtrace::AnalyzeOptions::default())?;
+            let c = kmemtrace::allocinfo::cross_check(
+                before.as_deref(),
+                &after,
+                report.functions.iter().map(|f| {
+                    (
+                        f.function.as_str(),
+                        f.stats.live_bytes,
+                        f.stats.live_allocations,
+                    )
+                }),
+            );
+            match format {
+                Format::Text => out(&c.render_text(lines))?,
+                Format::Json => out(&c.to_json())?,
+            }
+            Ok(if c.agrees() {
+                KmemtraceExitCode::OK
+            } else {
+                KmemtraceExitCode::PROBLEMS_FOUND
+            })
         }
         Cmd::Convert { endian, src, dst } => {
             let from = kmemtrace::convert_dir(&src, &dst, endian.into())?;
