@@ -42,7 +42,9 @@
  *
  * On a kernel with memory allocation profiling (/proc/allocinfo readable), init also reads
  * /proc/allocinfo just after tracing goes on (so that the tracer's own buffers are not in the
- * window; not for boot, whose window starts with the kernel's counters) and just after the workload, before tracing goes off, into memory faulted
+ * window; not for boot, whose window starts with the kernel's counters) and just after the
+ * workload, with the collector stopped (SIGSTOP) until tracing is off and read again until two
+ * reads 100 ms apart agree (RCU-delayed frees done), into memory faulted
  * in beforehand, and writes the two snapshots to /mnt/kmt/<out>/allocinfo.before and
  * allocinfo.after once the collector has stopped: `kmemtrace allocinfo` compares them with the
  * trace.
@@ -837,6 +839,33 @@ static void snapshot_take(struct snapshot *s)
 		fail("%s is larger than %d bytes", ALLOCINFO, ALLOCINFO_MAX);
 }
 
+/*
+ * The workload's last frees wait for RCU grace periods (a tmpfs inode, a dentry) and land
+ * while the file is read: read it again every SETTLE_MS until two reads are the same, so that
+ * the snapshot and the trace, which is still on, end with the same frees done.
+ */
+#define SETTLE_MS 100
+#define SETTLE_TRIES 50
+
+static void snapshot_settled(struct snapshot *s, struct snapshot *spare)
+{
+	int i;
+
+	snapshot_take(s);
+	for (i = 0; i < SETTLE_TRIES; i++) {
+		struct snapshot t;
+
+		sleep_ms(SETTLE_MS);
+		snapshot_take(spare);
+		if (spare->len == s->len && !memcmp(spare->buf, s->buf, s->len))
+			return;
+		t = *s;
+		*s = *spare;
+		*spare = t;
+	}
+	log_msg("allocinfo: still changing after %d reads %d ms apart", SETTLE_TRIES, SETTLE_MS);
+}
+
 static void snapshot_write(const struct snapshot *s, const char *outdir, const char *name)
 {
 	char path[PATH_MAX];
@@ -858,6 +887,24 @@ static void snapshot_write(const struct snapshot *s, const char *outdir, const c
 	}
 	if (close(fd))
 		fail("close %s: %s", path, strerror(errno));
+}
+
+/* Stops the collector (SIGSTOP) and waits until it has stopped, out of any system call. */
+static void pause_collector(pid_t pid)
+{
+	int status;
+
+	if (kill(pid, SIGSTOP))
+		fail("SIGSTOP the collector: %s", strerror(errno));
+	while (waitpid(pid, &status, WUNTRACED) < 0)
+		if (errno != EINTR)
+			fail("wait for the collector to stop: %s", strerror(errno));
+	if (!WIFSTOPPED(status)) {
+		char text[96];
+
+		describe_status(status, text, sizeof(text));
+		fail("collector ended instead of stopping: %s, see guest.log", text);
+	}
 }
 
 static pid_t start_collector(const char *outdir)
@@ -941,7 +988,7 @@ int main(void)
 {
 	const struct workload *w = NULL;
 	char outdir[PATH_MAX], why[400] = "", enabled[8] = "";
-	struct snapshot before, after;
+	struct snapshot before, after, probe;
 	int allocinfo;
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_NODEFER };
 	long t0 = mono_ms();
@@ -1008,6 +1055,7 @@ int main(void)
 	if (allocinfo) {
 		snapshot_prepare(&before);
 		snapshot_prepare(&after);
+		snapshot_prepare(&probe);
 	}
 
 	/* First: the kernel creates kmemtrace/cpu<N> when tracing is first switched on. */
@@ -1028,12 +1076,21 @@ int main(void)
 	log_msg("running %s %ld", w->name, job.param);
 	if (w->run(job.param, why, sizeof(why)))
 		fail("%s", why);
-	if (allocinfo)
-		snapshot_take(&after);
+	/*
+	 * The collector is stopped for the second snapshot and tracing goes off before it goes on
+	 * again: its 9p requests in flight would otherwise be live in the snapshot and freed
+	 * within the trace.
+	 */
+	if (allocinfo) {
+		pause_collector(collector);
+		snapshot_settled(&after, &probe);
+	}
 
 	stage = "stopping the collector";
 	if (write_file(KMT_DIR "/enabled", "0"))
 		fail("write 0 to %s/enabled: %s", KMT_DIR, strerror(errno));
+	if (allocinfo && kill(collector, SIGCONT))
+		fail("SIGCONT the collector: %s", strerror(errno));
 	stop_collector(collector, outdir);
 	if (allocinfo) {
 		stage = "writing the allocinfo snapshots";
