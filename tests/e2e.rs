@@ -35,6 +35,10 @@
 //! - `e2e::x86_64::bisect::{middle,last,git_bisect_run}` (and `e2e::ppc64::bisect::middle` in the
 //!   full matrix): `kmt bisect` and `git bisect run kmt bisect-step` over planted histories
 //!   (`tests/bisect/mod.rs`) name the planted commit.
+//! - `e2e::x86_64::allocinfo` (and `e2e::ppc64::allocinfo` in the full matrix): on the default
+//!   kernel built with `kernel/config/extra/mem-alloc-profiling.config`, the change in
+//!   `/proc/allocinfo` over the fork and files workloads agrees with the trace's live bytes per
+//!   function by the rules of `kmemtrace::allocinfo`, mostly exactly.
 //! - `e2e::cross_arch::selftest`: the arch-independent figures of the three selftest reports are
 //!   identical, and every trace re-encoded in the other byte order gives the same report.
 //!
@@ -169,6 +173,19 @@ fn main() {
             .with_ignored_flag(skip),
         );
     }
+    // The cross-check against /proc/allocinfo: x86_64 by default, big-endian ppc64 too with
+    // KMT_E2E_MATRIX=full (each costs a kernel build with profiling on a cold cache).
+    for arch in ARCHES
+        .iter()
+        .filter(|a| a.name == "x86_64" || (full && a.name == "ppc64"))
+    {
+        trials.push(
+            Trial::test(format!("e2e::{}::allocinfo", arch.name), move || {
+                allocinfo_trial(arch)
+            })
+            .with_ignored_flag(skip),
+        );
+    }
     // Pure: runs even with KMT_SKIP_E2E=1.
     trials.push(Trial::test(
         "redaction::removes_only_what_varies",
@@ -263,6 +280,16 @@ fn run(b: Build, workload: &str, name: &str) -> Result<PathBuf, Failed> {
     run_with(b, workload, name, None, None)
 }
 
+/// [`run_with`] on a kernel built with the extra Kconfig `fragments` as well.
+fn run_configured(
+    b: Build,
+    workload: &str,
+    name: &str,
+    fragments: Vec<PathBuf>,
+) -> Result<PathBuf, Failed> {
+    run_request(b, workload, name, None, None, fragments)
+}
+
 /// [`run`] with a parameter and, for the exec workload, a program.
 fn run_with(
     b: Build,
@@ -270,6 +297,17 @@ fn run_with(
     name: &str,
     param: Option<u64>,
     exec: Option<kmt::program::Exec>,
+) -> Result<PathBuf, Failed> {
+    run_request(b, workload, name, param, exec, Vec::new())
+}
+
+fn run_request(
+    b: Build,
+    workload: &str,
+    name: &str,
+    param: Option<u64>,
+    exec: Option<kmt::program::Exec>,
+    extra_fragments: Vec<PathBuf>,
 ) -> Result<PathBuf, Failed> {
     let out = repo().join("target/kmt-e2e").join(name);
     if out.exists() {
@@ -281,6 +319,7 @@ fn run_with(
         kernel: KernelRequest {
             kernel: b.kernel,
             allocator: b.allocator,
+            extra_fragments,
             ..KernelRequest::new(arch, repo())
         },
         workload: workload.into(),
@@ -317,6 +356,80 @@ fn analyze(trace: &Path, filter: &[&str]) -> Result<Report, Failed> {
         ..AnalyzeOptions::default()
     };
     Ok(kmemtrace::analyze(&input, &opts).map_err(|e| e.to_string())?)
+}
+
+/// The kernel's own account agrees with the trace: on the default kernel built with memory
+/// allocation profiling, the change in /proc/allocinfo over the fork and files workloads
+/// against the trace's live bytes per function (`kmemtrace::allocinfo`, its rules and
+/// exceptions in kmemtrace/docs/report-schema.md).
+fn allocinfo_trial(arch: &'static Arch) -> Result<(), Failed> {
+    let b = Build::default_on(arch);
+    let fragment = repo().join("kernel/config/extra/mem-alloc-profiling.config");
+    let mut problems = Vec::new();
+    for workload in ["fork", "files"] {
+        let name = b.dir(&format!("allocinfo-{workload}"));
+        let out = run_configured(b, workload, &name, vec![fragment.clone()])?;
+        let trace = out.join("trace");
+        let read = |f: &str| -> Result<Vec<kmemtrace::allocinfo::Entry>, Failed> {
+            let path = trace.join(f);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e} (init writes it on this kernel)", path.display()))?;
+            Ok(kmemtrace::allocinfo::parse(
+                &text,
+                &path.display().to_string(),
+            )?)
+        };
+        let (before, after) = (read("allocinfo.before")?, read("allocinfo.after")?);
+        let report = analyze(&trace, &[])?;
+        let c = kmemtrace::allocinfo::cross_check(
+            Some(&before),
+            &after,
+            report.functions.iter().map(|f| {
+                (
+                    f.function.as_str(),
+                    f.stats.live_bytes,
+                    f.stats.live_allocations,
+                )
+            }),
+        );
+        eprintln!("{} {workload}: {}", b.label(), c.render_text(12));
+        let label = format!("{} {workload}", b.label());
+        if !c.agrees() {
+            problems.push(format!("{label}: the accounts disagree"));
+        }
+        // Agreement is mostly exact, not only an inequality: at least half of the functions
+        // both name have equal live bytes, and the one-sided pools are within 10 %.
+        if c.both < 10 || c.equal * 2 < c.both {
+            problems.push(format!(
+                "{label}: {} of {} functions both name agree exactly",
+                c.equal, c.both
+            ));
+        }
+        let gap = c.trace_only_bytes - c.allocinfo_only_bytes - c.excess_bytes();
+        if gap * 10 > c.trace_only_bytes {
+            problems.push(format!(
+                "{label}: the trace's one-sided names hold {} bytes, allocinfo's {} (+{} \
+                 excess): more than 10 % apart",
+                c.trace_only_bytes,
+                c.allocinfo_only_bytes,
+                c.excess_bytes()
+            ));
+        }
+        // The workloads' own allocations are among the exact agreements.
+        for function in ["alloc_pid", "mm_alloc", "dup_fd", "vm_area_dup"] {
+            let row = c.rows.iter().find(|r| r.function == function);
+            if !row.is_some_and(|r| r.agreement == kmemtrace::allocinfo::Agreement::Equal) {
+                problems.push(format!(
+                    "{label}: {function} does not agree exactly: {row:?}"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
 }
 
 /// The expected figures: `identical` on every arch, then this arch's own.

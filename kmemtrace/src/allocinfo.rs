@@ -4,7 +4,7 @@
 //! and just after the workload (`allocinfo.before`, `allocinfo.after` in a trace directory,
 //! docs/contracts.md §1), against the trace's live bytes per function over the same window.
 //!
-//! The two accounts differ in ways that are real, not errors (docs/report-schema.md, "allocinfo
+//! The two accounts differ in ways that are real, not errors (kmemtrace/docs/report-schema.md, "allocinfo
 //! cross-check"), and the comparison is built on them:
 //!
 //! - allocinfo's change also subtracts frees of memory allocated before the window; a trace sees

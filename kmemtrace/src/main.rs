@@ -255,7 +255,7 @@ enum Cmd {
     /// Cross-check a trace against the kernel's own account: the change in /proc/allocinfo
     /// (allocinfo.before and allocinfo.after in the trace directory, written by kmt's init on
     /// kernels with memory allocation profiling) against the trace's live bytes per function
-    /// (docs/report-schema.md, "allocinfo cross-check"). Exit 1 when allocinfo's change exceeds
+    /// (kmemtrace/docs/report-schema.md, "allocinfo cross-check"). Exit 1 when allocinfo's change exceeds
     /// what the trace saw.
     Allocinfo {
         /// The trace directory (a `kmt run` output directory's `trace/`).
