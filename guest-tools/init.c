@@ -42,12 +42,11 @@
  *
  * On a kernel with memory allocation profiling (/proc/allocinfo readable), init also reads
  * /proc/allocinfo just after tracing goes on (so that the tracer's own buffers are not in the
- * window; not for boot, whose window starts with the kernel's counters) and just after the
- * workload, with the collector stopped (SIGSTOP) until tracing is off and read again until two
- * reads 100 ms apart agree (RCU-delayed frees done), into memory faulted
- * in beforehand, and writes the two snapshots to /mnt/kmt/<out>/allocinfo.before and
- * allocinfo.after once the collector has stopped: `kmemtrace allocinfo` compares them with the
- * trace.
+ * window; not for boot, whose window starts with the kernel's counters) and after the workload,
+ * with the collector stopped (SIGSTOP) until tracing is off, again every 100 ms until two reads
+ * agree (RCU-delayed frees done). Both go into memory faulted in beforehand, and are written to
+ * /mnt/kmt/<out>/allocinfo.before and allocinfo.after once the collector has stopped: `kmemtrace
+ * allocinfo` compares them with the trace.
  *
  * End: /mnt/kmt/status gets one line, "ok" or "fail <reason>"; the console gets exactly one line
  * "KMT-STATUS: ok" or "KMT-STATUS: fail <reason>"; then sync() and reboot(RB_AUTOBOOT) (QEMU runs
@@ -796,7 +795,6 @@ static void describe_status(int status, char *buf, size_t size)
 		snprintf(buf, size, "status %#x", status);
 }
 
-/* Starts kmemtraced and waits until it says it is collecting. */
 /*
  * Memory allocation profiling's account (/proc/allocinfo, kernels built with
  * CONFIG_MEM_ALLOC_PROFILING) is read into memory faulted in before tracing starts, so that
@@ -907,6 +905,7 @@ static void pause_collector(pid_t pid)
 	}
 }
 
+/* Starts kmemtraced and waits until it says it is collecting. */
 static pid_t start_collector(const char *outdir)
 {
 	char status_text[96];
