@@ -28,6 +28,8 @@
  *             /mnt/kmt/guest.log; every run must exit 0
  *   bench     /bin/kmt-bench PARAM (default 200): PARAM operations timed per round in each
  *             tracing mode, its lines to /mnt/kmt/guest.log (see kmt-bench.c); must exit 0
+ *   load      /bin/kmt-bench load PARAM /mnt/kmt/<out> (default 10): a worker per CPU at rising
+ *             rates, PARAM seconds per step, while the collector drains; lines to guest.log
  *
  * Sequence: mount proc, sysfs, devtmpfs (/dev), debugfs, tmpfs (/tmp); mount the 9p share with
  * tag kmt at /mnt/kmt (trans=virtio,version=9p2000.L,msize=262144); if the guest clock is before
@@ -760,6 +762,34 @@ static int run_bench(long n, char *why, size_t size)
 	return 0;
 }
 
+/*
+ * kmt-bench load: workers on every CPU at rising rates while the collector drains into the trace
+ * directory, whose files it watches grow.
+ */
+static int run_load(long n, char *why, size_t size)
+{
+	char seconds[24], dir[PATH_MAX];
+	char *argv[] = { BENCH, "load", seconds, dir, NULL };
+	char *envp[] = { NULL };
+	int status;
+	pid_t pid;
+
+	snprintf(seconds, sizeof(seconds), "%ld", n);
+	snprintf(dir, sizeof(dir), "%s/%s", SHARE, job.out);
+	pid = spawn(BENCH, argv, envp, 1);
+	if (pid < 0) {
+		snprintf(why, size, "load: fork: %s", strerror(errno));
+		return -1;
+	}
+	status = wait_child(pid);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(why, size, "load: %s ended with status %#x; see %s", BENCH, status,
+			 SHARE "/guest.log");
+		return -1;
+	}
+	return 0;
+}
+
 /* The host half of each row is harness/src/workload.rs; a test there keeps the two equal. */
 static const struct workload workloads[] = {
 	{ "selftest", 1, 0, run_selftest },
@@ -768,6 +798,7 @@ static const struct workload workloads[] = {
 	{ "files", 1000, 0, run_files },
 	{ "exec", 1, 0, run_exec },
 	{ "bench", 200, 0, run_bench },
+	{ "load", 10, 0, run_load },
 };
 
 /* --- the collector --- */
@@ -1025,7 +1056,7 @@ int main(void)
 		if (!strcmp(workloads[i].name, job.workload))
 			w = &workloads[i];
 	if (!w)
-		fail("job: unknown workload %s (selftest, boot, fork, files, exec, bench)",
+		fail("job: unknown workload %s (selftest, boot, fork, files, exec, bench, load)",
 		     job.workload);
 	if (!job.have_param)
 		job.param = w->default_param;

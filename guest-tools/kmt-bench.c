@@ -3,6 +3,7 @@
  * kmt-bench: the cost of tracing, measured in the guest (run by init for the `bench` workload).
  *
  *   kmt-bench OPS [ROUNDS]
+ *   kmt-bench load SECONDS OUTDIR     (the `load` workload: see "load" below)
  *
  * One operation is a fixed, allocation-heavy sequence of system calls: pipe + close + close;
  * open(O_CREAT) + write 1 KiB + close + unlink on tmpfs; fork + _exit + waitpid. Each round
@@ -31,12 +32,14 @@
  * whose losses the trace itself reports), then `kmt-bench: done`. Exit 0, or 1 with a reason.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -95,8 +98,8 @@ static long long now_ns(void)
 	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* One operation: the system calls whose allocations every mode sees. */
-static void operation(long i)
+/* One operation: the system calls whose allocations every mode sees. `w`: the worker. */
+static void operation(int w, long i)
 {
 	static char data[1024];
 	char path[64];
@@ -107,7 +110,7 @@ static void operation(long i)
 		die("pipe: %s", strerror(errno));
 	close(p[0]);
 	close(p[1]);
-	snprintf(path, sizeof(path), "/tmp/kmt-bench-%ld", i % 16);
+	snprintf(path, sizeof(path), "/tmp/kmt-bench-%d-%ld", w, i % 16);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, data, sizeof(data)) != (ssize_t)sizeof(data) || close(fd) ||
 	    unlink(path))
@@ -259,7 +262,7 @@ static long long window(enum mode m, long ops, long *lost)
 	}
 	t0 = now_ns();
 	for (long i = 0; i < ops; i++)
-		operation(i);
+		operation(0, i);
 	t = now_ns() - t0;
 	if (m == KMEMTRACE)
 		put(KMT_DIR "/enabled", "0");
@@ -282,6 +285,194 @@ static long long window(enum mode m, long ops, long *lost)
 	return t;
 }
 
+/*
+ * --- load: the highest event rate the collector drains ---
+ *
+ * kmt-bench load SECONDS OUTDIR: tracing is on and init's collector drains the relay buffers
+ * into OUTDIR (the `load` workload). One worker per online CPU, pinned to it, repeats the
+ * operation above at a pace the parent sets, step after step: first as fast as the workers can
+ * (step 0), then at 1/8, 2/8 ... 7/8 of that rate. After each step of SECONDS the workers idle
+ * until the collector has caught up (the trace files on the share stop growing for 2 s, at most
+ * 120 s). A step's line:
+ *
+ *   kmt-bench: load step=K rate=R ops=N ns=T produced=P written=W settle_ns=S overrun=O
+ *
+ * R: operations per second per worker (0: as fast as they can); N: operations done in T ns;
+ * P: bytes the step added to OUTDIR/cpu<N>.out once the collector caught up, W: of them, bytes
+ * written by the step's end (P - W was still in the relay buffers or the collector's own 1 MiB
+ * buffers); S: how long catching up took; O: bytes the kernel dropped meanwhile
+ * (total_overruns). The host judges which steps were sustained (harness/src/bench.rs).
+ */
+#define LOAD_STEPS 8
+#define SETTLE_QUIET_NS 2000000000LL
+#define SETTLE_MAX_NS 120000000000LL
+
+struct pace {
+	long step;		/* bumped by the parent for every step: a worker restarts its clock */
+	long rate;		/* operations per second per worker; 0 as fast as it can; -1 idle */
+	int quit;
+	long ops[MAX_CPUS];	/* operations each worker finished in the current step */
+};
+
+static struct pace *pace;
+
+static void sleep_ns(long long ns)
+{
+	struct timespec ts = { ns / 1000000000LL, ns % 1000000000LL };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static void worker(int w, int cpu)
+{
+	long step = -1, done = 0, i = 0;
+	long long t0 = 0;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("pin worker %d to cpu%d: %s", w, cpu, strerror(errno));
+	while (!__atomic_load_n(&pace->quit, __ATOMIC_ACQUIRE)) {
+		long s = __atomic_load_n(&pace->step, __ATOMIC_ACQUIRE);
+		long rate = __atomic_load_n(&pace->rate, __ATOMIC_ACQUIRE);
+
+		if (s != step) {
+			step = s;
+			done = 0;
+			t0 = now_ns();
+		}
+		if (rate < 0) {
+			sleep_ns(10000000);
+			continue;
+		}
+		if (rate > 0) {
+			long long early = t0 + done * 1000000000LL / rate - now_ns();
+
+			if (early > 0) {
+				sleep_ns(early < 10000000 ? early : 10000000);
+				continue;
+			}
+		}
+		operation(w, i++);
+		__atomic_store_n(&pace->ops[w], ++done, __ATOMIC_RELEASE);
+	}
+	_exit(0);
+}
+
+/* Bytes the collector has written to OUTDIR/cpu<N>.out so far. */
+static long long share_bytes(const char *dir, int cpus)
+{
+	long long sum = 0;
+
+	for (int cpu = 0; cpu < cpus; cpu++) {
+		char path[256];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/cpu%d.out", dir, cpu);
+		if (!stat(path, &st))
+			sum += st.st_size;
+	}
+	return sum;
+}
+
+static long long read_overruns(void)
+{
+	char buf[32] = "";
+	int fd = open(KMT_DIR "/total_overruns", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (n < 1)
+		die("read %s/total_overruns: %s", KMT_DIR, n < 0 ? strerror(errno) : "empty");
+	close(fd);
+	return atoll(buf);
+}
+
+static void check_workers(const pid_t *pids, int n)
+{
+	for (int w = 0; w < n; w++) {
+		int status;
+
+		if (waitpid(pids[w], &status, WNOHANG) == pids[w])
+			die("load worker %d ended with status %#x", w, status);
+	}
+}
+
+/* Waits until the share stops growing; returns its size, and how long it took in *ns. */
+static long long settle(const char *dir, int cpus, const pid_t *pids, int n, long long *ns)
+{
+	long long t0 = now_ns(), last_change = t0, size = share_bytes(dir, cpus);
+
+	while (now_ns() - last_change < SETTLE_QUIET_NS && now_ns() - t0 < SETTLE_MAX_NS) {
+		long long s;
+
+		sleep_ns(100000000);
+		check_workers(pids, n);
+		s = share_bytes(dir, cpus);
+		if (s != size) {
+			size = s;
+			last_change = now_ns();
+		}
+	}
+	*ns = last_change - t0;
+	return size;
+}
+
+static int load(long seconds, const char *dir)
+{
+	int cpus = online_cpus();
+	long max_rate = 0;
+	pid_t pids[MAX_CPUS];
+
+	if (seconds < 1)
+		die("usage: kmt-bench load SECONDS OUTDIR (SECONDS at least 1)");
+	pace = mmap(NULL, sizeof(*pace), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (pace == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	pace->rate = -1;
+	for (int w = 0; w < cpus; w++) {
+		pids[w] = fork();
+		if (pids[w] < 0)
+			die("fork a load worker: %s", strerror(errno));
+		if (pids[w] == 0)
+			worker(w, w);
+	}
+	printf("kmt-bench: load cpus=%d workers=%d seconds=%ld\n", cpus, cpus, seconds);
+	for (int k = 0; k < LOAD_STEPS; k++) {
+		long rate = k == 0 ? 0 : max_rate * k / LOAD_STEPS;
+		long long o0 = read_overruns(), b0 = share_bytes(dir, cpus), b1, b2, t0, ns, settle_ns;
+		long ops = 0;
+
+		if (k > 0 && rate < 1)
+			rate = 1;
+		for (int w = 0; w < cpus; w++)
+			pace->ops[w] = 0;
+		__atomic_store_n(&pace->rate, rate, __ATOMIC_RELEASE);
+		__atomic_add_fetch(&pace->step, 1, __ATOMIC_RELEASE);
+		t0 = now_ns();
+		while (now_ns() - t0 < seconds * 1000000000LL) {
+			sleep_ns(100000000);
+			check_workers(pids, cpus);
+		}
+		__atomic_store_n(&pace->rate, -1, __ATOMIC_RELEASE);
+		ns = now_ns() - t0;
+		b1 = share_bytes(dir, cpus);
+		b2 = settle(dir, cpus, pids, cpus, &settle_ns);
+		for (int w = 0; w < cpus; w++)
+			ops += __atomic_load_n(&pace->ops[w], __ATOMIC_ACQUIRE);
+		if (k == 0)
+			max_rate = (long)((double)ops / cpus * 1e9 / (double)ns);
+		printf("kmt-bench: load step=%d rate=%ld ops=%ld ns=%lld produced=%lld written=%lld settle_ns=%lld overrun=%lld\n",
+		       k, rate, ops, ns, b2 - b0, b1 - b0, settle_ns, read_overruns() - o0);
+	}
+	__atomic_store_n(&pace->quit, 1, __ATOMIC_RELEASE);
+	for (int w = 0; w < cpus; w++)
+		waitpid(pids[w], NULL, 0);
+	printf("kmt-bench: done\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 200;
@@ -289,6 +480,8 @@ int main(int argc, char **argv)
 	int nmodes = access(MEM_PROFILING, W_OK) ? ALLOCPROF : NMODES;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 4 && !strcmp(argv[1], "load"))
+		return load(atol(argv[2]), argv[3]);
 	if (ops < 1 || rounds < 1)
 		die("usage: kmt-bench OPS [ROUNDS] (both at least 1)");
 	/* init switched kmemtrace on before starting its collector: every mode starts off. */
@@ -298,7 +491,7 @@ int main(int argc, char **argv)
 	setup_ftrace();
 	/* A warm-up, untimed: the first fork and tmpfs file of a boot cost more than the rest. */
 	for (long i = 0; i < 16; i++)
-		operation(i);
+		operation(0, i);
 	for (long r = 0; r < rounds; r++) {
 		for (int k = 0; k < nmodes; k++) {
 			enum mode m = (enum mode)((k + r) % nmodes);

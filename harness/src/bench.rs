@@ -165,6 +165,236 @@ pub fn summarize(samples: &[Sample], events_per_op: f64) -> Vec<ModeFigures> {
     figures
 }
 
+/// One `kmt-bench: load step=K rate=R ops=N ns=T produced=P written=W settle_ns=S overrun=O`
+/// line (guest-tools/kmt-bench.c, the `load` workload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadStep {
+    pub step: u32,
+    /// Target operations per second per worker; 0: as fast as the workers could.
+    pub rate: u64,
+    pub ops: u64,
+    pub ns: u64,
+    /// Trace bytes the step added on the share once the collector caught up.
+    pub produced: u64,
+    /// Of them, bytes on the share when the step ended.
+    pub written: u64,
+    pub settle_ns: u64,
+    /// Bytes the kernel dropped during the step and its catching up.
+    pub overrun: u64,
+}
+
+/// The number of CPUs (one worker each) and the steps in a guest log of the `load` workload.
+pub fn parse_load(log: &str) -> Result<(u32, Vec<LoadStep>), String> {
+    let mut cpus = None;
+    let mut steps = Vec::new();
+    let mut done = false;
+    for line in log.lines() {
+        let Some(rest) = line.trim().strip_prefix("kmt-bench: ") else {
+            continue;
+        };
+        if rest == "done" {
+            done = true;
+            continue;
+        }
+        if let Some(e) = rest.strip_prefix("error: ") {
+            return Err(format!("kmt-bench failed: {e}"));
+        }
+        let Some(kv) = rest.strip_prefix("load ") else {
+            continue;
+        };
+        let num = |name: &str| -> Result<u64, String> {
+            kv.split_whitespace()
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+                .ok_or_else(|| format!("no {name}= in {line:?}"))?
+                .parse()
+                .map_err(|_| format!("{name} is not a number in {line:?}"))
+        };
+        if kv.starts_with("cpus=") {
+            cpus = Some(num("cpus")? as u32);
+            continue;
+        }
+        steps.push(LoadStep {
+            step: num("step")? as u32,
+            rate: num("rate")?,
+            ops: num("ops")?,
+            ns: num("ns")?,
+            produced: num("produced")?,
+            written: num("written")?,
+            settle_ns: num("settle_ns")?,
+            overrun: num("overrun")?,
+        });
+    }
+    if !done {
+        return Err("kmt-bench load did not finish (no `kmt-bench: done` in guest.log)".into());
+    }
+    let cpus = cpus.ok_or("kmt-bench load did not say how many CPUs it loaded")?;
+    if steps.is_empty() {
+        return Err("kmt-bench load printed no step".into());
+    }
+    Ok((cpus, steps))
+}
+
+/// Steps of the load workload (guest-tools/kmt-bench.c `LOAD_STEPS`).
+pub const LOAD_STEPS: u64 = 8;
+
+/// What a step left in the relay buffers and the collector's own buffers at its end without
+/// being behind: the collector's 1 MiB write buffer and a 512 KiB sub-buffer not yet handed over
+/// per CPU, and half a second of production (poll's 250 ms wait, the write to 9p).
+pub fn backlog_allowance(cpus: u32, produced: u64, ns: u64) -> u64 {
+    let half_second = (produced as f64 * 0.5e9 / ns.max(1) as f64) as u64;
+    u64::from(cpus) * (1 << 20) * 3 / 2 + half_second
+}
+
+/// One step's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadFigures {
+    pub step: u32,
+    /// Target operations per second per worker; 0: as fast as the workers could.
+    pub rate: u64,
+    pub ops_per_s: f64,
+    /// Trace records per second the step produced (its bytes over the trace's mean record).
+    pub events_per_s: f64,
+    pub produced_mb_per_s: f64,
+    /// What reached the share during the step, per second.
+    pub written_mb_per_s: f64,
+    /// Bytes not yet on the share when the step ended.
+    pub backlog: u64,
+    pub settle_s: f64,
+    pub overrun: u64,
+    /// No byte dropped and the backlog within [`backlog_allowance`].
+    pub sustained: bool,
+}
+
+/// The load run's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadSummary {
+    pub cpus: u32,
+    /// The trace's bytes per record.
+    pub record_bytes: f64,
+    pub steps: Vec<LoadFigures>,
+    /// The highest event rate of a sustained step.
+    pub max_sustained_events_per_s: Option<f64>,
+    /// The lowest event rate of a step that was not.
+    pub min_unsustained_events_per_s: Option<f64>,
+    /// The collector's throughput where it was behind: the highest written rate of a step that
+    /// was not sustained, in records per second.
+    pub drain_events_per_s: Option<f64>,
+}
+
+/// Per step and in all, given the trace's bytes per record.
+pub fn summarize_load(cpus: u32, steps: &[LoadStep], record_bytes: f64) -> LoadSummary {
+    const MB: f64 = 1e6;
+    let figures: Vec<LoadFigures> = steps
+        .iter()
+        .map(|s| {
+            let secs = s.ns.max(1) as f64 / 1e9;
+            let backlog = s.produced.saturating_sub(s.written);
+            LoadFigures {
+                step: s.step,
+                rate: s.rate,
+                ops_per_s: s.ops as f64 / secs,
+                events_per_s: if record_bytes > 0.0 {
+                    s.produced as f64 / record_bytes / secs
+                } else {
+                    0.0
+                },
+                produced_mb_per_s: s.produced as f64 / MB / secs,
+                written_mb_per_s: s.written as f64 / MB / secs,
+                backlog,
+                settle_s: s.settle_ns as f64 / 1e9,
+                overrun: s.overrun,
+                sustained: s.overrun == 0 && backlog <= backlog_allowance(cpus, s.produced, s.ns),
+            }
+        })
+        .collect();
+    let best = |it: &mut dyn Iterator<Item = f64>, max: bool| {
+        it.fold(None, |acc: Option<f64>, x| {
+            Some(acc.map_or(x, |a| if max { a.max(x) } else { a.min(x) }))
+        })
+    };
+    let per_record = |mb_per_s: f64| {
+        if record_bytes > 0.0 {
+            mb_per_s * MB / record_bytes
+        } else {
+            0.0
+        }
+    };
+    LoadSummary {
+        cpus,
+        record_bytes,
+        max_sustained_events_per_s: best(
+            &mut figures
+                .iter()
+                .filter(|f| f.sustained)
+                .map(|f| f.events_per_s),
+            true,
+        ),
+        min_unsustained_events_per_s: best(
+            &mut figures
+                .iter()
+                .filter(|f| !f.sustained)
+                .map(|f| f.events_per_s),
+            false,
+        ),
+        drain_events_per_s: best(
+            &mut figures
+                .iter()
+                .filter(|f| !f.sustained)
+                .map(|f| per_record(f.written_mb_per_s)),
+            true,
+        ),
+        steps: figures,
+    }
+}
+
+/// The load table of one architecture.
+pub fn render_load(arch: &str, smp: u32, l: &LoadSummary) -> String {
+    let mut s = format!(
+        "{arch}: load with {} workers on {smp} vCPUs, {:.1} bytes per record\n",
+        l.cpus, l.record_bytes
+    );
+    s.push_str(&format!(
+        "  {:>4} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}  {}\n",
+        "step",
+        "rate",
+        "ops/s",
+        "events/s",
+        "made MB/s",
+        "wrote MB/s",
+        "backlog",
+        "settle s",
+        "overrun",
+        "sustained"
+    ));
+    for f in &l.steps {
+        s.push_str(&format!(
+            "  {:>4} {:>8} {:>9.1} {:>10.0} {:>10.2} {:>10.2} {:>10} {:>8.1} {:>10}  {}\n",
+            f.step,
+            if f.rate == 0 {
+                "max".to_string()
+            } else {
+                f.rate.to_string()
+            },
+            f.ops_per_s,
+            f.events_per_s,
+            f.produced_mb_per_s,
+            f.written_mb_per_s,
+            f.backlog,
+            f.settle_s,
+            f.overrun,
+            if f.sustained { "yes" } else { "no" }
+        ));
+    }
+    let rate = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.0} events/s"));
+    s.push_str(&format!(
+        "  highest sustained: {}; lowest not sustained: {}; collector behind at: {}\n\n",
+        rate(l.max_sustained_events_per_s),
+        rate(l.min_unsustained_events_per_s),
+        rate(l.drain_events_per_s)
+    ));
+    s
+}
+
 /// What `kmt bench` was asked to do.
 #[derive(Debug, Clone)]
 pub struct BenchRequest {
@@ -172,6 +402,8 @@ pub struct BenchRequest {
     pub kernel: KernelRequest,
     /// Operations per round and mode.
     pub ops: u64,
+    /// Run the `load` workload instead, this many seconds per step.
+    pub load: Option<u64>,
     pub out: PathBuf,
     pub accel: AccelChoice,
     pub smp: u32,
@@ -190,6 +422,9 @@ pub struct ArchBench {
     pub events_per_op: f64,
     pub modes: Vec<ModeFigures>,
     pub samples: Vec<Sample>,
+    /// With `--load`: the steps and the verdict.
+    pub load: Option<LoadSummary>,
+    pub load_steps: Vec<LoadStep>,
     /// The run's output directory.
     pub run: PathBuf,
 }
@@ -211,12 +446,18 @@ pub fn bench(
                 arch,
                 ..req.kernel.clone()
             },
-            workload: "bench".into(),
-            param: Some(req.ops),
+            workload: if req.load.is_some() { "load" } else { "bench" }.into(),
+            param: Some(req.load.unwrap_or(req.ops)),
             exec: None,
             out: Some(dir.clone()),
             accel: req.accel,
-            timeout: None,
+            // The load's steps run in guest wall-clock time, TCG or not: the boot's allowance
+            // and eight steps with their catching up (at most 120 s each).
+            timeout: req.load.map(|secs| {
+                std::time::Duration::from_secs(
+                    300 * u64::from(arch.tcg_slowness) + LOAD_STEPS * (secs + 125),
+                )
+            }),
             smp: req.smp,
             memory_mib: req.memory_mib,
             append: Vec::new(),
@@ -236,9 +477,31 @@ pub fn bench(
             events_per_op: 0.0,
             modes: Vec::new(),
             samples: Vec::new(),
+            load: None,
+            load_steps: Vec::new(),
             run: dir.clone(),
         };
-        if res.outcome == Outcome::Ok {
+        // Overruns are what the load looks for: its trace may well not be whole.
+        let loaded =
+            req.load.is_some() && matches!(res.outcome, Outcome::Ok | Outcome::TraceDamaged);
+        if loaded {
+            let log = fs::read_to_string(dir.join("guest.log")).unwrap_or_default();
+            match parse_load(&log) {
+                Ok((cpus, steps)) => {
+                    let t = res.manifest.trace.clone().unwrap_or_default();
+                    let record_bytes = t.bytes as f64 / t.events.max(1) as f64;
+                    r.events_per_op = 0.0;
+                    r.load = Some(summarize_load(cpus, &steps, record_bytes));
+                    r.load_steps = steps;
+                    r.outcome = Outcome::Ok;
+                    r.message.clear();
+                }
+                Err(e) => {
+                    r.outcome = Outcome::CollectorFailed;
+                    r.message = format!("{e} (see {})", dir.join("guest.log").display());
+                }
+            }
+        } else if res.outcome == Outcome::Ok {
             let log = fs::read_to_string(dir.join("guest.log")).unwrap_or_default();
             match parse(&log) {
                 Ok(samples) => {
@@ -268,6 +531,8 @@ pub fn bench(
         "kmt_bench": 1,
         "kernel": req.kernel.kernel.name,
         "allocator": req.kernel.allocator.name,
+        "smp": req.smp,
+        "load_seconds_per_step": req.load,
         "results": &results,
     }))
     .unwrap_or_default()
@@ -278,11 +543,15 @@ pub fn bench(
 }
 
 /// The text table: one block per architecture.
-pub fn render(results: &[ArchBench]) -> String {
+pub fn render(results: &[ArchBench], smp: u32) -> String {
     let mut s = String::new();
     for r in results {
         if r.outcome != Outcome::Ok {
             s.push_str(&format!("{}: {}: {}\n\n", r.arch, r.outcome, r.message));
+            continue;
+        }
+        if let Some(l) = &r.load {
+            s.push_str(&render_load(r.arch, smp, l));
             continue;
         }
         s.push_str(&format!(
@@ -356,16 +625,68 @@ mod tests {
         assert!((r - 5000.0 / 11000.0).abs() < 1e-12, "{r}");
         assert_eq!(by("ftrace").ratio_to_ftrace, None);
         assert_eq!(by("off").ns_per_op, 11000.0);
-        let t = render(&[ArchBench {
-            arch: "x86_64",
-            outcome: Outcome::Ok,
-            message: String::new(),
-            ops_per_round: 100,
-            events_per_op: 50.0,
-            modes: f,
-            samples: Vec::new(),
-            run: PathBuf::new(),
-        }]);
+        let t = render(
+            &[ArchBench {
+                arch: "x86_64",
+                outcome: Outcome::Ok,
+                message: String::new(),
+                ops_per_round: 100,
+                events_per_op: 50.0,
+                modes: f,
+                samples: Vec::new(),
+                load: None,
+                load_steps: Vec::new(),
+                run: PathBuf::new(),
+            }],
+            2,
+        );
         assert!(t.contains("0.45x"), "{t}");
+    }
+
+    const LOAD: &str = "kmt-init: running load 10\nkmt-bench: load cpus=2 workers=2 seconds=10\n\
+        kmt-bench: load step=0 rate=0 ops=4000 ns=10000000000 produced=40000000 written=20000000 settle_ns=9000000000 overrun=0\n\
+        kmt-bench: load step=1 rate=25 ops=500 ns=10000000000 produced=5000000 written=4000000 settle_ns=300000000 overrun=0\n\
+        kmt-bench: load step=2 rate=50 ops=1000 ns=10000000000 produced=10000000 written=9000000 settle_ns=400000000 overrun=0\n\
+        kmt-bench: load step=3 rate=75 ops=1500 ns=10000000000 produced=15000000 written=14000000 settle_ns=0 overrun=4096\n\
+        kmt-bench: done\n";
+
+    #[test]
+    fn load_lines_are_read_and_unfinished_or_anonymous_loads_are_errors() {
+        let (cpus, steps) = parse_load(LOAD).unwrap();
+        assert_eq!(cpus, 2);
+        assert_eq!(steps.len(), 4);
+        assert_eq!(steps[3].overrun, 4096);
+        assert_eq!(steps[1].rate, 25);
+        assert!(parse_load(&LOAD.replace("kmt-bench: done\n", "")).is_err());
+        assert!(
+            parse_load(&LOAD.replace("kmt-bench: load cpus=2 workers=2 seconds=10\n", ""))
+                .unwrap_err()
+                .contains("CPUs")
+        );
+        assert!(parse_load(&LOAD.replace("written=4000000", "written=x")).is_err());
+    }
+
+    /// Step 0 left 20 MB behind (not sustained), 1 and 2 left 1 MB (within 3 MiB + half a
+    /// second), 3 dropped bytes; 10-byte records.
+    #[test]
+    fn steps_are_sustained_only_without_backlog_or_overrun() {
+        let (cpus, steps) = parse_load(LOAD).unwrap();
+        let l = summarize_load(cpus, &steps, 10.0);
+        let sustained: Vec<bool> = l.steps.iter().map(|f| f.sustained).collect();
+        assert_eq!(sustained, [false, true, true, false]);
+        assert_eq!(l.steps[0].backlog, 20_000_000);
+        assert_eq!(l.steps[2].events_per_s, 100_000.0);
+        assert_eq!(l.max_sustained_events_per_s, Some(100_000.0));
+        assert_eq!(l.min_unsustained_events_per_s, Some(150_000.0));
+        // Behind at step 0, it wrote 2 MB/s: 200 000 records per second.
+        assert_eq!(l.drain_events_per_s, Some(200_000.0));
+        assert_eq!(l.steps[0].ops_per_s, 400.0);
+        assert_eq!(
+            backlog_allowance(2, 10_000_000, 10_000_000_000),
+            3_145_728 + 500_000
+        );
+        let t = render_load("x86_64", 2, &l);
+        assert!(t.contains("highest sustained: 100000 events/s"), "{t}");
+        assert!(t.contains("max"), "{t}");
     }
 }

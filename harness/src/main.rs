@@ -189,6 +189,12 @@ enum Command {
         /// Operations per round and mode.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100000))]
         ops: u64,
+        /// Instead of the modes: the sustained load. A worker per vCPU repeats the operation as
+        /// fast as it can, then at 1/8 to 7/8 of that rate, SECONDS per step, with kmemtrace on
+        /// and the collector draining; print per step the event rate made and drained, the
+        /// backlog and the overruns, and the highest rate sustained (run it with --smp 2 and 4).
+        #[arg(long, value_name = "SECONDS", conflicts_with = "ops", value_parser = clap::value_parser!(u64).range(1..=600))]
+        load: Option<u64>,
         /// An extra Kconfig fragment (repeatable): with
         /// kernel/config/extra/mem-alloc-profiling.config the bench times memory allocation
         /// profiling as a fourth mode.
@@ -1025,6 +1031,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             kernel,
             allocator,
             ops,
+            load,
             configs,
             out,
             accel,
@@ -1045,6 +1052,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 },
                 arches: a,
                 ops,
+                load,
                 accel,
                 smp,
                 memory_mib: memory,
@@ -1059,7 +1067,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                             std::fs::read_to_string(req.out.join("bench.json")).unwrap_or_default()
                         );
                     } else {
-                        print!("{}", kmt::bench::render(&results));
+                        print!("{}", kmt::bench::render(&results, smp));
                     }
                     eprintln!("kmt: output in {}", req.out.display());
                     let worst = results

@@ -92,6 +92,17 @@ pub static WORKLOADS: &[Workload] = &[
         callsite_filter: &[],
         needs_program: false,
     },
+    Workload {
+        name: "load",
+        runs: "guest-tools/kmt-bench.c load: a worker per CPU repeats the bench operation as fast as it can, then at 1/8 to 7/8 of that rate, PARAM seconds per step, the collector catching up between steps; `kmt bench --load` reads which rates were drained",
+        param: "seconds per step",
+        default_param: 10,
+        append: &[],
+        // Eight steps of the default 10 s in guest wall-clock time, plus catching up.
+        base_timeout_s: 120,
+        callsite_filter: &[],
+        needs_program: false,
+    },
 ];
 
 /// The workload named `name`.
