@@ -17,7 +17,9 @@
 //! | 44 | 4 | `numa_node` (alloc only, signed, -1 = any) |
 //!
 //! Anything past the mandatory fields is a chain of features
-//! (`u16 feature_size, u8 feature_id, feature_size - 3 bytes`) covered by `event_size`.
+//! (`u16 feature_size, u8 feature_id, feature_size - 3 bytes`) covered by `event_size`. The one
+//! feature defined so far is [`feature::STACK`] (ABI version 2): the return addresses above the
+//! call site.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,15 @@ pub mod field {
     pub const GFP_FLAGS: usize = 40;
     /// `numa_node`, 4 bytes (alloc only).
     pub const NUMA_NODE: usize = 44;
+}
+
+/// Feature ids (docs/abi.md, "Features").
+pub mod feature {
+    /// The call stack above `call_site`: `u8 depth`, then `depth` return addresses of 8 bytes in
+    /// the record's byte order, the caller of `call_site`'s function first.
+    pub const STACK: u8 = 1;
+    /// Bytes of a stack feature before its addresses (`feature_size`, `feature_id`, `depth`).
+    pub const STACK_HEAD: usize = 4;
 }
 
 /// Bytes of the header every record starts with (`event_id`, `type_id`, `event_size`).
@@ -328,8 +339,9 @@ pub(crate) fn features_ok(feat: &[u8], order: ByteOrder) -> bool {
     true
 }
 
-/// Re-encode a feature chain from one byte order to the other (swaps each `feature_size`;
-/// the data bytes are opaque and copied). Returns `None` if the chain is malformed.
+/// Re-encode a feature chain from one byte order to the other: swaps each `feature_size`, and
+/// the addresses of a well-formed [`feature::STACK`]; other features' data bytes are opaque and
+/// copied. Returns `None` if the chain is malformed.
 pub fn swap_features(feat: &[u8], from: ByteOrder) -> Option<Vec<u8>> {
     if !features_ok(feat, from) {
         return None;
@@ -339,9 +351,65 @@ pub fn swap_features(feat: &[u8], from: ByteOrder) -> Option<Vec<u8>> {
     while i < feat.len() {
         let sz = from.u16(arr(feat, i));
         out[i..i + 2].copy_from_slice(&from.swapped().put_u16(sz));
+        let one = &feat[i..i + sz as usize];
+        if stack_depth(one, from).is_some() {
+            for at in (feature::STACK_HEAD..one.len()).step_by(8) {
+                let a = from.u64(arr(one, at));
+                out[i + at..i + at + 8].copy_from_slice(&from.swapped().put_u64(a));
+            }
+        }
         i += sz as usize;
     }
     Some(out)
+}
+
+/// The depth of `one` (a single feature, its size bytes first) when it is a well-formed stack
+/// feature: id [`feature::STACK`] and a size that is exactly its depth's addresses.
+fn stack_depth(one: &[u8], order: ByteOrder) -> Option<usize> {
+    if one.len() < feature::STACK_HEAD || one[2] != feature::STACK {
+        return None;
+    }
+    let depth = one[3] as usize;
+    (order.u16(arr(one, 0)) as usize == feature::STACK_HEAD + 8 * depth
+        && one.len() == feature::STACK_HEAD + 8 * depth)
+        .then_some(depth)
+}
+
+/// The addresses of the first well-formed stack feature in a feature chain, the caller of
+/// `call_site`'s function first; `None` when the chain has none (a record of ABI version 1, or
+/// stacks off). A malformed chain has none.
+pub fn stack_frames(feat: &[u8], order: ByteOrder) -> Option<impl Iterator<Item = u64> + '_> {
+    let mut i = 0;
+    while feat.len().saturating_sub(i) >= 3 {
+        let sz = order.u16(arr(feat, i)) as usize;
+        if sz < 3 || sz > feat.len() - i {
+            return None;
+        }
+        let one = &feat[i..i + sz];
+        if stack_depth(one, order).is_some() {
+            return Some(
+                one[feature::STACK_HEAD..]
+                    .chunks_exact(8)
+                    .map(move |c| order.u64(arr(c, 0))),
+            );
+        }
+        i += sz;
+    }
+    None
+}
+
+/// A stack feature holding `frames` (at most 255, the rest dropped), in `order`.
+pub fn stack_feature(frames: &[u64], order: ByteOrder) -> Vec<u8> {
+    let frames = &frames[..frames.len().min(u8::MAX as usize)];
+    let size = feature::STACK_HEAD + 8 * frames.len();
+    let mut v = Vec::with_capacity(size);
+    v.extend_from_slice(&order.put_u16(size as u16));
+    v.push(feature::STACK);
+    v.push(frames.len() as u8);
+    for &f in frames {
+        v.extend_from_slice(&order.put_u64(f));
+    }
+    v
 }
 
 /// Decode the record at `at`, which the caller has validated: known event and type, `event_size`
@@ -411,5 +479,40 @@ mod tests {
         assert_eq!(be, [0, 5, 7, 0xaa, 0xbb, 0, 3, 9]);
         assert!(!features_ok(&[2, 0, 1], ByteOrder::Little));
         assert!(!features_ok(&[1], ByteOrder::Little));
+    }
+
+    /// A stack after an unknown feature is found, read in its own byte order, and converted
+    /// address by address; the unknown feature's bytes stay as they were.
+    #[test]
+    fn a_stack_is_found_after_unknown_features_and_swapped_address_by_address() {
+        let frames = [0xffff_ffff_8100_0010u64, 0xc000_0000_0012_3456];
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let mut feat = [order.put_u16(5).to_vec(), vec![7, 0xaa, 0xbb]].concat();
+            feat.extend(stack_feature(&frames, order));
+            assert!(features_ok(&feat, order));
+            assert_eq!(feat.len(), 5 + 4 + 16);
+            let got: Vec<u64> = stack_frames(&feat, order).unwrap().collect();
+            assert_eq!(got, frames);
+            let other = swap_features(&feat, order).unwrap();
+            assert_eq!(&other[2..5], &[7, 0xaa, 0xbb]);
+            let back: Vec<u64> = stack_frames(&other, order.swapped()).unwrap().collect();
+            assert_eq!(back, frames);
+            assert_eq!(swap_features(&other, order.swapped()).unwrap(), feat);
+        }
+    }
+
+    #[test]
+    fn no_or_malformed_stacks_read_as_none() {
+        let o = ByteOrder::Little;
+        assert!(stack_frames(&[], o).is_none());
+        assert!(stack_frames(&[5, 0, 7, 0xaa, 0xbb], o).is_none());
+        // Depth 2 but one address: not a stack, and not swapped as one.
+        let mut bad = stack_feature(&[1, 2], o);
+        bad.truncate(bad.len() - 8);
+        bad[0] = bad.len() as u8;
+        assert!(stack_frames(&bad, o).is_none());
+        assert_eq!(swap_features(&bad, o).unwrap()[4..], bad[4..]);
+        assert_eq!(stack_feature(&[], o), vec![4, 0, 1, 0]);
+        assert_eq!(stack_frames(&stack_feature(&[], o), o).unwrap().count(), 0);
     }
 }
