@@ -45,6 +45,7 @@
 pub mod abi;
 pub mod allocinfo;
 mod analyze;
+pub mod callers;
 pub mod check;
 pub mod cli_doc;
 pub mod convert;
@@ -82,8 +83,8 @@ pub use plot::{diff_svg, report_svg, PlotOptions};
 pub use render::{render_text, TextOptions};
 pub use report::{
     AllocRow, CallsiteRow, DamageReport, Example, FileInfo, Finding, FindingKind, FindingSite,
-    FunctionRow, Gap, LostEvents, PageOrderRow, Report, SiteStats, SizeRow, Summary, TraceInfo,
-    TypeRow, TypeSplit, SCHEMA_VERSION,
+    FunctionRow, Gap, GroupBy, GroupRow, GroupTable, LostEvents, PageOrderRow, Report, SiteStats,
+    SizeRow, Summary, TraceInfo, TypeRow, TypeSplit, SCHEMA_VERSION,
 };
 pub use scan::{decode_all, detect_byte_order, DamageKind, DamageRegion};
 pub use symbols::Symbols;

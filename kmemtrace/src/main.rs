@@ -73,6 +73,31 @@ impl From<AllocatorArg> for Allocator {
     }
 }
 
+/// What the site rows are grouped by (`kmemtrace::GroupBy`).
+#[derive(Clone, Copy, ValueEnum)]
+enum GroupByArg {
+    /// The allocator's caller, one row per address (the historical report).
+    Callsite,
+    /// The first frame outside the allocation wrappers (kmalloc_array, kmemdup, kstrdup,
+    /// kvmalloc, *_noprof …), from the records' stacks.
+    Caller,
+    /// The call site with its whole stack.
+    Stack,
+    /// The call site's function, offsets folded.
+    Function,
+}
+
+impl From<GroupByArg> for kmemtrace::GroupBy {
+    fn from(g: GroupByArg) -> Self {
+        match g {
+            GroupByArg::Callsite => kmemtrace::GroupBy::Callsite,
+            GroupByArg::Caller => kmemtrace::GroupBy::Caller,
+            GroupByArg::Stack => kmemtrace::GroupBy::Stack,
+            GroupByArg::Function => kmemtrace::GroupBy::Function,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Endian {
     Little,
@@ -149,6 +174,11 @@ enum Cmd {
         /// allocator, else SLUB, said in the report).
         #[arg(long, value_enum)]
         allocator: Option<AllocatorArg>,
+        /// Group the site rows by call site (default), caller (the first frame outside the
+        /// allocation wrappers), whole stack, or function; caller and stack read the records'
+        /// stack feature (kmemtrace.stack_depth), and fall back to the call site without it.
+        #[arg(long, value_enum, default_value = "callsite")]
+        group_by: GroupByArg,
     },
     /// Compare two traces (or sets of repeated runs): summary, per-type, page-order, size-class
     /// and call-site deltas. Exit 0, or 1 when a --fail-on threshold is crossed, 2 on bad input.
@@ -251,6 +281,10 @@ enum Cmd {
         /// The allocator meta.json names (it decides which mixed-up frees are errors).
         #[arg(long, value_enum, default_value = "slub")]
         allocator: AllocatorArg,
+        /// Give every record a stack of N frames (the ABI's stack feature; meta.json then says
+        /// abi_version 2). The records are otherwise the same as without.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        stack_depth: u8,
     },
     /// Cross-check a trace against the kernel's own account: the change in /proc/allocinfo
     /// (allocinfo.before and allocinfo.after in the trace directory, written by kmt's init on
@@ -469,6 +503,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             svg,
             allocator,
             raw_ip,
+            group_by,
         } => {
             let started = std::time::Instant::now();
             let mut input = kmemtrace::load(
@@ -497,6 +532,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     Format::Text => Some(lines.unwrap_or(20)),
                     Format::Json => lines,
                 },
+                group_by: group_by.into(),
             };
             let mut report = kmemtrace::analyze(&input, &opts)?;
             if verbose {
@@ -546,6 +582,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                         alloc,
                         functions: true,
                         lines: lines.unwrap_or(20),
+                        group_by: group_by.into(),
                     };
                     out(&kmemtrace::render_text(&report, &t))?;
                 }
@@ -694,6 +731,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             lose,
             no_anomalies,
             allocator,
+            stack_depth,
         } => {
             let o = kmemtrace::SynthOptions {
                 events,
@@ -707,6 +745,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 lose,
                 anomalies: !no_anomalies,
                 allocator: allocator.into(),
+                stack_depth,
             };
             let r = kmemtrace::synth_to_dir(&o, &dir)?;
             #[derive(serde::Serialize)]

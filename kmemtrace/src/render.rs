@@ -18,6 +18,9 @@ pub struct TextOptions {
     pub functions: bool,
     /// Rows per table.
     pub lines: usize,
+    /// Which site table: call sites and functions (`callsite`), functions only, or the
+    /// [`Report::groups`] rows (`caller`, `stack`).
+    pub group_by: GroupBy,
 }
 
 impl Default for TextOptions {
@@ -27,6 +30,7 @@ impl Default for TextOptions {
             alloc: false,
             functions: true,
             lines: 20,
+            group_by: GroupBy::Callsite,
         }
     }
 }
@@ -39,6 +43,7 @@ const SECTIONS: &[Section] = &[
     ("header", header),
     ("callsites", callsites),
     ("functions", functions),
+    ("groups", groups),
     ("allocations", allocations),
     ("summary", summary),
     ("types", types),
@@ -72,7 +77,10 @@ fn pct(part: i64, whole: u64) -> f64 {
     }
 }
 
-fn site_table(out: &mut String, title: &str, rows: Vec<(String, &SiteStats)>, total: usize) {
+/// One row of a site table: its name, figures, and lines printed under it (a stack's frames).
+type SiteLine<'a> = (String, &'a SiteStats, &'a [String]);
+
+fn site_table(out: &mut String, title: &str, rows: Vec<SiteLine<'_>>, total: usize) {
     let _ = writeln!(out, "{RULE}");
     let _ = writeln!(
         out,
@@ -80,7 +88,7 @@ fn site_table(out: &mut String, title: &str, rows: Vec<(String, &SiteStats)>, to
         "Total_alloc/Per", "Total_req/Per", "Hit", "Ping-pong", "Frag", "Live"
     );
     let _ = writeln!(out, "{RULE}");
-    for (name, s) in &rows {
+    for (name, s, under) in &rows {
         let name: String = if name.chars().count() > 36 {
             format!("{}…", name.chars().take(35).collect::<String>())
         } else {
@@ -96,6 +104,9 @@ fn site_table(out: &mut String, title: &str, rows: Vec<(String, &SiteStats)>, to
             pct(s.fragmentation_bytes, s.bytes_allocated),
             s.live_allocations,
         );
+        for u in under.iter() {
+            let _ = writeln!(out, "     from {u}");
+        }
     }
     if total > rows.len() {
         let _ = writeln!(out, " ... | {} more", total - rows.len());
@@ -105,7 +116,7 @@ fn site_table(out: &mut String, title: &str, rows: Vec<(String, &SiteStats)>, to
 }
 
 fn callsites(r: &Report, o: &TextOptions, out: &mut String) {
-    if !o.caller {
+    if !o.caller || o.group_by != GroupBy::Callsite {
         return;
     }
     let rows = r
@@ -118,6 +129,7 @@ fn callsites(r: &Report, o: &TextOptions, out: &mut String) {
                     .clone()
                     .unwrap_or_else(|| format!("{:#x}", c.call_site)),
                 &c.stats,
+                &[][..],
             )
         })
         .collect();
@@ -125,16 +137,49 @@ fn callsites(r: &Report, o: &TextOptions, out: &mut String) {
 }
 
 fn functions(r: &Report, o: &TextOptions, out: &mut String) {
-    if !o.caller || !o.functions || r.functions.is_empty() {
+    let shown = matches!(o.group_by, GroupBy::Callsite | GroupBy::Function);
+    if !o.caller || !o.functions || !shown || r.functions.is_empty() {
         return;
     }
     let rows = r
         .functions
         .iter()
         .take(o.lines)
-        .map(|f| (f.function.clone(), &f.stats))
+        .map(|f| (f.function.clone(), &f.stats, &[][..]))
         .collect();
     site_table(out, "Function", rows, r.functions.len());
+}
+
+/// `--group-by caller|stack`: a stack's row is named by its call site, its frames under it.
+fn groups(r: &Report, o: &TextOptions, out: &mut String) {
+    let Some(g) = r.groups.as_ref().filter(|_| o.caller) else {
+        return;
+    };
+    let rows = g
+        .rows
+        .iter()
+        .take(o.lines)
+        .map(|row| match g.by {
+            GroupBy::Stack => (
+                row.frames.first().cloned().unwrap_or_default(),
+                &row.stats,
+                row.frames.get(1..).unwrap_or(&[]),
+            ),
+            _ => (row.key.clone(), &row.stats, &[][..]),
+        })
+        .collect();
+    let title = match g.by {
+        GroupBy::Stack => "Stack (call site, then its callers)",
+        _ => "Caller (outside allocation wrappers)",
+    };
+    site_table(out, title, rows, g.rows.len());
+    if g.sites_with_stacks == 0 {
+        let _ = writeln!(
+            out,
+            "(no record has a stack: the trace was taken without kmemtrace.stack_depth, so \
+             every row is a call site)\n"
+        );
+    }
 }
 
 fn allocations(r: &Report, o: &TextOptions, out: &mut String) {

@@ -174,6 +174,76 @@ pub struct Report {
     /// before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryReport>,
+    /// With `--group-by caller` or `stack`: the allocations grouped by the frame they are
+    /// charged to or by their whole stack. Absent otherwise (and from reports written before
+    /// it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupTable>,
+}
+
+/// What the rows of a report are grouped by (`--group-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// The call site's address (the allocator's caller): the historical report.
+    #[default]
+    Callsite,
+    /// The first frame outside the allocation wrappers (`crate::callers::WRAPPERS`), from the
+    /// stack feature; the call site when a record has no stack.
+    Caller,
+    /// The call site and its whole stack.
+    Stack,
+    /// The call site's function, offsets folded (the `functions` rows).
+    Function,
+}
+
+impl GroupBy {
+    /// The names `--group-by` takes.
+    pub const NAMES: [&'static str; 4] = ["callsite", "caller", "stack", "function"];
+
+    /// The value `--group-by NAME` means.
+    pub fn parse(name: &str) -> Option<GroupBy> {
+        Some(match name {
+            "callsite" => GroupBy::Callsite,
+            "caller" => GroupBy::Caller,
+            "stack" => GroupBy::Stack,
+            "function" => GroupBy::Function,
+            _ => return None,
+        })
+    }
+
+    /// Whether the merge must read the stack feature for it.
+    pub fn needs_stacks(self) -> bool {
+        matches!(self, GroupBy::Caller | GroupBy::Stack)
+    }
+}
+
+/// The rows of a `--group-by caller|stack` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupTable {
+    /// `caller` or `stack`.
+    pub by: GroupBy,
+    /// Records whose call site had a stack (the others are grouped by their call site alone).
+    pub sites_with_stacks: u64,
+    /// Sorted by the sort keys.
+    pub rows: Vec<GroupRow>,
+}
+
+/// One group: a caller's function, or one stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRow {
+    /// The caller's function (`caller`), or the frames joined by `;`, outermost first, as
+    /// collapsed stacks write them (`stack`; `function+0xoff` each).
+    pub key: String,
+    /// `stack`: the frames, the call site first, then outward (`function+0xoff`, or the address
+    /// in hex when it does not resolve). Empty for `caller`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<String>,
+    /// Distinct call-site addresses in the group.
+    pub call_sites: u64,
+    /// The figures, summed.
+    #[serde(flatten)]
+    pub stats: SiteStats,
 }
 
 impl Report {
@@ -189,6 +259,9 @@ impl Report {
     pub fn truncate_rows(&mut self, n: usize) {
         self.callsites.truncate(n);
         self.functions.truncate(n);
+        if let Some(g) = &mut self.groups {
+            g.rows.truncate(n);
+        }
         if let Some(a) = &mut self.allocations {
             a.truncate(n);
         }
@@ -820,6 +893,15 @@ impl Sortable for FunctionRow {
     }
     fn ident(&self) -> Ident<'_> {
         Ident::Name(&self.function)
+    }
+}
+
+impl Sortable for GroupRow {
+    fn stats(&self) -> &SiteStats {
+        &self.stats
+    }
+    fn ident(&self) -> Ident<'_> {
+        Ident::Name(&self.key)
     }
 }
 

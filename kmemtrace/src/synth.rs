@@ -9,7 +9,7 @@
 //! lost frees, zero-byte and short allocations, requests for other NUMA nodes, sequence gaps
 //! and a sequence number wrap.
 
-use crate::abi::{AllocFields, AllocType, ByteOrder, Record};
+use crate::abi::{self, AllocFields, AllocType, ByteOrder, Record};
 use crate::dest::Staging;
 use crate::error::{io_out, Result};
 use crate::input::TraceInput;
@@ -46,6 +46,10 @@ pub struct SynthOptions {
     pub anomalies: bool,
     /// The slab allocator `meta.json` names (it decides which of the mixed-up frees are errors).
     pub allocator: Allocator,
+    /// Frames of the stack feature on every record (0: none, ABI version 1 records). The stacks
+    /// come from their own random stream: the records are otherwise the same, byte for byte
+    /// but the features, as without them.
+    pub stack_depth: u8,
 }
 
 impl Default for SynthOptions {
@@ -62,6 +66,7 @@ impl Default for SynthOptions {
             lose: 0,
             anomalies: true,
             allocator: Allocator::Slub,
+            stack_depth: 0,
         }
     }
 }
@@ -134,6 +139,35 @@ const KMALLOC_CLASSES: &[u64] = &[
     8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
 ];
 
+/// The functions stacks go out through (after the call sites' functions in the address space),
+/// a wrapper among them so that `--group-by caller` has nested wrappers to look through.
+const CALLERS: &[&str] = &[
+    "kvmalloc_node_noprof",
+    "create_pipe_files",
+    "do_sys_openat2",
+    "path_openat",
+    "ksys_write",
+    "kernel_clone",
+    "do_execveat_common",
+    "seq_read_iter",
+    "sock_alloc_send_pskb",
+    "ext4_lookup",
+    "load_module",
+    "do_syscall_64",
+];
+
+/// A stack of `depth` frames for a record at `call_site`: one of two paths per call site (by
+/// `variant`), through [`CALLERS`] laid out from `callers_base`.
+fn synth_stack(call_site: u64, variant: u64, depth: u8, callers_base: u64) -> Vec<u64> {
+    let n = CALLERS.len() as u64;
+    (0..u64::from(depth))
+        .map(|k| {
+            let c = ((call_site >> 6) + variant * 7 + k * 5) % n;
+            callers_base + c * FN_STRIDE + 0x20 + 0x10 * (k % 16)
+        })
+        .collect()
+}
+
 fn function_name(f: u64) -> String {
     let n = FUNCTIONS.len() as u64;
     if f < n {
@@ -193,6 +227,10 @@ pub fn synth<E>(
         })
         .collect();
     let node_of = |cpu: u32| if nodes > 1 { (cpu % nodes) as i32 } else { 0 };
+    let fns = nsites.div_ceil(SITES_PER_FN);
+    let callers_base = FN_BASE + fns * FN_STRIDE;
+    // The stacks' own stream: the records' choices do not depend on whether there are stacks.
+    let mut stack_rng = Rng(opts.seed ^ 0x7374_6163_6b73);
 
     let mut s = Summary {
         records: opts.events,
@@ -372,6 +410,16 @@ pub fn synth<E>(
                 },
             )
         };
+        let mut rec = rec;
+        if opts.stack_depth > 0 {
+            let frames = synth_stack(
+                rec.call_site,
+                stack_rng.below(2),
+                opts.stack_depth,
+                callers_base,
+            );
+            rec.features = abi::stack_feature(&frames, opts.order);
+        }
         let buf = &mut bufs[cpu as usize];
         rec.encode_into(opts.order, buf);
         if buf.len() >= 1 << 16 {
@@ -386,7 +434,6 @@ pub fn synth<E>(
     s.live_bytes = live.iter().map(|l| l.bytes_alloc).sum();
     s.fragmentation_bytes = s.bytes_allocated as i64 - s.bytes_requested as i64;
 
-    let fns = nsites.div_ceil(SITES_PER_FN);
     let mut kallsyms = String::from("ffffffff81000000 T _stext\n");
     for f in 0..fns {
         kallsyms.push_str(&format!(
@@ -395,11 +442,21 @@ pub fn synth<E>(
             function_name(f)
         ));
     }
-    kallsyms.push_str(&format!("{:016x} T _etext\n", FN_BASE + fns * FN_STRIDE));
+    let mut end = callers_base;
+    if opts.stack_depth > 0 {
+        for (c, name) in CALLERS.iter().enumerate() {
+            kallsyms.push_str(&format!(
+                "{:016x} T {name}\n",
+                callers_base + c as u64 * FN_STRIDE
+            ));
+        }
+        end += CALLERS.len() as u64 * FN_STRIDE;
+    }
+    kallsyms.push_str(&format!("{end:016x} T _etext\n"));
     let meta = Meta {
         kmemtrace_meta: 1,
         collector: Some(format!("kmemtrace synth {}", env!("CARGO_PKG_VERSION"))),
-        abi_version: Some(1),
+        abi_version: Some(if opts.stack_depth > 0 { 2 } else { 1 }),
         byte_order: Some(opts.order),
         machine: Some("synthetic".into()),
         kernel_release: Some("synthetic".into()),

@@ -21,6 +21,7 @@ fn synth_opts(seed: u64) -> SynthOptions {
         lose: 0,
         anomalies: false,
         allocator: kmemtrace::rules::Allocator::Slub,
+        stack_depth: 0,
     }
 }
 

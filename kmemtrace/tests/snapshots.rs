@@ -17,6 +17,7 @@ fn synth_report(order: ByteOrder, alloc_rows: bool) -> kmemtrace::Report {
         lose: 3,
         anomalies: true,
         allocator: kmemtrace::rules::Allocator::Slub,
+        stack_depth: 0,
     });
     let r = analyze(
         &input,
@@ -47,9 +48,43 @@ fn synth_report_text_snapshot() {
             alloc: true,
             functions: true,
             lines: 8,
+            group_by: kmemtrace::GroupBy::Callsite,
         },
     );
     insta::assert_snapshot!("synth_report_text", text);
+}
+
+/// `--group-by caller` and `--group-by stack` on a trace with stacks of 3 frames.
+#[test]
+fn synth_groups_text_snapshot() {
+    let (input, _) = kmemtrace::synth_in_memory(&SynthOptions {
+        events: 5_000,
+        seed: 7,
+        callsites: 30,
+        stack_depth: 3,
+        ..SynthOptions::default()
+    });
+    for (name, by) in [
+        ("synth_caller_text", kmemtrace::GroupBy::Caller),
+        ("synth_stack_text", kmemtrace::GroupBy::Stack),
+    ] {
+        let r = analyze(
+            &input,
+            &AnalyzeOptions {
+                group_by: by,
+                ..AnalyzeOptions::default()
+            },
+        )
+        .unwrap();
+        let t = TextOptions {
+            lines: 6,
+            group_by: by,
+            ..TextOptions::default()
+        };
+        let text = render_text(&r, &t);
+        let table: String = text.split("\n\n").nth(1).unwrap_or_default().into();
+        insta::assert_snapshot!(name, table);
+    }
 }
 
 #[test]

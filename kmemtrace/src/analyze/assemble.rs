@@ -11,13 +11,14 @@ use super::replay::{
 };
 use super::AnalyzeOptions;
 use crate::abi::{AllocType, ByteOrder, TYPE_COUNT};
+use crate::callers;
 use crate::input::TraceInput;
 use crate::meta::{self, Meta};
 use crate::pageuse::PageUse;
 use crate::report::*;
 use crate::symbols::Symbols;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// What [`super::analyze`] decided before the merge, as the report states it.
 pub(super) struct Plan {
@@ -62,6 +63,17 @@ pub(super) fn build_report(
     summary += &p.s;
     summary.fragmentation_bytes = frag(summary.bytes_allocated, summary.bytes_requested);
 
+    let groups = opts.group_by.needs_stacks().then(|| {
+        group_rows(
+            opts.group_by,
+            &r.sites,
+            &p.sites,
+            &p.site_stacks,
+            syms,
+            &plan.sort,
+            opts.max_rows,
+        )
+    });
     let (callsites, functions) = site_rows(&r.sites, &p.sites, syms, &plan.sort, opts.max_rows);
     let allocations = r
         .ptrs
@@ -121,6 +133,7 @@ pub(super) fn build_report(
             regions: p.damage,
         },
         memory: Some(memory_report(&r.timeline, syms.is_some())),
+        groups,
     }
 }
 
@@ -237,10 +250,21 @@ fn site_rows(
     sort: &[String],
     max_rows: Option<usize>,
 ) -> (Vec<CallsiteRow>, Vec<FunctionRow>) {
-    let mut callsites: Vec<CallsiteRow> = acc
+    // With stacks an address can have several sites: one row per address all the same.
+    let mut merged: Vec<(u64, SiteAcc)> = Vec::with_capacity(acc.len());
+    let mut row_of: HashMap<u64, usize> = HashMap::with_capacity(acc.len());
+    for (a, &addr) in acc.iter().zip(addrs) {
+        match row_of.get(&addr) {
+            Some(&i) => merged[i].1 += a,
+            None => {
+                row_of.insert(addr, merged.len());
+                merged.push((addr, a.clone()));
+            }
+        }
+    }
+    let mut callsites: Vec<CallsiteRow> = merged
         .iter()
-        .zip(addrs)
-        .map(|(a, addr)| CallsiteRow {
+        .map(|(addr, a)| CallsiteRow {
             call_site: *addr,
             symbol: describe(syms, *addr),
             stats: site_stats(a),
@@ -271,6 +295,80 @@ fn site_rows(
         functions.truncate(n);
     }
     (callsites, functions)
+}
+
+/// The `--group-by caller|stack` rows: each site (a call site with one stack) charged to its
+/// group, the groups' figures summed, sorted and cut to `max_rows`. Sites that saw nothing (a
+/// call site whose records all had stacks) are left out.
+fn group_rows(
+    by: GroupBy,
+    acc: &[SiteAcc],
+    addrs: &[u64],
+    stacks: &[Box<[u64]>],
+    syms: Option<&Symbols>,
+    sort: &[String],
+    max_rows: Option<usize>,
+) -> GroupTable {
+    let name_of = |a: u64| {
+        syms.and_then(|s| s.resolve(a))
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_else(|| format!("{a:#x}"))
+    };
+    let frame = |a: u64| describe(syms, a).unwrap_or_else(|| format!("{a:#x}"));
+    let mut rows: BTreeMap<String, (GroupRow, Vec<u64>)> = BTreeMap::new();
+    let mut with_stacks = 0;
+    for (i, a) in acc.iter().enumerate() {
+        let st = site_stats(a);
+        if st.hits == 0 && st.frees == 0 && st.freed == 0 {
+            continue;
+        }
+        let addr = addrs[i];
+        let stack: &[u64] = stacks.get(i).map_or(&[], |s| s);
+        if !stack.is_empty() {
+            with_stacks += 1;
+        }
+        let (key, frames) = match by {
+            GroupBy::Stack => {
+                let frames: Vec<String> = std::iter::once(addr)
+                    .chain(stack.iter().copied())
+                    .map(frame)
+                    .collect();
+                let mut outward = frames.clone();
+                outward.reverse();
+                (outward.join(";"), frames)
+            }
+            _ => (
+                name_of(callers::charged_frame(addr, stack, syms)),
+                Vec::new(),
+            ),
+        };
+        let (row, seen) = rows.entry(key.clone()).or_insert_with(|| {
+            (
+                GroupRow {
+                    key,
+                    frames,
+                    call_sites: 0,
+                    stats: SiteStats::default(),
+                },
+                Vec::new(),
+            )
+        });
+        if !seen.contains(&addr) {
+            seen.push(addr);
+            row.call_sites += 1;
+        }
+        row.stats += &st;
+    }
+    let mut rows: Vec<GroupRow> = rows.into_values().map(|(r, _)| r).collect();
+    sort_rows(&mut rows, sort);
+    if let Some(n) = max_rows {
+        rows.truncate(n);
+    }
+    GroupTable {
+        by,
+        sites_with_stacks: with_stacks,
+        rows,
+    }
 }
 
 /// The per-address rows, by bytes, hits, address; only the rows kept get materialised.
@@ -481,17 +579,19 @@ fn findings(
 
 /// A replay finding: its busiest call sites (then by address) and its examples.
 fn replay_finding(f: Found, addrs: &[u64]) -> Pending {
-    let mut sites: Vec<FindingSite> = f
-        .by_site
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n > 0)
-        .filter_map(|(i, &count)| {
-            Some(FindingSite {
-                call_site: *addrs.get(i)?,
-                symbol: None,
-                count,
-            })
+    // By address: with stacks an address can have several sites.
+    let mut by_addr: BTreeMap<u64, u64> = BTreeMap::new();
+    for (i, &n) in f.by_site.iter().enumerate().filter(|(_, &n)| n > 0) {
+        if let Some(&a) = addrs.get(i) {
+            *by_addr.entry(a).or_default() += n;
+        }
+    }
+    let mut sites: Vec<FindingSite> = by_addr
+        .into_iter()
+        .map(|(call_site, count)| FindingSite {
+            call_site,
+            symbol: None,
+            count,
         })
         .collect();
     sites.sort_by_key(|x| (Reverse(x.count), x.call_site));

@@ -3,7 +3,7 @@
 
 use super::replay::Replay;
 use super::{Rec, MAX_DAMAGE_LISTED};
-use crate::abi::ByteOrder;
+use crate::abi::{self, ByteOrder};
 use crate::glob::Glob;
 use crate::input::TraceInput;
 use crate::pageuse::{self, PageUse};
@@ -11,6 +11,7 @@ use crate::report::{Example, Gap, Summary};
 use crate::scan::{self, DamageRegion, Ev, Item, Scanner};
 use crate::symbols::{plain_name, Symbols};
 use crate::table::PtrTable;
+use std::collections::HashMap;
 
 /// At most this many gaps are listed.
 const MAX_GAPS_LISTED: usize = 20;
@@ -37,6 +38,10 @@ pub(super) struct Produced {
     pub(super) s: Summary,
     /// Call-site addresses by site index.
     pub(super) sites: Vec<u64>,
+    /// With stacks read: each site index's stack (outward from the call site; empty for the
+    /// records without one). A call site and a stack make one site, so an address can have
+    /// several indices. Empty when stacks are not read.
+    pub(super) site_stacks: Vec<Box<[u64]>>,
     pub(super) damage: Vec<DamageRegion>,
     pub(super) unknown_examples: Vec<Example>,
     pub(super) records_per_file: Vec<u64>,
@@ -90,6 +95,17 @@ impl Stream<'_> {
     #[inline(always)]
     fn site_and_ptr<const BIG: bool>(&self) -> (u64, u64) {
         scan::site_and_ptr_as::<BIG>(self.data, self.offset)
+    }
+
+    /// The head record's stack feature, if it has one.
+    fn stack_frames(&self) -> Option<impl Iterator<Item = u64> + '_> {
+        let h = abi::header(self.data, self.offset, self.order)?;
+        let base = abi::min_size(h.event_id)?;
+        let end = self.offset.checked_add(h.event_size)?;
+        if h.event_size <= base || end > self.data.len() {
+            return None;
+        }
+        abi::stack_frames(&self.data[self.offset + base..end], self.order)
     }
 
     /// Unwrap `seq` relative to the last good record of this stream (or to `base` for the
@@ -273,6 +289,7 @@ pub(super) fn produce(
     input: &TraceInput,
     order: ByteOrder,
     filter: Option<&Filter<'_>>,
+    stacks: bool,
     examples: usize,
     shards: usize,
     batch_len: usize,
@@ -281,6 +298,7 @@ pub(super) fn produce(
 ) -> Produced {
     let mut sites = SiteIndex {
         symbols: input.symbols.as_ref(),
+        stacks,
         ..SiteIndex::default()
     };
     match order {
@@ -397,7 +415,11 @@ fn produce_as<const BIG: bool>(
                 last = Some((key, s.good_seq));
             }
             let (call_site, ptr) = s.site_and_ptr::<BIG>();
-            let site = sites.get(call_site, &mut out.sites, filter);
+            let site = if sites.stacks {
+                sites.get_stacked(call_site, s.stack_frames(), &mut out, filter)
+            } else {
+                sites.get(call_site, &mut out.sites, filter)
+            };
             if site == FILTERED {
                 out.s.filtered_out += 1;
             } else {
@@ -472,6 +494,12 @@ struct SiteIndex<'a> {
     /// name, so [`PageUse::Other`] for every site without `symbols`).
     uses: Vec<u8>,
     symbols: Option<&'a Symbols>,
+    /// Read stacks: a call site with a stack is a site of its own.
+    stacks: bool,
+    /// `[call_site, frames…]` to site index, for the records with a stack.
+    stacked: HashMap<Box<[u64]>, u32>,
+    /// The key being looked up (reused).
+    key: Vec<u64>,
 }
 
 impl Default for SiteIndex<'_> {
@@ -481,6 +509,9 @@ impl Default for SiteIndex<'_> {
             zero: None,
             uses: Vec::new(),
             symbols: None,
+            stacks: false,
+            stacked: HashMap::new(),
+            key: Vec::new(),
         }
     }
 }
@@ -492,6 +523,39 @@ impl SiteIndex<'_> {
             Some(i) => *i,
             None => self.add(call_site, sites, filter),
         }
+    }
+
+    /// The site of a call site with the stack `frames` (the call site's own without one); the
+    /// filter judges the call site.
+    fn get_stacked(
+        &mut self,
+        call_site: u64,
+        frames: Option<impl Iterator<Item = u64>>,
+        out: &mut Produced,
+        filter: Option<&Filter<'_>>,
+    ) -> u32 {
+        let plain = self.get(call_site, &mut out.sites, filter);
+        if out.site_stacks.len() < out.sites.len() {
+            out.site_stacks.resize(out.sites.len(), Box::default());
+        }
+        if plain == FILTERED {
+            return FILTERED;
+        }
+        self.key.clear();
+        self.key.push(call_site);
+        self.key.extend(frames.into_iter().flatten());
+        if self.key.len() == 1 {
+            return plain;
+        }
+        if let Some(&i) = self.stacked.get(self.key.as_slice()) {
+            return i;
+        }
+        out.sites.push(call_site);
+        out.site_stacks.push(self.key[1..].into());
+        self.uses.push(self.uses[plain as usize]);
+        let i = (out.sites.len() - 1) as u32;
+        self.stacked.insert(self.key.as_slice().into(), i);
+        i
     }
 
     #[cold]

@@ -29,7 +29,7 @@ use crate::error::{nothing_decodes, Error, Result};
 use crate::glob::Glob;
 use crate::input::TraceInput;
 use crate::meta;
-use crate::report::{parse_sort_keys, AllocatorSource, Report, DEFAULT_SORT};
+use crate::report::{parse_sort_keys, AllocatorSource, GroupBy, Report, DEFAULT_SORT};
 use crate::rules::Allocator;
 use crate::scan;
 use assemble::{build_report, Plan};
@@ -71,6 +71,10 @@ pub struct AnalyzeOptions {
     pub max_rows: Option<usize>,
     /// Judge frees by this allocator's rules instead of the one `meta.json` names.
     pub allocator: Option<Allocator>,
+    /// What [`Report::groups`] holds: with `caller` or `stack` the merge reads each record's
+    /// stack feature; with `callsite` or `function` it skips it, as a reader that does not know
+    /// it would.
+    pub group_by: GroupBy,
 }
 
 impl Default for AnalyzeOptions {
@@ -87,6 +91,7 @@ impl Default for AnalyzeOptions {
             batch_records: None,
             max_rows: None,
             allocator: None,
+            group_by: GroupBy::Callsite,
         }
     }
 }
@@ -248,6 +253,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
                 input,
                 order,
                 filter.as_ref(),
+                opts.group_by.needs_stacks(),
                 opts.examples,
                 shards,
                 batch_len,
@@ -270,6 +276,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
             input,
             order,
             filter.as_ref(),
+            opts.group_by.needs_stacks(),
             opts.examples,
             0,
             batch_len,

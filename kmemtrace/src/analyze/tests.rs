@@ -2,6 +2,7 @@
 use super::*;
 use crate::abi::{AllocFields, AllocType, Record};
 use crate::report::*;
+use crate::symbols::Symbols;
 use crate::synth::{synth_in_memory, SynthOptions};
 
 fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64, node: i32) -> Record {
@@ -631,4 +632,161 @@ fn memory_by_use_keeps_slab_objects_and_their_pages_apart() {
     assert!(!m.pages_classified);
     assert_eq!(m.slab_overhead_bytes, None);
     assert_eq!(m.row("other_pages").unwrap().allocs, 4);
+}
+
+/// Reports that must not depend on the bytes of the files (stacks make them longer).
+fn without_files(mut r: Report) -> Report {
+    r.trace.files.clear();
+    r.trace.directory = None;
+    r
+}
+
+/// The ABI's extension rule, as a property: a trace with stacks, read by the analysis with
+/// stacks ignored (`--group-by callsite` or `function`), gives exactly the report of the same
+/// trace without them, in both byte orders and with the replay sharded or not; read with
+/// stacks (`caller`, `stack`), everything but the group table is the same too.
+#[test]
+fn stacks_ignored_give_the_report_without_stacks() {
+    for (order, seed) in [(ByteOrder::Little, 3), (ByteOrder::Big, 4)] {
+        let base = SynthOptions {
+            events: 20_000,
+            cpus: 2,
+            order,
+            seed,
+            max_live: 2000,
+            wrap: true,
+            lose: 5,
+            ..SynthOptions::default()
+        };
+        let (plain, out) = synth_in_memory(&base);
+        let (stacked, out2) = synth_in_memory(&SynthOptions {
+            stack_depth: 6,
+            ..base.clone()
+        });
+        assert_eq!(out.summary, out2.summary);
+        for parallel in [true, false] {
+            let opts = AnalyzeOptions {
+                parallel,
+                alloc_rows: true,
+                ..AnalyzeOptions::default()
+            };
+            let want = without_files(analyze(&plain, &opts).unwrap());
+            assert_eq!(want.summary, out.summary);
+            for by in [
+                GroupBy::Callsite,
+                GroupBy::Function,
+                GroupBy::Caller,
+                GroupBy::Stack,
+            ] {
+                let o = AnalyzeOptions {
+                    group_by: by,
+                    ..opts.clone()
+                };
+                let mut got = without_files(analyze(&stacked, &o).unwrap());
+                assert_eq!(got.groups.is_some(), by.needs_stacks(), "{by:?}");
+                got.groups = None;
+                assert_eq!(got, want, "{order:?} {by:?} parallel={parallel}");
+            }
+        }
+    }
+}
+
+/// Every allocation lands in exactly one group; `kmemdup` and `kstrdup` (wrappers) are
+/// charged to the callers their stacks go out through, never to themselves; two paths per
+/// call site make at most two stacks per call site.
+#[test]
+fn groups_add_up_and_look_through_wrappers() {
+    let (input, out) = synth_in_memory(&SynthOptions {
+        events: 20_000,
+        stack_depth: 4,
+        ..SynthOptions::default()
+    });
+    let by = |g: GroupBy| {
+        analyze(
+            &input,
+            &AnalyzeOptions {
+                group_by: g,
+                ..AnalyzeOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let callers = by(GroupBy::Caller);
+    let g = callers.groups.as_ref().unwrap();
+    assert!(g.sites_with_stacks > 0);
+    let hits: u64 = g.rows.iter().map(|r| r.stats.hits).sum();
+    assert_eq!(hits, out.summary.allocs);
+    let bytes: u64 = g.rows.iter().map(|r| r.stats.bytes_allocated).sum();
+    assert_eq!(bytes, out.summary.bytes_allocated);
+    assert!(
+        g.rows.iter().all(|r| !crate::callers::is_wrapper(&r.key)),
+        "{:?}",
+        g.rows.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+    // kmemdup's and kstrdup's allocations went to the functions their stacks go out through.
+    assert!(g
+        .rows
+        .iter()
+        .any(|r| r.key == "ksys_write" || r.key == "do_sys_openat2"));
+    let stacks = by(GroupBy::Stack);
+    let s = stacks.groups.as_ref().unwrap();
+    let hits: u64 = s.rows.iter().map(|r| r.stats.hits).sum();
+    assert_eq!(hits, out.summary.allocs);
+    assert!(
+        s.rows.len() <= 2 * stacks.callsites.len(),
+        "{}",
+        s.rows.len()
+    );
+    let first = &s.rows[0];
+    assert_eq!(first.frames.len(), 5, "{first:?}");
+    let mut outward = first.frames.clone();
+    outward.reverse();
+    assert_eq!(first.key, outward.join(";"));
+}
+
+/// The pipes example by hand: two allocations at one call site in
+/// `kmalloc_array_noprof.constprop.0`, called from `alloc_pipe_info` and from `sched_init`;
+/// one without a stack stays at the call site.
+#[test]
+fn the_caller_behind_a_wrapper_is_charged() {
+    use AllocType::*;
+    let order = ByteOrder::Big;
+    let with = |mut r: Record, frames: &[u64]| {
+        r.features = crate::abi::stack_feature(frames, order);
+        r
+    };
+    let cpu0 = vec![
+        with(
+            alloc(1, Kmalloc, 0x1010, 0x8000, 640, 1024, -1),
+            &[0x2040, 0x3010],
+        ),
+        with(alloc(2, Kmalloc, 0x1010, 0x9000, 640, 1024, -1), &[0x4020]),
+        alloc(3, Kmalloc, 0x1010, 0xa000, 64, 64, -1),
+        with(free(4, Kmalloc, 0x5000, 0x8000), &[0x3010]),
+    ];
+    let mut input = input_of(&[(0, cpu0)], order);
+    input.symbols = Some(Symbols::from_pairs([
+        (0x1000, "kmalloc_array_noprof.constprop.0"),
+        (0x2000, "alloc_pipe_info"),
+        (0x3000, "do_pipe2"),
+        (0x4000, "sched_init"),
+        (0x5000, "kfree"),
+        (0x6000, "_etext"),
+    ]));
+    let r = analyze(
+        &input,
+        &AnalyzeOptions {
+            group_by: GroupBy::Caller,
+            ..AnalyzeOptions::default()
+        },
+    )
+    .unwrap();
+    let g = r.groups.unwrap();
+    let row = |k: &str| g.rows.iter().find(|r| r.key == k).unwrap().stats.clone();
+    assert_eq!(row("alloc_pipe_info").bytes_allocated, 1024);
+    assert_eq!(row("alloc_pipe_info").freed, 1);
+    assert_eq!(row("sched_init").hits, 1);
+    assert_eq!(row("kmalloc_array_noprof.constprop.0").hits, 1);
+    assert_eq!(r.callsites.len(), 2, "{:?}", r.callsites);
+    assert_eq!(r.callsites[0].stats.hits, 3);
 }
