@@ -46,6 +46,40 @@ enum Format {
     Json,
 }
 
+/// `report --format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    /// Collapsed stacks (`outer;…;call_site VALUE`, one per line) for flamegraph.pl or
+    /// inferno-flamegraph; the stacks are read whatever --group-by says.
+    Folded,
+}
+
+/// `report --value`: what a folded stack's number is.
+#[derive(Clone, Copy, ValueEnum)]
+enum ValueArg {
+    BytesAllocated,
+    BytesRequested,
+    /// bytes_allocated − bytes_requested.
+    Wasted,
+    LiveBytes,
+    Allocs,
+}
+
+impl From<ValueArg> for kmemtrace::render::Value {
+    fn from(v: ValueArg) -> Self {
+        use kmemtrace::render::Value;
+        match v {
+            ValueArg::BytesAllocated => Value::BytesAllocated,
+            ValueArg::BytesRequested => Value::BytesRequested,
+            ValueArg::Wasted => Value::Wasted,
+            ValueArg::LiveBytes => Value::LiveBytes,
+            ValueArg::Allocs => Value::Allocs,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DiffFormat {
     Text,
@@ -139,7 +173,7 @@ enum Cmd {
         raw_ip: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: ReportFormat,
         /// kallsyms file for call-site symbols (default: the trace directory's kallsyms).
         #[arg(long)]
         kallsyms: Option<PathBuf>,
@@ -179,6 +213,9 @@ enum Cmd {
         /// stack feature (kmemtrace.stack_depth), and fall back to the call site without it.
         #[arg(long, value_enum, default_value = "callsite")]
         group_by: GroupByArg,
+        /// The number of each folded stack (--format folded).
+        #[arg(long, value_enum, default_value = "bytes-allocated")]
+        value: ValueArg,
     },
     /// Compare two traces (or sets of repeated runs): summary, per-type, page-order, size-class
     /// and call-site deltas. Exit 0, or 1 when a --fail-on threshold is crossed, 2 on bad input.
@@ -504,7 +541,12 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             allocator,
             raw_ip,
             group_by,
+            value,
         } => {
+            let group_by: kmemtrace::GroupBy = match format {
+                ReportFormat::Folded => kmemtrace::GroupBy::Stack,
+                _ => group_by.into(),
+            };
             let started = std::time::Instant::now();
             let mut input = kmemtrace::load(
                 &paths,
@@ -529,10 +571,10 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 batch_records: None,
                 allocator: allocator.map(Into::into),
                 max_rows: match format {
-                    Format::Text => Some(lines.unwrap_or(20)),
-                    Format::Json => lines,
+                    ReportFormat::Text => Some(lines.unwrap_or(20)),
+                    ReportFormat::Json | ReportFormat::Folded => lines,
                 },
-                group_by: group_by.into(),
+                group_by,
             };
             let mut report = kmemtrace::analyze(&input, &opts)?;
             if verbose {
@@ -570,19 +612,22 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 eprintln!("kmemtrace: warning: {unlisted} more damaged regions");
             }
             match format {
-                Format::Json => {
+                ReportFormat::Folded => {
+                    out(&kmemtrace::render::render_folded(&report, value.into()))?
+                }
+                ReportFormat::Json => {
                     if let Some(n) = lines {
                         report.truncate_rows(n);
                     }
                     out_with(|w| report.write_json(std::io::BufWriter::with_capacity(1 << 16, w)))?;
                 }
-                Format::Text => {
+                ReportFormat::Text => {
                     let t = kmemtrace::TextOptions {
                         caller: caller || !alloc,
                         alloc,
                         functions: true,
                         lines: lines.unwrap_or(20),
-                        group_by: group_by.into(),
+                        group_by,
                     };
                     out(&kmemtrace::render_text(&report, &t))?;
                 }

@@ -543,3 +543,58 @@ impl CheckReport {
         s
     }
 }
+
+/// The number a folded stack carries (`--value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value {
+    /// Bytes the allocator gave.
+    BytesAllocated,
+    /// Bytes asked for.
+    BytesRequested,
+    /// `bytes_allocated - bytes_requested` (internal fragmentation).
+    Wasted,
+    /// Bytes still allocated at the end of the trace.
+    LiveBytes,
+    /// Allocations.
+    Allocs,
+}
+
+impl Value {
+    fn of(self, s: &SiteStats) -> u64 {
+        match self {
+            Value::BytesAllocated => s.bytes_allocated,
+            Value::BytesRequested => s.bytes_requested,
+            Value::Wasted => s.fragmentation_bytes.max(0) as u64,
+            Value::LiveBytes => s.live_bytes,
+            Value::Allocs => s.hits,
+        }
+    }
+}
+
+/// A frame as a flame graph shows it: the function, offsets folded (`;` and blanks, which the
+/// format reserves, replaced by `_`).
+fn folded_frame(f: &str) -> String {
+    let name = match f.rfind("+0x") {
+        Some(i) if i > 0 => &f[..i],
+        _ => f,
+    };
+    name.replace([';', ' '], "_")
+}
+
+/// Collapsed stacks, one `outer;…;call_site VALUE` line per distinct folded stack (offsets
+/// folded, stacks that then coincide summed), sorted; stacks whose value is 0 are left out. Needs
+/// [`Report::groups`] by stack (a trace without stacks gives one-frame stacks: the call sites).
+pub fn render_folded(r: &Report, value: Value) -> String {
+    let mut lines: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    if let Some(g) = r.groups.as_ref().filter(|g| g.by == GroupBy::Stack) {
+        for row in &g.rows {
+            let key: Vec<String> = row.frames.iter().rev().map(|f| folded_frame(f)).collect();
+            *lines.entry(key.join(";")).or_default() += value.of(&row.stats);
+        }
+    }
+    let mut out = String::new();
+    for (k, v) in lines.into_iter().filter(|(_, v)| *v > 0) {
+        let _ = writeln!(out, "{k} {v}");
+    }
+    out
+}

@@ -790,3 +790,57 @@ fn the_caller_behind_a_wrapper_is_charged() {
     assert_eq!(r.callsites.len(), 2, "{:?}", r.callsites);
     assert_eq!(r.callsites[0].stats.hits, 3);
 }
+
+/// Collapsed stacks: outermost first, the call site's function last, offsets folded; per value
+/// the lines add up to the summary's figure.
+#[test]
+fn folded_stacks_add_up_to_the_summary() {
+    use crate::render::{render_folded, Value};
+    let (input, out) = synth_in_memory(&SynthOptions {
+        events: 10_000,
+        stack_depth: 3,
+        anomalies: false,
+        ..SynthOptions::default()
+    });
+    let r = analyze(
+        &input,
+        &AnalyzeOptions {
+            group_by: GroupBy::Stack,
+            ..AnalyzeOptions::default()
+        },
+    )
+    .unwrap();
+    let sum = |v: Value| -> u64 {
+        render_folded(&r, v)
+            .lines()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum(Value::BytesAllocated), out.summary.bytes_allocated);
+    assert_eq!(sum(Value::BytesRequested), out.summary.bytes_requested);
+    assert_eq!(sum(Value::Allocs), out.summary.allocs);
+    assert_eq!(sum(Value::LiveBytes), out.summary.live_bytes);
+    let text = render_folded(&r, Value::Allocs);
+    for line in text.lines() {
+        let (stack, _) = line.rsplit_once(' ').unwrap();
+        let frames: Vec<&str> = stack.split(';').collect();
+        assert_eq!(frames.len(), 4, "{line}");
+        assert!(frames.iter().all(|f| !f.contains("+0x")), "{line}");
+    }
+    // Without stacks: one frame per line, the call sites' functions.
+    let (plain, _) = synth_in_memory(&SynthOptions {
+        events: 2_000,
+        ..SynthOptions::default()
+    });
+    let r = analyze(
+        &plain,
+        &AnalyzeOptions {
+            group_by: GroupBy::Stack,
+            ..AnalyzeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(render_folded(&r, Value::Allocs)
+        .lines()
+        .all(|l| !l.contains(';')));
+}
