@@ -18,7 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use kmemtrace::cli_doc::{self, Section};
 use kmemtrace::rules::Allocator;
 use kmemtrace::{ByteOrder, KmemtraceExitCode};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,6 +54,10 @@ enum ReportFormat {
     /// Collapsed stacks (`outer;…;call_site VALUE`, one per line) for flamegraph.pl or
     /// inferno-flamegraph; the stacks are read whatever --group-by says.
     Folded,
+    /// A gzip'd pprof profile.proto (alloc_objects, alloc_space, requested_space,
+    /// wasted_space, inuse_objects, inuse_space per stack) on stdout, for `pprof -top`,
+    /// `-focus`, `-diff_base` and its web view. Not written to a terminal.
+    Pprof,
 }
 
 /// `report --value`: what a folded stack's number is.
@@ -216,6 +220,10 @@ enum Cmd {
         /// The number of each folded stack (--format folded).
         #[arg(long, value_enum, default_value = "bytes-allocated")]
         value: ValueArg,
+        /// Also draw a flame graph of the bytes allocated per stack, the wasted part shaded,
+        /// into this SVG file (reads the stacks whatever --group-by says).
+        #[arg(long, value_name = "FILE")]
+        flamegraph: Option<PathBuf>,
     },
     /// Compare two traces (or sets of repeated runs): summary, per-type, page-order, size-class
     /// and call-site deltas. Exit 0, or 1 when a --fail-on threshold is crossed, 2 on bad input.
@@ -542,10 +550,14 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             raw_ip,
             group_by,
             value,
+            flamegraph,
         } => {
-            let group_by: kmemtrace::GroupBy = match format {
-                ReportFormat::Folded => kmemtrace::GroupBy::Stack,
-                _ => group_by.into(),
+            // What the text shows; the analysis reads the stacks for the outputs made of them.
+            let shown: kmemtrace::GroupBy = group_by.into();
+            let group_by = match format {
+                ReportFormat::Folded | ReportFormat::Pprof => kmemtrace::GroupBy::Stack,
+                _ if flamegraph.is_some() && !shown.needs_stacks() => kmemtrace::GroupBy::Stack,
+                _ => shown,
             };
             let started = std::time::Instant::now();
             let mut input = kmemtrace::load(
@@ -570,9 +582,12 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 replay_threads,
                 batch_records: None,
                 allocator: allocator.map(Into::into),
+                // A flame graph and collapsed stacks need every stack.
                 max_rows: match format {
+                    _ if flamegraph.is_some() => None,
                     ReportFormat::Text => Some(lines.unwrap_or(20)),
-                    ReportFormat::Json | ReportFormat::Folded => lines,
+                    ReportFormat::Json => lines,
+                    ReportFormat::Folded | ReportFormat::Pprof => None,
                 },
                 group_by,
             };
@@ -596,6 +611,26 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 };
                 write_svg(path, &kmemtrace::report_svg(&report, &o))?;
             }
+            if let Some(path) = &flamegraph {
+                let title = match &report.trace.kernel_release {
+                    Some(k) => format!("kmemtrace: bytes allocated by stack, Linux {k}"),
+                    None => "kmemtrace: bytes allocated by stack".to_string(),
+                };
+                // With --group-by caller the report's groups are callers: the stacks take a
+                // second pass.
+                let stacks =
+                    if report.groups.as_ref().map(|g| g.by) == Some(kmemtrace::GroupBy::Stack) {
+                        kmemtrace::flame::report_stacks(&report)
+                    } else {
+                        let o = kmemtrace::AnalyzeOptions {
+                            group_by: kmemtrace::GroupBy::Stack,
+                            alloc_rows: false,
+                            ..opts.clone()
+                        };
+                        kmemtrace::flame::report_stacks(&kmemtrace::analyze(&input, &o)?)
+                    };
+                write_svg(path, &kmemtrace::flame::flame_svg(&stacks, &title))?;
+            }
             let dir = input.dir.clone().unwrap_or_default();
             for d in report.damage.regions.iter().filter(|_| !quiet) {
                 eprintln!(
@@ -611,7 +646,15 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             if unlisted > 0 && !quiet {
                 eprintln!("kmemtrace: warning: {unlisted} more damaged regions");
             }
+            if format == ReportFormat::Pprof && std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "--format pprof writes a gzip'd profile: redirect stdout to a file".into(),
+                ));
+            }
             match format {
+                ReportFormat::Pprof => {
+                    out_with(|mut w| w.write_all(&kmemtrace::pprof::report_pprof(&report)))?
+                }
                 ReportFormat::Folded => {
                     out(&kmemtrace::render::render_folded(&report, value.into()))?
                 }
@@ -627,7 +670,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                         alloc,
                         functions: true,
                         lines: lines.unwrap_or(20),
-                        group_by,
+                        group_by: shown,
                     };
                     out(&kmemtrace::render_text(&report, &t))?;
                 }

@@ -573,7 +573,7 @@ impl Value {
 
 /// A frame as a flame graph shows it: the function, offsets folded (`;` and blanks, which the
 /// format reserves, replaced by `_`).
-fn folded_frame(f: &str) -> String {
+pub(crate) fn folded_frame(f: &str) -> String {
     let name = match f.rfind("+0x") {
         Some(i) if i > 0 => &f[..i],
         _ => f,

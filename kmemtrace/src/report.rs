@@ -239,6 +239,10 @@ pub struct GroupRow {
     /// in hex when it does not resolve). Empty for `caller`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frames: Vec<String>,
+    /// `stack`: the frames' addresses, in the order of `frames` (for `--format pprof`; not in
+    /// the JSON, whose `frames` say it).
+    #[serde(skip)]
+    pub addrs: Vec<u64>,
     /// Distinct call-site addresses in the group.
     pub call_sites: u64,
     /// The figures, summed.

@@ -540,3 +540,90 @@ fn compare_puts_sides_in_columns() {
     assert_eq!(code, 2);
     assert!(err.contains(p(&missing)), "{err}");
 }
+
+/// The stack outputs end to end, on a trace with stacks in both byte orders: the same folded
+/// stacks and the same pprof profile from each, and the profile decoded by protoc against
+/// pprof's own profile.proto (Debian's protobuf-compiler and golang-github-google-pprof-dev,
+/// which `.ci/run` installs; without them, outside CI, only the rest is checked).
+#[test]
+fn folded_and_pprof_outputs_are_the_same_in_both_byte_orders_and_decode_with_protoc() {
+    let d = tempfile::tempdir().unwrap();
+    let le = d.path().join("le");
+    let (code, expected, err) = kmemtrace(&[
+        "synth",
+        "-o",
+        p(&le),
+        "--events",
+        "20000",
+        "--stack-depth",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let expected = json(&expected);
+    let be = d.path().join("be");
+    let (code, _, err) = kmemtrace(&["convert", "--endian", "big", p(&le), p(&be)]);
+    assert_eq!(code, 0, "{err}");
+    let pprof = |dir: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+            .args(["report", "--format", "pprof", p(dir)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let (a, b) = (pprof(&le), pprof(&be));
+    assert_eq!(
+        a, b,
+        "the byte order of the trace must not show in the profile"
+    );
+    let (_, fa, _) = kmemtrace(&["report", "--format", "folded", p(&le)]);
+    let (_, fb, _) = kmemtrace(&["report", "--format", "folded", p(&be)]);
+    assert_eq!(fa, fb);
+    let folded_total: u64 = fa
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(folded_total, expected["summary"]["bytes_allocated"]);
+
+    let proto = Path::new("/usr/share/gocode/src/github.com/google/pprof/proto/profile.proto");
+    let protoc = std::process::Command::new("protoc")
+        .arg("--version")
+        .output();
+    if !proto.exists() || protoc.is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must decode the profile: install protobuf-compiler and golang-github-google-pprof-dev"
+        );
+        eprintln!("protoc or profile.proto missing: the profile was not decoded");
+        return;
+    }
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&a[..]), &mut raw).unwrap();
+    let mut child = std::process::Command::new("protoc")
+        .args(["--decode", "perftools.profiles.Profile", "-I"])
+        .arg(proto.parent().unwrap())
+        .arg("profile.proto")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &raw).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    // Each sample's second value is its alloc_space; they add up to the bytes allocated.
+    let mut space = 0u64;
+    for sample in text.split("sample {").skip(1) {
+        let values: Vec<u64> = sample
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("value: "))
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(values.len(), 6, "{sample}");
+        space += values[1];
+    }
+    assert_eq!(space, expected["summary"]["bytes_allocated"]);
+    assert!(text.contains("string_table: \"alloc_space\""), "{text}");
+    assert!(text.contains("string_table: \"do_syscall_64\""));
+}

@@ -327,18 +327,17 @@ fn group_rows(
         if !stack.is_empty() {
             with_stacks += 1;
         }
-        let (key, frames) = match by {
+        let (key, frames, frame_addrs) = match by {
             GroupBy::Stack => {
-                let frames: Vec<String> = std::iter::once(addr)
-                    .chain(stack.iter().copied())
-                    .map(frame)
-                    .collect();
+                let addrs: Vec<u64> = std::iter::once(addr).chain(stack.iter().copied()).collect();
+                let frames: Vec<String> = addrs.iter().map(|&a| frame(a)).collect();
                 let mut outward = frames.clone();
                 outward.reverse();
-                (outward.join(";"), frames)
+                (outward.join(";"), frames, addrs)
             }
             _ => (
                 name_of(callers::charged_frame(addr, stack, syms)),
+                Vec::new(),
                 Vec::new(),
             ),
         };
@@ -347,6 +346,7 @@ fn group_rows(
                 GroupRow {
                     key,
                     frames,
+                    addrs: frame_addrs,
                     call_sites: 0,
                     stats: SiteStats::default(),
                 },
