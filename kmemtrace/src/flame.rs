@@ -61,6 +61,26 @@ pub fn report_stacks(r: &Report) -> Vec<Stack> {
         .collect()
 }
 
+/// The stacks of repeated runs of one side, each stack's bytes the mean over the runs.
+pub fn mean_stacks(runs: &[Report]) -> Vec<Stack> {
+    let n = runs.len().max(1) as u64;
+    let mut sum: BTreeMap<Vec<String>, (u64, u64)> = BTreeMap::new();
+    for r in runs {
+        for s in report_stacks(r) {
+            let e = sum.entry(s.frames).or_default();
+            e.0 += s.value;
+            e.1 += s.wasted;
+        }
+    }
+    sum.into_iter()
+        .map(|(frames, (v, w))| Stack {
+            frames,
+            value: (v + n / 2) / n,
+            wasted: (w + n / 2) / n,
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Node {
     value: u64,

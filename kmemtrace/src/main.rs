@@ -257,6 +257,11 @@ enum Cmd {
         /// Also draw the call-site deltas into this SVG file.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Also draw a differential flame graph into this SVG file: the new side's bytes
+        /// allocated per stack, each frame red where it grew against the base and blue where
+        /// it shrank (trace directories with stacks; a side of repeated runs counts their mean).
+        #[arg(long, value_name = "FILE")]
+        flamegraph: Option<PathBuf>,
         /// Judge the frees of both sides by this allocator's rules instead of meta.json's
         /// (trace directories only).
         #[arg(long, value_enum)]
@@ -688,6 +693,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             lines,
             svg,
             allocator,
+            flamegraph,
         } => {
             let (bases, news) = match (paths.len(), bases.is_empty(), news.is_empty()) {
                 (2, true, true) => (vec![paths[0].clone()], vec![paths[1].clone()]),
@@ -705,6 +711,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let aopts = kmemtrace::AnalyzeOptions {
                 callsite_filter,
                 allocator: allocator.map(Into::into),
+                group_by: if flamegraph.is_some() {
+                    kmemtrace::GroupBy::Stack
+                } else {
+                    kmemtrace::GroupBy::Callsite
+                },
                 ..Default::default()
             };
             let load = |ps: &[PathBuf]| -> Result<Vec<kmemtrace::Report>, CliError> {
@@ -723,11 +734,23 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     .collect::<Vec<_>>()
                     .join(",")
             };
+            let (base_reports, new_reports) = (load(&bases)?, load(&news)?);
+            if let Some(path) = &flamegraph {
+                let title = format!("kmemtrace diff: {} against {}", label(&news), label(&bases));
+                write_svg(
+                    path,
+                    &kmemtrace::flame::diff_flame_svg(
+                        &kmemtrace::flame::mean_stacks(&base_reports),
+                        &kmemtrace::flame::mean_stacks(&new_reports),
+                        &title,
+                    ),
+                )?;
+            }
             let d = kmemtrace::diff(
                 &label(&bases),
-                &load(&bases)?,
+                &base_reports,
                 &label(&news),
-                &load(&news)?,
+                &new_reports,
                 &kmemtrace::DiffOptions {
                     by_address,
                     fail_on: thresholds,
