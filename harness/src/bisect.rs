@@ -676,6 +676,7 @@ fn diff_options(thresholds: &[kmemtrace::Threshold]) -> kmemtrace::DiffOptions {
     kmemtrace::DiffOptions {
         by_address: false,
         fail_on: thresholds.to_vec(),
+        ..Default::default()
     }
 }
 

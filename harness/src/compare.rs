@@ -302,6 +302,7 @@ fn diff_arch(
         &kmemtrace::DiffOptions {
             by_address: false,
             fail_on: thresholds.to_vec(),
+            ..Default::default()
         },
     )
     .map_err(|e| e.to_string())?;

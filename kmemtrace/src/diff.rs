@@ -150,6 +150,12 @@ pub enum MatchBy {
     Function,
     /// By call-site address.
     Address,
+    /// By the caller outside the allocation wrappers (`--group-by caller`: the reports'
+    /// caller groups), by function name.
+    Caller,
+    /// By the whole stack, as function names outermost first (`--group-by stack`: the
+    /// reports' stack groups; offsets are left out, since they differ between kernels).
+    Stack,
 }
 
 /// What one side was.
@@ -269,6 +275,7 @@ fn values(figures: Vec<(&'static str, i64)>) -> Vec<i64> {
 }
 
 fn callsite_rows(r: &Report, by: MatchBy) -> Rows {
+    let by_kind = by;
     match by {
         // Keyed by the plain name: big-endian ppc64 is ELFv1 on 6.1 (kallsyms names text
         // '.__pud_alloc') and ELFv2 on 6.12 ('__pud_alloc'), and a diff across the two must
@@ -291,6 +298,27 @@ fn callsite_rows(r: &Report, by: MatchBy) -> Rows {
             .iter()
             .map(|c| (0, format!("{:#x}", c.call_site), values(c.stats.compared())))
             .collect(),
+        MatchBy::Caller | MatchBy::Stack => {
+            let mut by: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for g in r.groups.iter().flat_map(|g| &g.rows) {
+                let key = match by_kind {
+                    MatchBy::Stack => g
+                        .frames
+                        .iter()
+                        .rev()
+                        .map(|f| plain_name(&crate::render::folded_frame(f)).to_string())
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    _ => plain_name(&g.key).to_string(),
+                };
+                let v = values(g.stats.compared());
+                let e = by.entry(key).or_insert_with(|| vec![0; v.len()]);
+                for (a, b) in e.iter_mut().zip(v) {
+                    *a = a.saturating_add(b);
+                }
+            }
+            by.into_iter().map(|(k, v)| (0, k, v)).collect()
+        }
     }
 }
 
@@ -418,6 +446,9 @@ pub struct DiffOptions {
     pub by_address: bool,
     /// Thresholds to evaluate.
     pub fail_on: Vec<Threshold>,
+    /// `caller` or `stack`: compare the reports' groups instead of their call sites (every
+    /// report must hold groups of that kind).
+    pub group_by: crate::report::GroupBy,
 }
 
 /// Compare the base runs with the new runs (at least one each).
@@ -432,10 +463,28 @@ pub fn diff(
     opts: &DiffOptions,
 ) -> Result<Diff> {
     let all = || base.iter().chain(new);
-    let matched_by = if !opts.by_address && all().all(|r| r.trace.symbols) {
-        MatchBy::Function
-    } else {
-        MatchBy::Address
+    use crate::report::GroupBy;
+    let matched_by = match opts.group_by {
+        GroupBy::Caller | GroupBy::Stack => {
+            let by = opts.group_by;
+            if let Some(r) = all().find(|r| r.groups.as_ref().map(|g| g.by) != Some(by)) {
+                return Err(Error::NoGroups {
+                    side: r
+                        .trace
+                        .directory
+                        .clone()
+                        .unwrap_or_else(|| "a report".into()),
+                    by: GroupBy::NAMES[by as usize].into(),
+                });
+            }
+            if by == GroupBy::Caller {
+                MatchBy::Caller
+            } else {
+                MatchBy::Stack
+            }
+        }
+        _ if !opts.by_address && all().all(|r| r.trace.symbols) => MatchBy::Function,
+        _ => MatchBy::Address,
     };
     let rows =
         |runs: &[Report], f: &dyn Fn(&Report) -> Rows| runs.iter().map(f).collect::<Vec<_>>();
@@ -495,6 +544,8 @@ pub fn diff(
                             match matched_by {
                                 MatchBy::Function => "function name",
                                 MatchBy::Address => "address, 0x…",
+                                MatchBy::Caller => "caller function name",
+                                MatchBy::Stack => "stack, outer;…;call_site",
                             }
                         ),
                     });
@@ -583,6 +634,7 @@ mod tests {
         DiffOptions {
             by_address: false,
             fail_on: exprs.iter().map(|e| Threshold::parse(e).unwrap()).collect(),
+            ..DiffOptions::default()
         }
     }
 
@@ -728,5 +780,68 @@ mod tests {
         let d = diff("a", &[a], "b", &[b], &DiffOptions::default()).unwrap();
         assert_eq!(d.matched_by, MatchBy::Address);
         assert_eq!(d.callsites[0].key, "0xffff0010");
+    }
+
+    /// `--group-by caller|stack`: the groups are the rows; a side without them is an error.
+    #[test]
+    fn groups_are_compared_when_asked_and_required() {
+        use crate::report::GroupBy;
+        use crate::synth::{synth_in_memory, SynthOptions};
+        let side = |seed: u64, by: GroupBy| {
+            let (input, _) = synth_in_memory(&SynthOptions {
+                events: 4000,
+                stack_depth: 3,
+                seed,
+                ..SynthOptions::default()
+            });
+            let o = AnalyzeOptions {
+                group_by: by,
+                ..AnalyzeOptions::default()
+            };
+            analyze(&input, &o).unwrap()
+        };
+        for by in [GroupBy::Caller, GroupBy::Stack] {
+            let a = side(1, by);
+            let opts = DiffOptions {
+                group_by: by,
+                ..DiffOptions::default()
+            };
+            let same = diff(
+                "a",
+                std::slice::from_ref(&a),
+                "a",
+                std::slice::from_ref(&a),
+                &opts,
+            )
+            .unwrap();
+            assert!(same.callsites.is_empty(), "{:?}", same.callsites);
+            let rows = a.groups.as_ref().unwrap().rows.len() as u64;
+            if by == GroupBy::Caller {
+                assert_eq!(same.callsites_unchanged, rows);
+            } else {
+                // Stacks that differ only in offsets meet under one key.
+                assert!(same.callsites_unchanged > 0 && same.callsites_unchanged <= rows);
+            }
+            let mut b = a.clone();
+            let row = &mut b.groups.as_mut().unwrap().rows[0];
+            row.stats.bytes_allocated += 4096;
+            let key = row.key.clone();
+            let d = diff("a", std::slice::from_ref(&a), "b", &[b], &opts).unwrap();
+            assert_eq!(d.callsites.len(), 1, "{by:?}");
+            if by == GroupBy::Caller {
+                assert_eq!(d.callsites[0].key, key);
+            } else {
+                assert!(
+                    !d.callsites[0].key.contains("+0x"),
+                    "{}",
+                    d.callsites[0].key
+                );
+            }
+            let plain = side(1, GroupBy::Callsite);
+            assert!(matches!(
+                diff("a", &[a], "p", &[plain], &opts),
+                Err(Error::NoGroups { .. })
+            ));
+        }
     }
 }

@@ -101,6 +101,10 @@ fn matched_note(d: &Diff) -> &'static str {
         MatchBy::Function => "call sites matched by function name",
         MatchBy::Address if d.base.symbols && d.new.symbols => "call sites matched by address",
         MatchBy::Address => "call sites matched by address (a side has no symbols)",
+        MatchBy::Caller => {
+            "rows are callers outside the allocation wrappers, matched by function name"
+        }
+        MatchBy::Stack => "rows are stacks, matched by their functions' names",
     }
 }
 

@@ -129,6 +129,14 @@ pub enum Error {
         /// The keys known, comma-separated.
         known: String,
     },
+    /// `diff --group-by caller|stack` with a side that has no such groups.
+    #[error("diff --group-by {by}: {side} has no {by} groups: compare trace directories, or report.json files made with --group-by {by}")]
+    NoGroups {
+        /// The side.
+        side: String,
+        /// `caller` or `stack`.
+        by: String,
+    },
     /// A `--fail-on` expression is malformed or can never apply.
     #[error("--fail-on {expr:?}: {why}")]
     Threshold {
@@ -205,6 +213,7 @@ impl Error {
             | Error::NoPerfEvents { .. }
             | Error::SortKey { .. }
             | Error::Threshold { .. }
+            | Error::NoGroups { .. }
             | Error::ReportJson { .. }
             | Error::FilterOnReport { .. }
             | Error::AllocatorOnReport { .. }

@@ -262,6 +262,11 @@ enum Cmd {
         /// it shrank (trace directories with stacks; a side of repeated runs counts their mean).
         #[arg(long, value_name = "FILE")]
         flamegraph: Option<PathBuf>,
+        /// Compare callers (outside the allocation wrappers) or whole stacks instead of call
+        /// sites (trace directories with stacks, or report.json files made with the same
+        /// --group-by).
+        #[arg(long, value_enum, default_value = "callsite")]
+        group_by: GroupByArg,
         /// Judge the frees of both sides by this allocator's rules instead of meta.json's
         /// (trace directories only).
         #[arg(long, value_enum)]
@@ -694,7 +699,14 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             svg,
             allocator,
             flamegraph,
+            group_by,
         } => {
+            let group_by: kmemtrace::GroupBy = group_by.into();
+            if flamegraph.is_some() && group_by == kmemtrace::GroupBy::Caller {
+                return Err(CliError::Usage(
+                    "--flamegraph draws stacks: give it with --group-by stack or callsite".into(),
+                ));
+            }
             let (bases, news) = match (paths.len(), bases.is_empty(), news.is_empty()) {
                 (2, true, true) => (vec![paths[0].clone()], vec![paths[1].clone()]),
                 (0, false, false) => (bases, news),
@@ -714,7 +726,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 group_by: if flamegraph.is_some() {
                     kmemtrace::GroupBy::Stack
                 } else {
-                    kmemtrace::GroupBy::Callsite
+                    group_by
                 },
                 ..Default::default()
             };
@@ -754,6 +766,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 &kmemtrace::DiffOptions {
                     by_address,
                     fail_on: thresholds,
+                    group_by: if group_by == kmemtrace::GroupBy::Function {
+                        kmemtrace::GroupBy::Callsite
+                    } else {
+                        group_by
+                    },
                 },
             )?;
             if let Some(path) = &svg {

@@ -100,6 +100,7 @@ fn diff_names_the_grown_call_site_and_draws_it() {
             kmemtrace::Threshold::parse(&format!("callsite:{grown}:bytes_allocated:+10%")).unwrap(),
             kmemtrace::Threshold::parse("fragmentation_bytes:+1%").unwrap(),
         ],
+        ..DiffOptions::default()
     };
     let d = kmemtrace::diff("base", &[base], "new", &[new], &opts).unwrap();
     assert!(d.changed());

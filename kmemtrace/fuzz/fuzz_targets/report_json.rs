@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             .filter(|g| with_callsite || !g.starts_with("callsite"))
             .map(|g| Threshold::parse(g).expect("a fixed gate parses"))
             .collect(),
+        ..DiffOptions::default()
     };
     let one = std::slice::from_ref(&report);
     // A call-site gate is an error when no call site matches (a report without rows).

@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
         &DiffOptions {
             by_address: false,
             fail_on: vec![t],
+            ..DiffOptions::default()
         },
     );
 });
