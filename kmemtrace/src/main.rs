@@ -63,10 +63,13 @@ enum ReportFormat {
 /// `report --value`: what a folded stack's number is.
 #[derive(Clone, Copy, ValueEnum)]
 enum ValueArg {
+    #[value(alias = "bytes_allocated")]
     BytesAllocated,
+    #[value(alias = "bytes_requested")]
     BytesRequested,
     /// bytes_allocated − bytes_requested.
     Wasted,
+    #[value(alias = "live_bytes")]
     LiveBytes,
     Allocs,
 }
