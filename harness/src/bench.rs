@@ -32,22 +32,39 @@ pub struct Sample {
     pub lost: u64,
 }
 
-/// The samples in a guest log, in order; `Err` when the bench did not say `done` or a line of
-/// its is malformed.
-pub fn parse(log: &str) -> Result<Vec<Sample>, String> {
+/// kmt-bench's lines in a guest log (`kmt-bench: ` stripped), in order, up to `done`; `Err` when
+/// it failed (an `error:` line) or did not say `done`.
+fn bench_lines(log: &str) -> Result<Vec<&str>, String> {
     let mut out = Vec::new();
-    let mut done = false;
     for line in log.lines() {
         let Some(rest) = line.trim().strip_prefix("kmt-bench: ") else {
             continue;
         };
         if rest == "done" {
-            done = true;
-            continue;
+            return Ok(out);
         }
         if let Some(e) = rest.strip_prefix("error: ") {
             return Err(format!("kmt-bench failed: {e}"));
         }
+        out.push(rest);
+    }
+    Err("kmt-bench did not finish (no `kmt-bench: done` in guest.log)".into())
+}
+
+/// The number in `key=N` of a kmt-bench line.
+fn field_num(line: &str, name: &str) -> Result<u64, String> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .ok_or_else(|| format!("no {name}= in {line:?}"))?
+        .parse()
+        .map_err(|_| format!("{name} is not a number in {line:?}"))
+}
+
+/// The samples in a guest log, in order; `Err` when the bench did not say `done` or a line of
+/// its is malformed.
+pub fn parse(log: &str) -> Result<Vec<Sample>, String> {
+    let mut out = Vec::new();
+    for rest in bench_lines(log)? {
         // Other lines (what each ftrace reader read) are for the log.
         if !rest.starts_with("round=") {
             continue;
@@ -55,13 +72,9 @@ pub fn parse(log: &str) -> Result<Vec<Sample>, String> {
         let field = |name: &str| {
             rest.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .ok_or_else(|| format!("no {name}= in {line:?}"))
+                .ok_or_else(|| format!("no {name}= in {rest:?}"))
         };
-        let num = |name: &str| -> Result<u64, String> {
-            field(name)?
-                .parse()
-                .map_err(|_| format!("{name} is not a number in {line:?}"))
-        };
+        let num = |name: &str| field_num(rest, name);
         out.push(Sample {
             round: num("round")? as u32,
             mode: field("mode")?.to_string(),
@@ -69,9 +82,6 @@ pub fn parse(log: &str) -> Result<Vec<Sample>, String> {
             ns: num("ns")?,
             lost: num("lost")?,
         });
-    }
-    if !done {
-        return Err("kmt-bench did not finish (no `kmt-bench: done` in guest.log)".into());
     }
     if out.is_empty() {
         return Err("kmt-bench printed no sample".into());
@@ -187,28 +197,11 @@ pub struct LoadStep {
 pub fn parse_load(log: &str) -> Result<(u32, Vec<LoadStep>), String> {
     let mut cpus = None;
     let mut steps = Vec::new();
-    let mut done = false;
-    for line in log.lines() {
-        let Some(rest) = line.trim().strip_prefix("kmt-bench: ") else {
-            continue;
-        };
-        if rest == "done" {
-            done = true;
-            continue;
-        }
-        if let Some(e) = rest.strip_prefix("error: ") {
-            return Err(format!("kmt-bench failed: {e}"));
-        }
+    for rest in bench_lines(log).map_err(|e| e.replace("kmt-bench did", "kmt-bench load did"))? {
         let Some(kv) = rest.strip_prefix("load ") else {
             continue;
         };
-        let num = |name: &str| -> Result<u64, String> {
-            kv.split_whitespace()
-                .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-                .ok_or_else(|| format!("no {name}= in {line:?}"))?
-                .parse()
-                .map_err(|_| format!("{name} is not a number in {line:?}"))
-        };
+        let num = |name: &str| field_num(kv, name);
         if kv.starts_with("cpus=") {
             cpus = Some(num("cpus")? as u32);
             continue;
@@ -223,9 +216,6 @@ pub fn parse_load(log: &str) -> Result<(u32, Vec<LoadStep>), String> {
             settle_ns: num("settle_ns")?,
             overrun: num("overrun")?,
         });
-    }
-    if !done {
-        return Err("kmt-bench load did not finish (no `kmt-bench: done` in guest.log)".into());
     }
     let cpus = cpus.ok_or("kmt-bench load did not say how many CPUs it loaded")?;
     if steps.is_empty() {

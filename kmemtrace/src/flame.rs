@@ -17,7 +17,6 @@ use crate::plot::human_bytes;
 use crate::report::{GroupBy, Report};
 use std::collections::BTreeMap;
 use svg::node::element::{Group, Rectangle, Text, Title};
-use svg::Document;
 
 const WIDTH: f64 = 1200.0;
 const FRAME_H: f64 = 16.0;
@@ -256,17 +255,7 @@ fn draw(root: &Node, title: &str, subtitle: &str, unit: &str, diff: bool) -> Str
                 .set("font-family", FONT),
         );
     }
-    Document::new()
-        .set("width", WIDTH)
-        .set("height", round(height))
-        .set("viewBox", (0, 0, WIDTH, round(height)))
-        .add(Title::new(title))
-        .add(
-            Rectangle::new()
-                .set("width", "100%")
-                .set("height", "100%")
-                .set("fill", "rgb(248,248,240)"),
-        )
+    crate::plot::svg_document(WIDTH, height, title, "rgb(248,248,240)")
         .add(
             Text::new(title)
                 .set("x", WIDTH / 2.0)

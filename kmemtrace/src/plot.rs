@@ -431,16 +431,21 @@ fn size_chart(r: &Report, top: f64) -> (Group, f64) {
 }
 
 fn document(height: f64, title: &str) -> Document {
+    svg_document(WIDTH, height, title, "white")
+}
+
+/// An SVG document of `width` × `height` pixels with a `<title>` and a background.
+pub(crate) fn svg_document(width: f64, height: f64, title: &str, background: &str) -> Document {
     Document::new()
-        .set("width", WIDTH)
+        .set("width", width)
         .set("height", round(height))
-        .set("viewBox", (0, 0, WIDTH, round(height)))
+        .set("viewBox", (0, 0, width, round(height)))
         .add(Title::new(title))
         .add(
             Rectangle::new()
                 .set("width", "100%")
                 .set("height", "100%")
-                .set("fill", "white"),
+                .set("fill", background),
         )
 }
 
