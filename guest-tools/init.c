@@ -738,28 +738,34 @@ static int run_exec(long n, char *why, size_t size)
 	return 0;
 }
 
-/* kmt-bench switches the tracing modes itself; its lines go to guest.log for the host. */
-static int run_bench(long n, char *why, size_t size)
+/* Runs kmt-bench with `argv` (its lines go to guest.log for the host); it must exit 0. */
+static int run_kmt_bench(char **argv, const char *what, char *why, size_t size)
 {
-	char ops[24];
-	char *argv[] = { BENCH, ops, NULL };
 	char *envp[] = { NULL };
 	int status;
-	pid_t pid;
+	pid_t pid = spawn(BENCH, argv, envp, 1);
 
-	snprintf(ops, sizeof(ops), "%ld", n);
-	pid = spawn(BENCH, argv, envp, 1);
 	if (pid < 0) {
-		snprintf(why, size, "bench: fork: %s", strerror(errno));
+		snprintf(why, size, "%s: fork: %s", what, strerror(errno));
 		return -1;
 	}
 	status = wait_child(pid);
 	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(why, size, "bench: %s ended with status %#x; see %s", BENCH, status,
+		snprintf(why, size, "%s: %s ended with status %#x; see %s", what, BENCH, status,
 			 SHARE "/guest.log");
 		return -1;
 	}
 	return 0;
+}
+
+/* kmt-bench switches the tracing modes itself. */
+static int run_bench(long n, char *why, size_t size)
+{
+	char ops[24];
+	char *argv[] = { BENCH, ops, NULL };
+
+	snprintf(ops, sizeof(ops), "%ld", n);
+	return run_kmt_bench(argv, "bench", why, size);
 }
 
 /*
@@ -770,24 +776,10 @@ static int run_load(long n, char *why, size_t size)
 {
 	char seconds[24], dir[PATH_MAX];
 	char *argv[] = { BENCH, "load", seconds, dir, NULL };
-	char *envp[] = { NULL };
-	int status;
-	pid_t pid;
 
 	snprintf(seconds, sizeof(seconds), "%ld", n);
 	snprintf(dir, sizeof(dir), "%s/%s", SHARE, job.out);
-	pid = spawn(BENCH, argv, envp, 1);
-	if (pid < 0) {
-		snprintf(why, size, "load: fork: %s", strerror(errno));
-		return -1;
-	}
-	status = wait_child(pid);
-	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(why, size, "load: %s ended with status %#x; see %s", BENCH, status,
-			 SHARE "/guest.log");
-		return -1;
-	}
-	return 0;
+	return run_kmt_bench(argv, "load", why, size);
 }
 
 /* The host half of each row is harness/src/workload.rs; a test there keeps the two equal. */

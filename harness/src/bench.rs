@@ -51,11 +51,16 @@ fn bench_lines(log: &str) -> Result<Vec<&str>, String> {
     Err("kmt-bench did not finish (no `kmt-bench: done` in guest.log)".into())
 }
 
-/// The number in `key=N` of a kmt-bench line.
-fn field_num(line: &str, name: &str) -> Result<u64, String> {
+/// The value in `key=VALUE` of a kmt-bench line.
+fn field<'a>(line: &'a str, name: &str) -> Result<&'a str, String> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-        .ok_or_else(|| format!("no {name}= in {line:?}"))?
+        .ok_or_else(|| format!("no {name}= in {line:?}"))
+}
+
+/// The number in `key=N` of a kmt-bench line.
+fn field_num(line: &str, name: &str) -> Result<u64, String> {
+    field(line, name)?
         .parse()
         .map_err(|_| format!("{name} is not a number in {line:?}"))
 }
@@ -69,15 +74,10 @@ pub fn parse(log: &str) -> Result<Vec<Sample>, String> {
         if !rest.starts_with("round=") {
             continue;
         }
-        let field = |name: &str| {
-            rest.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .ok_or_else(|| format!("no {name}= in {rest:?}"))
-        };
         let num = |name: &str| field_num(rest, name);
         out.push(Sample {
             round: num("round")? as u32,
-            mode: field("mode")?.to_string(),
+            mode: field(rest, "mode")?.to_string(),
             ops: num("ops")?,
             ns: num("ns")?,
             lost: num("lost")?,

@@ -11,6 +11,7 @@
 //! protobuf wire format the message needs (varints and length-delimited fields, repeated scalars
 //! packed as proto3 does).
 
+use crate::render::frame_function;
 use crate::report::{GroupBy, Report};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -84,14 +85,6 @@ impl Strings {
     }
 }
 
-/// The function name of a `function+0xoff` frame (or the frame itself).
-fn function_of(frame: &str) -> &str {
-    match frame.rfind("+0x") {
-        Some(i) if i > 0 => &frame[..i],
-        _ => frame,
-    }
-}
-
 /// The profile (not yet gzip'd) of a report grouped by stack; a report without stack groups
 /// gives a profile without samples.
 pub fn profile(r: &Report) -> Vec<u8> {
@@ -111,7 +104,11 @@ pub fn profile(r: &Report) -> Vec<u8> {
     for row in rows {
         let mut ids = Vec::with_capacity(row.addrs.len());
         for (i, &a) in row.addrs.iter().enumerate() {
-            let name = row.frames.get(i).map_or("", |f| function_of(f)).to_string();
+            let name = row
+                .frames
+                .get(i)
+                .map_or("", |f| frame_function(f))
+                .to_string();
             let next_fn = functions.len() as u64 + 1;
             let fid = *functions.entry(name).or_insert(next_fn);
             let next_loc = locations.len() as u64 + 1;
@@ -202,20 +199,21 @@ pub fn report_pprof(r: &Report) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn read_varint(b: &mut &[u8]) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[0];
+            *b = &b[1..];
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
     /// A minimal reader of the fields written above, independent of the writer's helpers.
     fn fields(mut b: &[u8]) -> Vec<(u32, Result<u64, Vec<u8>>)> {
-        fn read_varint(b: &mut &[u8]) -> u64 {
-            let (mut v, mut shift) = (0u64, 0);
-            loop {
-                let byte = b[0];
-                *b = &b[1..];
-                v |= u64::from(byte & 0x7f) << shift;
-                if byte < 0x80 {
-                    return v;
-                }
-                shift += 7;
-            }
-        }
         let mut out = Vec::new();
         while !b.is_empty() {
             let key = read_varint(&mut b);
@@ -290,17 +288,7 @@ mod tests {
             let mut vals = Vec::new();
             let mut b = &values[..];
             while !b.is_empty() {
-                let (mut v, mut shift) = (0u64, 0);
-                loop {
-                    let byte = b[0];
-                    b = &b[1..];
-                    v |= u64::from(byte & 0x7f) << shift;
-                    shift += 7;
-                    if byte < 0x80 {
-                        break;
-                    }
-                }
-                vals.push(v);
+                vals.push(read_varint(&mut b));
             }
             assert_eq!(vals.len(), 6);
             space += vals[1];

@@ -574,11 +574,15 @@ impl Value {
 /// A frame as a flame graph shows it: the function, offsets folded (`;` and blanks, which the
 /// format reserves, replaced by `_`).
 pub(crate) fn folded_frame(f: &str) -> String {
-    let name = match f.rfind("+0x") {
+    frame_function(f).replace([';', ' '], "_")
+}
+
+/// The function of a `function+0xoff` frame (the frame itself when it has no offset).
+pub(crate) fn frame_function(f: &str) -> &str {
+    match f.rfind("+0x") {
         Some(i) if i > 0 => &f[..i],
         _ => f,
-    };
-    name.replace([';', ' '], "_")
+    }
 }
 
 /// Collapsed stacks, one `outer;…;call_site VALUE` line per distinct folded stack (offsets
