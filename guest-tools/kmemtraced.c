@@ -45,7 +45,7 @@
  *   2  usage error
  *   3  no kmemtrace: DEBUGFS/kmemtrace, its total_overruns or a cpu<N> file of an online CPU
  *      is missing or cannot be opened
- *   4  unknown ABI: kmemtrace/abi_version is missing, unreadable or not 1
+ *   4  unknown ABI: kmemtrace/abi_version is missing, unreadable or not 1 or 2
  *   5  output error: OUTDIR cannot be created or written (read-only, full, I/O error)
  *   6  input error: reading a relay file, total_overruns or PROC/kallsyms failed while collecting
  */
@@ -69,7 +69,12 @@
 #include <unistd.h>
 
 #define COLLECTOR "kmemtraced 0.1.0"
-#define KMEMTRACE_ABI 1
+/*
+ * The ABI versions whose records this collector copies. Version 2 adds the stack feature, which
+ * the collector need not understand: it copies records unchanged.
+ */
+#define KMEMTRACE_ABI_MIN 1
+#define KMEMTRACE_ABI_MAX 2
 #define MAX_CPUS 8192
 
 enum exit_code {
@@ -795,9 +800,9 @@ int main(int argc, char **argv)
 		msg("%s: %s; cannot tell the record layout", path, strerror(errno));
 		return EXIT_ABI;
 	}
-	if (abi != KMEMTRACE_ABI) {
-		msg("%s: ABI version %u, this collector knows only version %d", path, abi,
-		    KMEMTRACE_ABI);
+	if (abi < KMEMTRACE_ABI_MIN || abi > KMEMTRACE_ABI_MAX) {
+		msg("%s: ABI version %u, this collector knows versions %d to %d", path, abi,
+		    KMEMTRACE_ABI_MIN, KMEMTRACE_ABI_MAX);
 		return EXIT_ABI;
 	}
 	snprintf(path, sizeof(path), "%s/kmemtrace/allocator", o.debugfs);

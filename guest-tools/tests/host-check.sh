@@ -137,6 +137,22 @@ else
 	bad "SIGINT trace complete" "data or meta.json missing"
 fi
 
+# --- ABI version 2 (the stack feature) is copied like version 1, and said in meta.json ---
+D=$T/abi2
+fake "$D"
+echo 2 >"$D/dbg/kmemtrace/abi_version"
+run abi2 "$D" -o "$D/out"
+finish
+expect_rc "ABI version 2 accepted" 0
+if ! command -v python3 >/dev/null; then
+	skip "ABI version 2 in meta.json" "python3 not installed"
+elif [ "$(json_get "$D/out/meta.json" 'm["abi_version"]' 2>&1)" = 2 ] &&
+	cmp -s "$D/dbg/kmemtrace/cpu1" "$D/out/cpu1.out"; then
+	ok "ABI version 2: data copied, meta.json says 2"
+else
+	bad "ABI version 2" "data or meta.json's abi_version wrong"
+fi
+
 # --- a stop request before the readers run stays pending ---
 D=$T/early
 fake "$D"
@@ -203,7 +219,7 @@ expect_rc "missing debugfs" 3 "kmemtrace"
 [ -e "$D/out" ] && bad "missing debugfs" "output created anyway"
 
 # --- unknown, missing, garbage ABI version ---
-for abi in 2 missing garbage; do
+for abi in 0 3 missing garbage; do
 	D=$T/abi-$abi
 	fake "$D"
 	case $abi in
