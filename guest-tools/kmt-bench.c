@@ -13,6 +13,8 @@
  *   off        no tracing
  *   kmemtrace  debugfs kmemtrace/enabled = 1, init's collector draining the relay buffers to
  *              the 9p share as in every run
+ *   kmemtrace-stacks  the same with kmemtrace/stack_depth = 8 (STACK_DEPTH): every record
+ *              carries 8 return addresses, 68 bytes more, and every slab event walks the stack
  *   ftrace     the six kmem trace events (kmalloc, kmem_cache_alloc, kfree, kmem_cache_free,
  *              mm_page_alloc, mm_page_free) into tracefs's ring buffer, one reader per CPU
  *              draining per_cpu/cpuN/trace_pipe_raw as `trace-cmd record` does, into
@@ -56,10 +58,13 @@ static const char *const events[] = {
 };
 
 #define MEM_PROFILING "/proc/sys/vm/mem_profiling"
+/* The depth of the kmemtrace-stacks mode: kmt's e2e trials trace pipes with it. */
+#define STACK_DEPTH "8"
 
-enum mode { OFF, KMEMTRACE, FTRACE, FTRACE_NULL, ALLOCPROF, NMODES };
+/* allocprof last: it exists only on kernels built with memory allocation profiling. */
+enum mode { OFF, KMEMTRACE, KMEMTRACE_STACKS, FTRACE, FTRACE_NULL, ALLOCPROF, NMODES };
 static const char *const mode_name[NMODES] = {
-	"off", "kmemtrace", "ftrace", "ftrace-null", "allocprof",
+	"off", "kmemtrace", "kmemtrace-stacks", "ftrace", "ftrace-null", "allocprof",
 };
 
 static pid_t readers[MAX_CPUS];
@@ -250,7 +255,9 @@ static long long window(enum mode m, long ops, long *lost)
 	long long t0, t;
 
 	*lost = 0;
-	if (m == KMEMTRACE)
+	if (m == KMEMTRACE_STACKS)
+		put(KMT_DIR "/stack_depth", STACK_DEPTH);
+	if (m == KMEMTRACE || m == KMEMTRACE_STACKS)
 		put(KMT_DIR "/enabled", "1");
 	if (m == ALLOCPROF)
 		put(MEM_PROFILING, "1");
@@ -264,8 +271,10 @@ static long long window(enum mode m, long ops, long *lost)
 	for (long i = 0; i < ops; i++)
 		operation(0, i);
 	t = now_ns() - t0;
-	if (m == KMEMTRACE)
+	if (m == KMEMTRACE || m == KMEMTRACE_STACKS)
 		put(KMT_DIR "/enabled", "0");
+	if (m == KMEMTRACE_STACKS)
+		put(KMT_DIR "/stack_depth", "0");
 	if (m == ALLOCPROF)
 		put(MEM_PROFILING, "0");
 	if (m == FTRACE || m == FTRACE_NULL) {

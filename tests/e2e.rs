@@ -21,9 +21,13 @@
 //!   fails (`snapshots/regression_<arch>.snap` holds the markdown diff).
 //! - `e2e::<arch>::no_false_alarm`: `kmt compare` of the selftest with itself, twice per side:
 //!   no change, and gates with a zero threshold pass.
-//! - `e2e::<arch>::exec`: `kmt run --exec` with `guest-tools/examples/pipes.c`, built static by
-//!   the arch's compiler: it runs twice in the guest (its output in guest.log), and every
-//!   allocation call site in `alloc_pipe_info` counts its 2 × 100 pipes.
+//! - `e2e::<arch>::exec`: `kmt run --exec --stack-depth 8` with `guest-tools/examples/pipes.c`,
+//!   built static by the arch's compiler: it runs twice in the guest (its output in guest.log),
+//!   every allocation call site in `alloc_pipe_info` counts its 2 × 100 pipes, and grouped by
+//!   caller (`--group-by caller`) both allocations of every pipe are charged to
+//!   `alloc_pipe_info`, also where the buffer array's call site is the out-of-line
+//!   `kmalloc_array_noprof.constprop.0` (arm64, ppc64): `snapshots/pipes_by_caller_<arch>.snap`
+//!   holds the figures per pipe and the call sites' functions.
 //! - `e2e::<arch>::hostile_guest`: `kmt run --exec` with `guest-tools/examples/hostile.c`,
 //!   which plants a set-uid executable, symbolic links to a host file, a FIFO, a device node, a
 //!   hard link and stray files on the share: none of it reaches the output directory, every
@@ -40,7 +44,9 @@
 //!   `/proc/allocinfo` over the fork and files workloads agrees with the trace's live bytes per
 //!   function by the rules of `kmemtrace::allocinfo`, mostly exactly.
 //! - `e2e::cross_arch::selftest`: the arch-independent figures of the three selftest reports are
-//!   identical, and every trace re-encoded in the other byte order gives the same report.
+//!   identical, and every trace re-encoded in the other byte order gives the same report; the
+//!   pipes with call stacks charge `alloc_pipe_info` the same per pipe on the three, and their
+//!   stacks re-encoded give the same report grouped by stack.
 //!
 //! `KMT_SKIP_E2E=1` marks every trial ignored (for work on the analysis alone). A missing
 //! prerequisite fails the trial with the command that installs it; nothing passes silently.
@@ -287,7 +293,7 @@ fn run_configured(
     name: &str,
     fragments: Vec<PathBuf>,
 ) -> Result<PathBuf, Failed> {
-    run_request(b, workload, name, None, None, fragments)
+    run_request(b, workload, name, None, None, fragments, 0)
 }
 
 /// [`run`] with a parameter and, for the exec workload, a program.
@@ -298,7 +304,25 @@ fn run_with(
     param: Option<u64>,
     exec: Option<kmt::program::Exec>,
 ) -> Result<PathBuf, Failed> {
-    run_request(b, workload, name, param, exec, Vec::new())
+    run_request(b, workload, name, param, exec, Vec::new(), 0)
+}
+
+/// `kmt run --exec pipes --stack-depth` [`PIPE_STACK_DEPTH`], [`PIPE_RUNS`] times.
+fn run_pipes(b: Build, name: &str) -> Result<PathBuf, Failed> {
+    let program = build_example(b.arch, "pipes")?;
+    let exec = kmt::program::Exec {
+        program,
+        args: vec![PIPES.to_string()],
+    };
+    run_request(
+        b,
+        "exec",
+        name,
+        Some(PIPE_RUNS),
+        Some(exec),
+        Vec::new(),
+        PIPE_STACK_DEPTH,
+    )
 }
 
 fn run_request(
@@ -308,6 +332,7 @@ fn run_request(
     param: Option<u64>,
     exec: Option<kmt::program::Exec>,
     extra_fragments: Vec<PathBuf>,
+    stack_depth: u32,
 ) -> Result<PathBuf, Failed> {
     let out = repo().join("target/kmt-e2e").join(name);
     if out.exists() {
@@ -331,6 +356,7 @@ fn run_request(
         smp: 2,
         memory_mib: 512,
         append: Vec::new(),
+        stack_depth,
         // Tests never install packages: a missing one fails with the apt-get line.
         install_missing: false,
         prebuilt: None,
@@ -882,24 +908,24 @@ fn build_example(arch: &'static Arch, name: &str) -> Result<PathBuf, Failed> {
 /// Pipes the exec trial's program creates per run, and its runs.
 const PIPES: u64 = 100;
 const PIPE_RUNS: u64 = 2;
+/// Return addresses per record in the pipes runs.
+const PIPE_STACK_DEPTH: u32 = 8;
+/// The function that allocates a pipe's memory: its `pipe_inode_info` (kzalloc) and its
+/// buffer array (kcalloc, which x86_64 inlines into it and arm64 and ppc64 call out of line
+/// as `kmalloc_array_noprof.constprop.0`).
+const PIPE_CALLER: &str = "alloc_pipe_info";
 
 /// `kmt run --exec`: guest-tools/examples/pipes.c, built static with the arch's compiler, runs
-/// twice in the guest; its output reaches guest.log and its pipes the trace.
+/// twice in the guest with call stacks on; its output reaches guest.log and its pipes the
+/// trace, and grouped by caller every pipe's allocations are charged to `alloc_pipe_info`.
 fn exec_trial(b: Build) -> Result<(), Failed> {
-    let arch = b.arch;
-    let program = build_example(arch, "pipes")?;
-    let exec = kmt::program::Exec {
-        program: program.clone(),
-        args: vec![PIPES.to_string()],
-    };
-    let out = run_with(b, "exec", &b.dir("exec"), Some(PIPE_RUNS), Some(exec))?;
+    let out = run_pipes(b, &b.dir("exec"))?;
     let guest_log = std::fs::read_to_string(out.join("guest.log")).map_err(|e| e.to_string())?;
     let said = format!("pipes: created and closed {PIPES} pipes");
     let runs = guest_log.lines().filter(|l| l.contains(&said)).count() as u64;
-    let report = analyze(&out.join("trace"), &["alloc_pipe_info"])?;
-    // Every allocation call site in alloc_pipe_info (x86_64 inlines the buffer array's kcalloc
-    // into it, arm64 and ppc64 call kmalloc_array out of line) counts each of the program's
-    // pipes, plus the one or two that init and the collector open while tracing.
+    let report = analyze(&out.join("trace"), &[PIPE_CALLER])?;
+    // Every allocation call site in alloc_pipe_info counts each of the program's pipes, plus
+    // the one or two that init and the collector open while tracing.
     let want = PIPES * PIPE_RUNS;
     let hits: Vec<u64> = report
         .callsites
@@ -910,13 +936,81 @@ fn exec_trial(b: Build) -> Result<(), Failed> {
     if runs != PIPE_RUNS || hits.is_empty() || hits.iter().any(|h| !(want..=want + 4).contains(h)) {
         return Err(format!(
             "{}: the program said {said:?} {runs} times (want {PIPE_RUNS}); allocations per call site in alloc_pipe_info: {hits:?} (want {want}..={} each); see {}",
-            arch.name,
+            b.label(),
             want + 4,
             out.display()
         )
         .into());
     }
+    let pipes = *hits.iter().max().expect("not empty");
+    let charged = pipe_caller_figures(&out.join("trace"), pipes)
+        .map_err(|e| format!("{}: {e}; see {}", b.label(), out.display()))?;
+    snapshot(&b.snap("pipes_by_caller"), &charged);
     Ok(())
+}
+
+/// What the trace grouped by caller charges to `alloc_pipe_info`, per pipe (`pipes`: how many
+/// pipes it allocated, from its own call site's count): allocations and bytes, and the call
+/// sites' functions those allocations came from. The same on every architecture but for the
+/// call sites. Fails unless every pipe's two allocations are charged to it.
+fn pipe_caller_figures(trace: &Path, pipes: u64) -> Result<Value, String> {
+    let grouped = |by| -> Result<Report, String> {
+        let input = kmemtrace::load_dir(trace).map_err(|e| e.to_string())?;
+        let opts = AnalyzeOptions {
+            group_by: by,
+            ..AnalyzeOptions::default()
+        };
+        kmemtrace::analyze(&input, &opts).map_err(|e| e.to_string())
+    };
+    let by_caller = grouped(kmemtrace::report::GroupBy::Caller)?;
+    let groups = by_caller.groups.as_ref().ok_or("no groups by caller")?;
+    if groups.sites_with_stacks == 0 {
+        return Err("no record has a stack".into());
+    }
+    let row = groups
+        .rows
+        .iter()
+        .find(|r| kmemtrace::callers::base_name(&r.key) == PIPE_CALLER)
+        .ok_or("no caller alloc_pipe_info")?;
+    let s = &row.stats;
+    if s.hits != 2 * pipes || s.bytes_requested % pipes != 0 || s.bytes_allocated % pipes != 0 {
+        return Err(format!(
+            "caller alloc_pipe_info: {} allocations, {} bytes requested, {} allocated; want 2 per pipe and the same bytes for each of the {pipes} pipes",
+            s.hits, s.bytes_requested, s.bytes_allocated
+        ));
+    }
+    // Which call sites' allocations were charged to it: from the stacks.
+    let by_stack = grouped(kmemtrace::report::GroupBy::Stack)?;
+    let mut sites: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &by_stack.groups.as_ref().ok_or("no groups by stack")?.rows {
+        let func = |f: &String| {
+            let f = f.rfind("+0x").map_or(&f[..], |i| &f[..i]);
+            kmemtrace::callers::base_name(f).to_string()
+        };
+        let charged = r
+            .frames
+            .iter()
+            .map(func)
+            .find(|f| !kmemtrace::callers::is_wrapper(f));
+        if charged.as_deref() == Some(PIPE_CALLER) && r.stats.hits > 0 {
+            *sites
+                .entry(r.frames.first().map(func).unwrap_or_default())
+                .or_default() += r.stats.hits;
+        }
+    }
+    if sites.values().sum::<u64>() != s.hits {
+        return Err(format!(
+            "the stacks charge {sites:?} to alloc_pipe_info, the callers {} allocations",
+            s.hits
+        ));
+    }
+    Ok(serde_json::json!({
+        "caller": PIPE_CALLER,
+        "allocations_per_pipe": s.hits / pipes,
+        "bytes_requested_per_pipe": s.bytes_requested / pipes,
+        "bytes_allocated_per_pipe": s.bytes_allocated / pipes,
+        "call_site_functions": sites.keys().collect::<Vec<_>>(),
+    }))
 }
 
 /// Regression (the guest is not trusted): with `security_model=none` a guest's 04755 file
@@ -1315,10 +1409,58 @@ fn cross_arch_trial(pair: Build) -> Result<(), Failed> {
             serde_json::json!({"summary": identical, "functions": per_function}),
         ));
     }
-    let (first_arch, first) = &arch_independent[0];
-    for (arch, figures) in &arch_independent[1..] {
+    same_everywhere("selftest figures", &arch_independent)?;
+    // 3. The pipes with call stacks: what alloc_pipe_info is charged per pipe does not depend
+    //    on the architecture (whether its kcalloc is inlined does), and the stacks survive a
+    //    change of byte order.
+    let mut per_pipe: Vec<(&str, Value)> = Vec::new();
+    for arch in ARCHES {
+        let b = Build { arch, ..pair };
+        let out = run_pipes(b, &b.dir("cross-pipes"))?;
+        let trace = out.join("trace");
+        let report = analyze(&trace, &[PIPE_CALLER])?;
+        let pipes = report
+            .callsites
+            .iter()
+            .map(|c| c.stats.hits)
+            .max()
+            .unwrap_or(0);
+        let mut figures = pipe_caller_figures(&trace, pipes)
+            .map_err(|e| format!("{}: {e}; see {}", b.label(), out.display()))?;
+        figures
+            .as_object_mut()
+            .expect("an object")
+            .remove("call_site_functions");
+        per_pipe.push((arch.name, figures));
+        let flipped = tmp.path().join(format!("{}-pipes", arch.name));
+        let by_stack = |dir: &Path| -> Result<Report, Failed> {
+            let input = kmemtrace::load_dir(dir).map_err(|e| e.to_string())?;
+            let opts = AnalyzeOptions {
+                group_by: kmemtrace::report::GroupBy::Stack,
+                ..AnalyzeOptions::default()
+            };
+            Ok(kmemtrace::analyze(&input, &opts).map_err(|e| e.to_string())?)
+        };
+        let original = by_stack(&trace)?;
+        kmemtrace::convert_dir(&trace, &flipped, other(original.trace.byte_order))
+            .map_err(|e| e.to_string())?;
+        if by_stack(&flipped)?.without_trace() != original.without_trace() {
+            return Err(format!(
+                "{}: the pipes trace re-encoded gives other stacks",
+                arch.name
+            )
+            .into());
+        }
+    }
+    same_everywhere("alloc_pipe_info's figures per pipe by caller", &per_pipe)
+}
+
+/// Fails unless every architecture's `figures` are the first's.
+fn same_everywhere(what: &str, per_arch: &[(&str, Value)]) -> Result<(), Failed> {
+    let (first_arch, first) = &per_arch[0];
+    for (arch, figures) in &per_arch[1..] {
         if figures != first {
-            return Err(format!("arch-independent selftest figures differ between {first_arch} and {arch}:\n{first_arch}: {first}\n{arch}: {figures}").into());
+            return Err(format!("arch-independent {what} differ between {first_arch} and {arch}:\n{first_arch}: {first}\n{arch}: {figures}").into());
         }
     }
     Ok(())
@@ -1354,6 +1496,7 @@ fn kmt_compare(
         timeout: None,
         smp: 2,
         memory_mib: 512,
+        stack_depth: 0,
         install_missing: false,
         callsite_filter: kmt::compare::default_callsite_filter("selftest"),
         fail_on: fail_on.iter().map(|s| s.to_string()).collect(),

@@ -454,6 +454,7 @@ pub fn bench(
             smp: req.smp,
             memory_mib: req.memory_mib,
             append: Vec::new(),
+            stack_depth: 0,
             install_missing: req.install_missing,
             prebuilt: None,
         };
@@ -500,7 +501,8 @@ pub fn bench(
                 Ok(samples) => {
                     let ops: u64 = samples
                         .iter()
-                        .filter(|s| s.mode == "kmemtrace")
+                        // Both kmemtrace modes' events are in the trace.
+                        .filter(|s| s.mode.starts_with("kmemtrace"))
                         .map(|s| s.ops)
                         .sum();
                     let events = res.manifest.trace.as_ref().map_or(0, |t| t.events);

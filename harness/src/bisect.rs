@@ -611,6 +611,7 @@ fn run_commit(
             smp: req.smp,
             memory_mib: req.memory_mib,
             append: req.append.clone(),
+            stack_depth: 0,
             install_missing: req.install_missing,
             prebuilt: Some(build.clone()),
         };

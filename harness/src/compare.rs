@@ -125,6 +125,8 @@ pub struct CompareRequest {
     pub timeout: Option<Duration>,
     pub smp: u32,
     pub memory_mib: u32,
+    /// Return addresses per record on both sides (`kmt run --stack-depth`).
+    pub stack_depth: u32,
     pub install_missing: bool,
     /// Call-site globs the diff is restricted to (empty: every record).
     pub callsite_filter: Vec<String>,
@@ -186,6 +188,7 @@ pub fn plan(req: &CompareRequest) -> Vec<PlannedRun> {
                         smp: req.smp,
                         memory_mib: req.memory_mib,
                         append: s.append.clone(),
+                        stack_depth: req.stack_depth,
                         install_missing: req.install_missing,
                         prebuilt: None,
                     },
@@ -492,6 +495,7 @@ mod tests {
             timeout: None,
             smp: 2,
             memory_mib: 512,
+            stack_depth: 4,
             install_missing: false,
             callsite_filter: default_callsite_filter("selftest"),
             fail_on: vec!["bytes_allocated:+5%".into()],
@@ -522,6 +526,10 @@ mod tests {
         );
         assert!(p[0].req.append.is_empty() && p[0].req.kernel.extra_fragments.is_empty());
         assert_eq!(p[1].req.append, vec!["kmemtrace.selftest_grow=1"]);
+        assert!(
+            p.iter().all(|r| r.req.stack_depth == 4),
+            "both sides trace the same stacks"
+        );
         assert_eq!(
             p[1].req.kernel.extra_fragments,
             vec![PathBuf::from("/x.config")]

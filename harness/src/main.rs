@@ -243,6 +243,8 @@ enum Command {
         /// Slab allocator: slub or slub-tiny on 6.12; slub, slab or slob on 6.1 (default: slub).
         #[arg(long, value_parser = PossibleValuesParser::new(kernels::all_allocator_names()))]
         allocator: Option<String>,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
     /// Print the shell completion script for SHELL (e.g. `kmt completions bash >
     /// /usr/share/bash-completion/completions/kmt`).
@@ -267,7 +269,20 @@ struct RunArgs {
     #[arg(long)]
     append: Vec<String>,
     #[command(flatten)]
+    trace: TraceArgs,
+    #[command(flatten)]
     guest: GuestArgs,
+}
+
+/// What the kernel traces besides the records' fixed fields: shared by `run`, `compare` and
+/// `matrix`.
+#[derive(clap::Args)]
+struct TraceArgs {
+    /// Log up to N return addresses of the call stack with every record (0 to 32; 0: none),
+    /// for `kmemtrace report --group-by caller|stack`, folded stacks, flame graphs and pprof.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(*run::STACK_DEPTH_RANGE.end())))]
+    stack_depth: u32,
 }
 
 /// What the guest runs while tracing: shared by `run` and `compare`.
@@ -396,6 +411,8 @@ struct CompareArgs {
     append: Vec<String>,
     #[command(flatten)]
     work: WorkloadArgs,
+    #[command(flatten)]
+    trace: TraceArgs,
     /// Runs per side and architecture; a change counts only outside the spread of the repeats.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
@@ -806,6 +823,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 smp: r.guest.vm.smp,
                 memory_mib: r.guest.vm.memory,
                 append: r.append,
+                stack_depth: r.trace.stack_depth,
                 install_missing: !r.guest.vm.no_install,
                 prebuilt: None,
             };
@@ -896,6 +914,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 param,
                 exec,
                 repeat: c.repeat,
+                stack_depth: c.trace.stack_depth,
                 accel: c.guest.vm.accel,
                 timeout: c.guest.vm.timeout.map(Duration::from_secs),
                 smp: c.guest.vm.smp,
@@ -1142,6 +1161,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             accel,
             kernel,
             allocator,
+            trace,
         } => {
             let a = arches(&arch);
             let (kernel, allocator) = select_kernel(kernel.as_deref(), allocator.as_deref(), None)?;
@@ -1158,6 +1178,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 repeat,
                 repo: repo.clone(),
                 accel,
+                stack_depth: trace.stack_depth,
             };
             let mut lines = Vec::new();
             let res = kmt::matrix::run_matrix(&req, &cache, |p, r| {

@@ -34,6 +34,8 @@ pub struct MatrixRequest {
     /// The kernel version and allocator of every run.
     pub kernel: &'static KernelVersion,
     pub allocator: &'static Allocator,
+    /// Return addresses per record (`kmt run --stack-depth`).
+    pub stack_depth: u32,
 }
 
 /// One planned run.
@@ -78,6 +80,7 @@ pub fn plan(req: &MatrixRequest) -> Vec<PlannedRun> {
                         smp: 2,
                         memory_mib: 512,
                         append: Vec::new(),
+                        stack_depth: req.stack_depth,
                         install_missing: true,
                         prebuilt: None,
                     },
@@ -308,6 +311,7 @@ mod tests {
             accel: AccelChoice::Tcg,
             kernel: &crate::kernels::KERNELS[1],
             allocator: &crate::kernels::SLOB,
+            stack_depth: 8,
         }
     }
 
@@ -316,6 +320,7 @@ mod tests {
         for p in plan(&request(2)) {
             assert_eq!(p.req.kernel.kernel.name, "6.1");
             assert_eq!(p.req.kernel.allocator.name, "slob");
+            assert_eq!(p.req.stack_depth, 8);
         }
     }
 

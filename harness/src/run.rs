@@ -35,6 +35,8 @@ pub const SMP_RANGE: std::ops::RangeInclusive<u32> = 1..=8;
 /// Guest memory in MiB: below 128 the tiny kernels with 32 MiB of relay buffers per CPU do not
 /// boot reliably; above 16 GiB is more than this kind of machine should lend one guest.
 pub const MEMORY_RANGE: std::ops::RangeInclusive<u32> = 128..=16384;
+/// Return addresses per record the kernel series logs at most (`KMEMTRACE_MAX_STACK_DEPTH`).
+pub const STACK_DEPTH_RANGE: std::ops::RangeInclusive<u32> = 0..=32;
 /// Seconds a guest may be given: at least one, at most a day.
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
 /// init refuses a larger workload parameter (guest-tools/init.c).
@@ -63,6 +65,9 @@ pub struct RunRequest {
     pub smp: u32,
     pub memory_mib: u32,
     pub append: Vec<String>,
+    /// Return addresses of the call stack logged with every record (`kmemtrace.stack_depth`;
+    /// 0: none).
+    pub stack_depth: u32,
     /// Install missing Debian packages when running as root.
     pub install_missing: bool,
     /// A kernel already built for `kernel` (by `kmt bisect`'s incremental builds): used as it
@@ -139,6 +144,12 @@ pub fn prepare_out_dir(dir: &Path) -> Result<(), RunError> {
 }
 
 /// "FLAG VALUE: give A to B UNIT" when `value` is outside `range`. Pure.
+/// The kernel command-line token that turns call stacks on: none for 0 (the kernel's default,
+/// records without stacks).
+pub fn stack_depth_arg(depth: u32) -> Option<String> {
+    (depth > 0).then(|| format!("kmemtrace.stack_depth={depth}"))
+}
+
 fn out_of_range<T: PartialOrd + std::fmt::Display>(
     flag: &str,
     value: T,
@@ -174,6 +185,12 @@ pub fn validate(req: &RunRequest) -> Result<Option<Vec<u8>>, UsageError> {
             "vCPUs (the kernels' CONFIG_NR_CPUS)",
         ),
         out_of_range("--memory", req.memory_mib, &MEMORY_RANGE, "MiB"),
+        out_of_range(
+            "--stack-depth",
+            req.stack_depth,
+            &STACK_DEPTH_RANGE,
+            "frames (the series' KMEMTRACE_MAX_STACK_DEPTH)",
+        ),
         req.timeout
             .and_then(|t| out_of_range("--timeout", t.as_secs(), &TIMEOUT_RANGE, "seconds")),
     ];
@@ -417,6 +434,7 @@ fn boot(
     // Known: run_steps looked it up.
     let needs = workload::find(&req.workload).map_or(&[][..], |w| w.append);
     let mut extra: Vec<String> = needs.iter().map(|a| a.to_string()).collect();
+    extra.extend(stack_depth_arg(req.stack_depth));
     extra.extend(req.append.iter().cloned());
     let b = Boot {
         arch,
@@ -599,6 +617,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn stack_depth_is_a_kernel_parameter_only_when_on() {
+        assert_eq!(
+            stack_depth_arg(0),
+            None,
+            "0: the kernel's default, no token"
+        );
+        assert_eq!(
+            stack_depth_arg(8).as_deref(),
+            Some("kmemtrace.stack_depth=8")
+        );
+        assert_eq!(
+            stack_depth_arg(*STACK_DEPTH_RANGE.end()).as_deref(),
+            Some("kmemtrace.stack_depth=32")
+        );
+    }
+
     fn request(out: &Path) -> RunRequest {
         RunRequest {
             kernel: KernelRequest::new(
@@ -614,6 +649,7 @@ mod tests {
             smp: 2,
             memory_mib: 512,
             append: Vec::new(),
+            stack_depth: 0,
             install_missing: false,
             prebuilt: None,
         }
@@ -658,6 +694,7 @@ mod tests {
             ("nosuch", Box::new(|r| r.workload = "nosuch".into())),
             ("--param", Box::new(|r| r.param = Some(MAX_PARAM + 1))),
             ("--append", Box::new(|r| r.append = vec!["a b".into()])),
+            ("--stack-depth 33", Box::new(|r| r.stack_depth = 33)),
             (
                 "--config",
                 Box::new(|r| r.kernel.extra_fragments = vec!["/no/such.config".into()]),

@@ -57,6 +57,11 @@ fn out_of_range_numbers_exit_2_before_any_build() {
     assert_refused(&["run", "--arch", "arm64", "--timeout", "0"], "--timeout 0");
     assert_refused(&["run", "--arch", "arm64", "--memory", "1"], "--memory 1");
     assert_refused(
+        &["run", "--arch", "arm64", "--stack-depth", "33"],
+        "--stack-depth",
+    );
+    assert_refused(&["matrix", "--stack-depth", "64"], "--stack-depth");
+    assert_refused(
         &[
             "compare",
             "--arch",
