@@ -278,16 +278,41 @@ fn draw(root: &Node, title: &str, subtitle: &str, unit: &str, diff: bool) -> Str
         + "\n"
 }
 
+/// The stacks whose call site is the tracer's own (its relay buffers, logged when a CPU comes
+/// online while tracing) apart from the others, and their bytes: the graphs leave them out and
+/// say so, as the report's chart does; folded stacks and pprof keep them.
+fn without_tracer_own(stacks: &[Stack]) -> (Vec<&Stack>, u64) {
+    let (own, kept): (Vec<&Stack>, Vec<&Stack>) = stacks.iter().partition(|s| {
+        s.frames
+            .last()
+            .is_some_and(|f| crate::plot::is_tracer_own(f))
+    });
+    (kept, own.iter().map(|s| s.value).sum())
+}
+
+fn tracer_own_note(bytes: u64) -> String {
+    if bytes == 0 {
+        String::new()
+    } else {
+        format!(
+            "; kmemtrace's own relay buffers ({}) left out",
+            human_bytes(bytes as i64)
+        )
+    }
+}
+
 /// A flame graph of `stacks` (bytes allocated, the wasted part shaded).
 pub fn flame_svg(stacks: &[Stack], title: &str) -> String {
+    let (stacks, own) = without_tracer_own(stacks);
     let mut root = Node::default();
     for s in stacks {
         root.add(&s.frames, s.value, s.wasted, 0);
     }
     let sub = format!(
-        "width: bytes allocated ({} in all), shaded: wasted (allocated - requested, {}); hover for figures",
+        "width: bytes allocated ({} in all), shaded: wasted (allocated - requested, {}){}; hover for figures",
         human_bytes(root.value as i64),
-        human_bytes(root.wasted as i64)
+        human_bytes(root.wasted as i64),
+        tracer_own_note(own)
     );
     draw(&root, title, &sub, "allocated", false)
 }
@@ -295,6 +320,8 @@ pub fn flame_svg(stacks: &[Stack], title: &str) -> String {
 /// A differential flame graph: the shape of `new`, each frame coloured by its change from
 /// `base` (frames only the base has do not show; their bytes are in the subtitle).
 pub fn diff_flame_svg(base: &[Stack], new: &[Stack], title: &str) -> String {
+    let (base, own_base) = without_tracer_own(base);
+    let (new, own_new) = without_tracer_own(new);
     let mut root = Node::default();
     for s in new {
         root.add(&s.frames, s.value, 0, 0);
@@ -320,10 +347,11 @@ pub fn diff_flame_svg(base: &[Stack], new: &[Stack], title: &str) -> String {
         }
     }
     let sub = format!(
-        "width: new bytes allocated ({}; base {}), red: more than base, blue: less; {} of the base on stacks the new side does not have",
+        "width: new bytes allocated ({}; base {}), red: more than base, blue: less; {} of the base on stacks the new side does not have{}",
         human_bytes(root.value as i64),
         human_bytes(base_total as i64),
-        human_bytes(gone as i64)
+        human_bytes(gone as i64),
+        tracer_own_note(own_base.max(own_new))
     );
     draw(&root, title, &sub, "allocated", true)
 }
@@ -360,6 +388,24 @@ mod tests {
             out.push((attr("x"), attr("width"), title));
         }
         out
+    }
+
+    /// The tracer's own relay buffers are not drawn, and the subtitle says how much was left out.
+    #[test]
+    fn the_tracers_own_buffers_are_left_out_and_said() {
+        let svg = flame_svg(
+            &[
+                st("do_syscall_64;alloc_pipe_info", 600, 0),
+                st("cpuhp_thread_fun;relay_open_buf.part.0", 4096, 0),
+            ],
+            "t",
+        );
+        let r = rects(&svg);
+        assert!(r.iter().all(|x| !x.2.contains("relay_open_buf")), "{r:?}");
+        assert!(r.iter().all(|x| !x.2.contains("cpuhp_thread_fun")), "{r:?}");
+        assert!(svg.contains("relay buffers (4.0 KiB) left out"), "{svg}");
+        let plain = flame_svg(&[st("do_syscall_64;alloc_pipe_info", 600, 0)], "t");
+        assert!(!plain.contains("left out"));
     }
 
     /// Widths are proportional to bytes, children sit side by side in name order above their

@@ -203,6 +203,12 @@ fn legend(g: Group, x: f64, y: f64, items: &[(&str, &str)]) -> Group {
 /// report's tables keep them.
 const TRACER_OWN: &[&str] = &["relay_open_buf"];
 
+/// Whether `function` (as kallsyms names it, clone suffixes and ppc64's dot looked through) is
+/// one of the tracer's own ([`TRACER_OWN`]).
+pub(crate) fn is_tracer_own(function: &str) -> bool {
+    TRACER_OWN.contains(&crate::callers::base_name(function))
+}
+
 /// The top call sites by bytes allocated (functions when there are symbols).
 fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
     let by_function = r.trace.symbols && !r.functions.is_empty();
@@ -220,7 +226,7 @@ fn callsite_chart(r: &Report, o: &PlotOptions, top: f64) -> (Group, f64) {
     let (own, rows): (Vec<_>, Vec<_>) = rows
         .into_iter()
         .filter(|r| r.1.hits > 0)
-        .partition(|r| by_function && TRACER_OWN.contains(&r.0.as_str()));
+        .partition(|r| by_function && is_tracer_own(&r.0));
     let mut rows = rows;
     rows.sort_by(|a, b| {
         b.1.bytes_allocated
