@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! ABI v1 record layout: constants, byte order, decoding and encoding of one record.
+//! ABI v1 and v2 record layout: constants, byte order, decoding and encoding of one record.
 //!
 //! Records are packed, unaligned and written in the traced machine's byte order:
 //!

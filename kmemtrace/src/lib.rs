@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Decode, check and report kmemtrace ABI v1 traces (Linux kernel memory allocation traces).
+//! Decode, check and report kmemtrace ABI v1 and v2 traces (Linux kernel memory allocation traces).
 //!
 //! The library is a pure core with its file I/O at a few named edges ([`load`], [`load_dir`],
 //! [`check()`], [`synth_to_dir`], [`convert_dir`]); the `kmemtrace` binary is a thin CLI over it,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! `kmemtrace`: report, check, synthesise and convert kmemtrace ABI v1 traces.
+//! `kmemtrace`: report, check, synthesise and convert kmemtrace ABI v1 and v2 traces.
 //!
 //! Exit codes ([`kmemtrace::KmemtraceExitCode`]; the same table is in the README, and a test
 //! compares both with the code):
