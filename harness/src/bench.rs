@@ -119,6 +119,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The operations run while kmemtrace was on: the trace holds the events of both kmemtrace
+/// modes' windows (`kmemtrace` and `kmemtrace-stacks`), and nothing else.
+pub fn traced_ops(samples: &[Sample]) -> u64 {
+    samples
+        .iter()
+        .filter(|s| s.mode == "kmemtrace" || s.mode == "kmemtrace-stacks")
+        .map(|s| s.ops)
+        .sum()
+}
+
 /// Per mode (in the order they first appear), given the kmem events one operation causes.
 pub fn summarize(samples: &[Sample], events_per_op: f64) -> Vec<ModeFigures> {
     let per_op = |s: &Sample| s.ns as f64 / s.ops.max(1) as f64;
@@ -499,12 +509,7 @@ pub fn bench(
             let log = fs::read_to_string(dir.join("guest.log")).unwrap_or_default();
             match parse(&log) {
                 Ok(samples) => {
-                    let ops: u64 = samples
-                        .iter()
-                        // Both kmemtrace modes' events are in the trace.
-                        .filter(|s| s.mode.starts_with("kmemtrace"))
-                        .map(|s| s.ops)
-                        .sum();
+                    let ops = traced_ops(&samples);
                     let events = res.manifest.trace.as_ref().map_or(0, |t| t.events);
                     r.events_per_op = events as f64 / ops.max(1) as f64;
                     r.modes = summarize(&samples, r.events_per_op);
@@ -554,12 +559,12 @@ pub fn render(results: &[ArchBench], smp: u32) -> String {
             r.arch, r.ops_per_round, r.events_per_op
         ));
         s.push_str(&format!(
-            "  {:<10} {:>6} {:>12} {:>14} {:>16} {:>10} {:>6}\n",
+            "  {:<16} {:>6} {:>12} {:>14} {:>16} {:>10} {:>6}\n",
             "mode", "rounds", "ns/op", "added ns/op", "added ns/event", "vs ftrace", "lost"
         ));
         for m in &r.modes {
             s.push_str(&format!(
-                "  {:<10} {:>6} {:>12.0} {:>14.0} {:>16.1} {:>10} {:>6}\n",
+                "  {:<16} {:>6} {:>12.0} {:>14.0} {:>16.1} {:>10} {:>6}\n",
                 m.mode,
                 m.rounds,
                 m.ns_per_op,
@@ -636,6 +641,17 @@ mod tests {
             2,
         );
         assert!(t.contains("0.45x"), "{t}");
+    }
+
+    /// The trace holds both kmemtrace modes' events, so both modes' operations divide them;
+    /// a mode name that only starts like them does not count.
+    #[test]
+    fn events_per_op_count_both_kmemtrace_modes() {
+        let log = LOG.replace("kmt-bench: done\n", "")
+            + "kmt-bench: round=1 mode=kmemtrace-stacks ops=100 ns=2000000 lost=0\n\
+               kmt-bench: round=1 mode=kmemtrace-x ops=7 ns=1 lost=0\n\
+               kmt-bench: done\n";
+        assert_eq!(traced_ops(&parse(&log).unwrap()), 300);
     }
 
     const LOAD: &str = "kmt-init: running load 10\nkmt-bench: load cpus=2 workers=2 seconds=10\n\
