@@ -828,6 +828,14 @@ mod tests {
             let key = row.key.clone();
             let d = diff("a", std::slice::from_ref(&a), "b", &[b], &opts).unwrap();
             assert_eq!(d.callsites.len(), 1, "{by:?}");
+            // The text names its rows for what they are.
+            let text = crate::diff_render::render_diff_text(&d, &Default::default());
+            let heading = if by == GroupBy::Caller {
+                "\nCALLERS: 1 changed"
+            } else {
+                "\nSTACKS: 1 changed"
+            };
+            assert!(text.contains(heading), "{text}");
             if by == GroupBy::Caller {
                 assert_eq!(d.callsites[0].key, key);
             } else {

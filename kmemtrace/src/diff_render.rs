@@ -117,6 +117,16 @@ fn spread_note(d: &Diff) -> Option<String> {
     })
 }
 
+/// What a diff's rows are: call sites, or callers or stacks with `--group-by` (the text's
+/// section, its column, and the plural in prose).
+fn row_names(m: MatchBy) -> (&'static str, &'static str, &'static str) {
+    match m {
+        MatchBy::Caller => ("CALLERS", "caller", "callers"),
+        MatchBy::Stack => ("STACKS", "stack", "stacks"),
+        MatchBy::Function | MatchBy::Address => ("CALL SITES", "call site", "call sites"),
+    }
+}
+
 /// Text for a terminal.
 pub fn render_diff_text(d: &Diff, o: &DiffTextOptions) -> String {
     let mut out = String::new();
@@ -153,14 +163,15 @@ pub fn render_diff_text(d: &Diff, o: &DiffTextOptions) -> String {
             }
         );
     }
+    let (section, column, _) = row_names(d.matched_by);
     let _ = writeln!(
         out,
-        "\nCALL SITES: {} changed, appeared or vanished; {} unchanged",
+        "\n{section}: {} changed, appeared or vanished; {} unchanged",
         d.callsites.len(),
         d.callsites_unchanged
     );
     if !d.callsites.is_empty() {
-        let _ = write!(out, " {:<40} {:<9}", "call site", "status");
+        let _ = write!(out, " {:<40} {:<9}", column, "status");
         for (_, title, w, _) in SITE_COLUMNS {
             let _ = write!(out, " {title:>w$}");
         }
@@ -293,9 +304,10 @@ pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
         }
         out.push('\n');
     }
+    let (_, column, plural) = row_names(d.matched_by);
     if !d.callsites.is_empty() {
         let columns = || SITE_COLUMNS.iter().filter(|c| c.3);
-        let _ = write!(out, "| call site | status |");
+        let _ = write!(out, "| {column} | status |");
         columns().for_each(|c| out.push_str(&format!(" {} |", c.1)));
         let _ = write!(out, "\n| --- | --- |");
         columns().for_each(|_| out.push_str(" ---: |"));
@@ -308,7 +320,7 @@ pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
         if d.callsites.len() > o.lines {
             let _ = writeln!(
                 out,
-                "\n… and {} more call sites.",
+                "\n… and {} more {plural}.",
                 d.callsites.len() - o.lines
             );
         }
@@ -316,7 +328,7 @@ pub fn render_diff_markdown(d: &Diff, o: &DiffTextOptions) -> String {
     }
     let _ = writeln!(
         out,
-        "{} call sites unchanged. Types, page orders and size classes that changed:\n",
+        "{} {plural} unchanged. Types, page orders and size classes that changed:\n",
         d.callsites_unchanged
     );
     let mut any = false;
