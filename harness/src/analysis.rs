@@ -92,15 +92,24 @@ fn write(path: &Path, text: &str) -> Result<(), AnalysisError> {
     })
 }
 
-/// Checks and reports the trace in `trace_dir`, writing the results into `out_dir`.
-pub fn analyse(trace_dir: &Path, out_dir: &Path) -> Result<Analysis, AnalysisError> {
+/// Checks and reports the trace in `trace_dir`, writing the results into `out_dir`; the report's
+/// rows grouped by `group_by` (by caller when the run traced call stacks).
+pub fn analyse(
+    trace_dir: &Path,
+    out_dir: &Path,
+    group_by: kmemtrace::GroupBy,
+) -> Result<Analysis, AnalysisError> {
     let check = kmemtrace::check(&[trace_dir.to_path_buf()]);
     write(&out_dir.join("check.txt"), &check.render_text())?;
     if !check.unusable.is_empty() {
         return Err(AnalysisError::Unusable(check.unusable.clone()));
     }
     let input = kmemtrace::load_dir(trace_dir)?;
-    let report = kmemtrace::analyze(&input, &kmemtrace::AnalyzeOptions::default())?;
+    let opts = kmemtrace::AnalyzeOptions {
+        group_by,
+        ..kmemtrace::AnalyzeOptions::default()
+    };
+    let report = kmemtrace::analyze(&input, &opts)?;
     let report_text = kmemtrace::render_text(&report, &kmemtrace::TextOptions::default());
     write(&out_dir.join("report.txt"), &report_text)?;
     write(&out_dir.join("report.json"), &report.to_json())?;

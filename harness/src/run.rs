@@ -384,7 +384,14 @@ fn run_steps(
     booted?;
 
     let t = Instant::now();
-    let analysed = analysis::analyse(&out_dir.join(TRACE_DIR), out_dir);
+    // With stacks the user asked who allocates: the report charges wrappers' allocations to
+    // their callers (`kmemtrace report --group-by caller`).
+    let group_by = if req.stack_depth > 0 {
+        kmemtrace::GroupBy::Caller
+    } else {
+        kmemtrace::GroupBy::Callsite
+    };
+    let analysed = analysis::analyse(&out_dir.join(TRACE_DIR), out_dir, group_by);
     m.phases.analysis_s = t.elapsed().as_secs_f64();
     let a = analysed?;
     *report_text = Some(a.report_text.clone());
