@@ -158,9 +158,20 @@ D=$T/early
 fake "$D"
 "$K" -d "$D/dbg" -p "$D/proc" -s "$D/sys" -t 50 -U -o "$D/out" 2>"$T/stderr" &
 PID=$!
+# Signal the collector, not the shell's child before it execs it: a SIGTERM sent in that window
+# could be lost with the shell's own signal handling, and the collector then waited forever
+# (seen once in CI). A watchdog turns any hang into a failure (exit 137) instead.
+for _ in $(seq 200); do
+	[ "$(readlink "/proc/$PID/exe" 2>/dev/null)" = "$(readlink -f "$K")" ] && break
+	sleep 0.01
+done
+(sleep 30; kill -KILL "$PID" 2>/dev/null) &
+WATCHDOG=$!
 kill -TERM "$PID"
 wait "$PID"
 RC=$?
+kill "$WATCHDOG" 2>/dev/null
+wait "$WATCHDOG" 2>/dev/null
 # Either the signal came before the mask (killed: 143) or it was honoured (0); never a hang.
 if [ "$RC" = 0 ] && cmp -s "$D/dbg/kmemtrace/cpu1" "$D/out/cpu1.out"; then
 	ok "early SIGTERM honoured after setup"
