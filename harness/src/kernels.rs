@@ -102,7 +102,6 @@ impl KernelVersion {
             })
     }
 
-    /// This version's allocator names, the default first.
     /// The Debian version of the source package the series was made against (`version=` of
     /// `SOURCE`), e.g. `6.12.117-1~deb12u1`.
     pub fn debian_version(&self) -> &'static str {
@@ -114,6 +113,7 @@ impl KernelVersion {
             .unwrap_or("")
     }
 
+    /// This version's allocator names, the default first.
     pub fn allocator_names(&self) -> Vec<&'static str> {
         self.allocators.iter().map(|a| a.name).collect()
     }
