@@ -174,14 +174,9 @@ pub fn packages(missing: &[Prereq]) -> Vec<String> {
 
 /// What `apt-get install` is given besides the packages. `--no-install-recommends`: with
 /// recommends, apt on Debian 12 with backports' qemu-utils fails to resolve qemu-system-* (seen
-/// on these machines). `--allow-downgrades`: the pinned kernel source may be older than the one
-/// installed.
-const APT_INSTALL: &[&str] = &[
-    "install",
-    "-y",
-    "--no-install-recommends",
-    "--allow-downgrades",
-];
+/// on these machines). `--no-remove`, and no `--allow-downgrades`: apt itself refuses to remove
+/// or downgrade anything the user has; kmt simulates first to say what and why.
+const APT_INSTALL: &[&str] = &["install", "-y", "--no-install-recommends", "--no-remove"];
 
 /// The exact command that installs `packages`, as one command that works pasted after `sudo`
 /// (both `apt-get`s run as root).
@@ -199,16 +194,183 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Installs `packages` with apt (as root).
-pub fn install(packages: &[String], log: &Path) -> Result<(), CommandFailed> {
+/// The packages a simulated `apt-get -s install` would remove (`Remv NAME [VERSION]`) or
+/// downgrade (`Inst NAME [OLD] (NEW …)` with NEW older than OLD, as `older` judges), each as
+/// `NAME OLD` or `NAME OLD -> NEW`.
+pub fn harmed(simulation: &str, older: impl Fn(&str, &str) -> bool) -> Vec<String> {
+    let mut v = Vec::new();
+    for line in simulation.lines() {
+        let mut w = line.split_whitespace();
+        let (Some(verb), Some(name)) = (w.next(), w.next()) else {
+            continue;
+        };
+        let rest: Vec<&str> = w.collect();
+        let old = rest
+            .first()
+            .and_then(|s| s.strip_prefix('['))
+            .and_then(|s| s.strip_suffix(']'));
+        match (verb, old) {
+            ("Remv", Some(old)) => v.push(format!("{name} {old} (removed)")),
+            ("Remv", None) => v.push(format!("{name} (removed)")),
+            ("Inst", Some(old)) => {
+                let new = rest.get(1).and_then(|s| s.strip_prefix('('));
+                if let Some(new) = new.filter(|n| older(n, old)) {
+                    v.push(format!("{name} {old} (downgraded to {new})"));
+                }
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+fn dpkg_older(a: &str, b: &str) -> bool {
+    Cmd::new("dpkg")
+        .args(["--compare-versions", a, "lt", b])
+        .read()
+        .is_ok()
+}
+
+/// Where kmt keeps its own apt lists for the one suite it may add: bookworm-backports, read
+/// through a private sources list so the system's apt configuration is never edited.
+const PRIVATE_APT: &str = "/var/cache/kmt/apt";
+
+/// The options that point apt at kmt's private sources list and state under `dir`.
+fn private_apt_options(dir: &Path) -> Vec<String> {
+    vec![
+        "-o".into(),
+        format!(
+            "Dir::Etc::sourcelist={}",
+            dir.join("sources.list").display()
+        ),
+        "-o".into(),
+        "Dir::Etc::sourceparts=/nonexistent".into(),
+        "-o".into(),
+        format!("Dir::State::Lists={}", dir.join("lists").display()),
+        "-o".into(),
+        format!("Dir::Cache={}", dir.join("cache").display()),
+    ]
+}
+
+/// The private sources list: the system's Debian 12 suites and bookworm-backports.
+const PRIVATE_SOURCES: &str = "\
+deb http://deb.debian.org/debian bookworm main
+deb http://deb.debian.org/debian bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+deb http://deb.debian.org/debian bookworm-backports main
+";
+
+/// Whether the installed version of `package` came from bookworm-backports.
+fn from_backports(package: &str) -> bool {
+    installed_version(package).is_some_and(|v| v.contains("~bpo12"))
+}
+
+/// What stops an install: apt failed, or it would remove or downgrade what the user has.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Apt(#[from] CommandFailed),
+    #[error("cannot write kmt's private apt list under {}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("installing {packages} would remove or downgrade packages you have: {harmed}; kmt never does that. Install them yourself if you want them, e.g.:\n  {line}", packages = .packages.join(" "), harmed = .harmed.join(", "), line = install_line(.packages))]
+    WouldHarm {
+        packages: Vec<String>,
+        harmed: Vec<String>,
+    },
+}
+
+/// Simulates installing `packages` with apt's `options`, and installs them only when nothing
+/// the user has would be removed or downgraded.
+fn install_checked(
+    options: &[String],
+    target: Option<&str>,
+    packages: &[String],
+    log: &Path,
+) -> Result<(), InstallError> {
+    let target: Vec<String> = target
+        .map(|t| vec!["-t".into(), t.into()])
+        .unwrap_or_default();
+    let sim = Cmd::new("apt-get")
+        .args(options.iter())
+        .args(target.iter())
+        .args(["-s", "install", "--no-install-recommends"])
+        .args(packages.iter())
+        .read()?;
+    // kmt's own pinned packages (`NAME=VERSION`, the kernel source its series was made
+    // against) may move to their pin; nothing else may be removed or downgraded.
+    let pinned: Vec<&str> = packages
+        .iter()
+        .filter_map(|p| p.split_once('=').map(|(n, _)| n))
+        .collect();
+    let (own, harm): (Vec<String>, Vec<String>) =
+        harmed(&sim, dpkg_older).into_iter().partition(|h| {
+            h.ends_with(')')
+                && !h.ends_with("(removed)")
+                && pinned.contains(&h.split(' ').next().unwrap_or(""))
+        });
+    let allow: &[&str] = if own.is_empty() {
+        &[]
+    } else {
+        &["--allow-downgrades"]
+    };
+    if !harm.is_empty() {
+        return Err(InstallError::WouldHarm {
+            packages: packages.to_vec(),
+            harmed: harm,
+        });
+    }
+    Cmd::new("apt-get")
+        .args(options.iter())
+        .args(target.iter())
+        .args(APT_INSTALL.iter())
+        .args(allow.iter())
+        .args(packages.iter())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run_logged("apt-get install", log)?;
+    Ok(())
+}
+
+/// Installs `packages` with apt (as root), never removing or downgrading a package. On a
+/// machine whose qemu-utils came from bookworm-backports (Debian 12 images often carry 10.x),
+/// bookworm's QEMU 7.2 cannot be installed beside it: the QEMU packages then come from the same
+/// backports suite, through kmt's private sources list.
+pub fn install(packages: &[String], log: &Path) -> Result<(), InstallError> {
     Cmd::new("apt-get")
         .arg("update")
         .run_logged("apt-get update", log)?;
+    let (qemu, rest): (Vec<String>, Vec<String>) = packages
+        .iter()
+        .cloned()
+        .partition(|p| p.starts_with("qemu-"));
+    if qemu.is_empty() || !from_backports("qemu-utils") {
+        return install_checked(&[], None, packages, log);
+    }
+    if !rest.is_empty() {
+        install_checked(&[], None, &rest, log)?;
+    }
+    let dir = Path::new(PRIVATE_APT);
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        fs::create_dir_all(dir.join(sub)).map_err(|source| InstallError::Io {
+            path: dir.join(sub),
+            source,
+        })?;
+    }
+    fs::write(dir.join("sources.list"), PRIVATE_SOURCES).map_err(|source| InstallError::Io {
+        path: dir.join("sources.list"),
+        source,
+    })?;
+    let options = private_apt_options(dir);
     Cmd::new("apt-get")
-        .args(APT_INSTALL.iter())
-        .args(packages.iter())
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run_logged("apt-get install", log)
+        .args(options.iter())
+        .arg("update")
+        .run_logged(
+            "apt-get update (kmt's private list with bookworm-backports)",
+            log,
+        )?;
+    install_checked(&options, Some("bookworm-backports"), &qemu, log)
 }
 
 /// What `/dev/kvm` allows, before any probe boots a guest with it.
@@ -296,6 +458,30 @@ pub fn kvm_works(arch: &Arch, kernel: &KernelBuild, cache: &Cache) -> bool {
 mod tests {
     use super::*;
     use crate::arch::{lookup, ARCHES};
+
+    /// Defect: kmt's automatic install removed the machine's backports qemu-utils 10.0.2 to
+    /// install bookworm's QEMU 7.2. The simulation apt printed then is what `harmed` must catch.
+    #[test]
+    fn setup_never_removes_a_users_package() {
+        let sim = "Reading package lists...\n\
+                   Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]\n\
+                   Inst qemu-system-common (1:7.2+dfsg-7+deb12u18+b2 Debian:12.13/stable [amd64])\n\
+                   Inst libfoo [2.0-1] (1.0-1 Debian:12.13/stable [amd64])\n\
+                   Inst libbar [1.0-1] (2.0-1 Debian:12.13/stable [amd64])\n\
+                   Conf qemu-system-common (1:7.2+dfsg-7+deb12u18+b2 Debian:12.13/stable [amd64])\n";
+        let older = |a: &str, b: &str| a < b;
+        assert_eq!(
+            harmed(sim, older),
+            [
+                "qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1 (removed)",
+                "libfoo 2.0-1 (downgraded to 1.0-1)"
+            ]
+        );
+        assert!(harmed("Inst new (1.0 Debian [amd64])\n", older).is_empty());
+        assert!(APT_INSTALL.contains(&"--no-remove"));
+        assert!(!APT_INSTALL.iter().any(|a| a.contains("downgrade")));
+        assert!(install_line(&["qemu-system-x86".into()]).contains("--no-remove"));
+    }
 
     #[test]
     fn every_arch_needs_its_qemu() {
