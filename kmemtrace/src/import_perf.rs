@@ -233,6 +233,8 @@ impl Importer {
                     node: Some(-1),
                     file: Some(format!("cpu{cpu}.out")),
                     bytes: Some(bytes),
+                    logged_bytes: None,
+                    dropped_bytes: None,
                 })
                 .collect(),
             ..Meta::default()

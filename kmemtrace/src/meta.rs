@@ -70,6 +70,15 @@ pub struct MetaCpu {
     /// Bytes written to `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Bytes of records the kernel logged in this CPU's relay buffer since the channel was opened
+    /// (debugfs `kmemtrace/cpu_bytes`, read after the last drain): what `file` must hold exactly.
+    /// Absent in traces from collectors before it; `check` then compares nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_bytes: Option<u64>,
+    /// Bytes of records the kernel refused on this CPU because its buffer was full (debugfs
+    /// `kmemtrace/cpu_bytes`): this CPU's share of `total_overruns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_bytes: Option<u64>,
 }
 
 impl Meta {
@@ -120,6 +129,10 @@ mod tests {
         assert_eq!(m.total_overruns, Some(0));
         assert_eq!(m.cpus[1].bytes, Some(654321));
         assert!(m.extra.contains_key("future_key"));
+        assert_eq!(
+            (m.cpus[0].logged_bytes, m.cpus[0].dropped_bytes),
+            (None, None)
+        );
         let again = Meta::from_json(&m.to_json()).unwrap();
         assert_eq!(again, m);
     }
@@ -136,6 +149,29 @@ mod tests {
             let m = Meta::from_json(text).unwrap();
             assert_eq!(Meta::from_json(&m.to_json()).unwrap(), m, "{text}");
         }
+    }
+
+    /// A collector that reads `kmemtrace/cpu_bytes` writes each CPU's logged and dropped bytes;
+    /// they survive a rewrite, and an entry without them gains no keys.
+    #[test]
+    fn logged_and_dropped_bytes_round_trip() {
+        let text = r#"{ "cpus": [
+            { "cpu": 0, "node": 0, "file": "cpu0.out", "bytes": 123456,
+              "logged_bytes": 123456, "dropped_bytes": 0 },
+            { "cpu": 1, "file": "cpu1.out", "bytes": 1049096,
+              "logged_bytes": 524808, "dropped_bytes": 4096 },
+            { "cpu": 2, "file": "cpu2.out", "bytes": 48 } ] }"#;
+        let m = Meta::from_json(text).unwrap();
+        assert_eq!(m.cpus[0].logged_bytes, Some(123456));
+        assert_eq!(m.cpus[0].dropped_bytes, Some(0));
+        assert_eq!(
+            (m.cpus[1].logged_bytes, m.cpus[1].dropped_bytes),
+            (Some(524808), Some(4096))
+        );
+        assert_eq!(Meta::from_json(&m.to_json()).unwrap(), m);
+        let json = m.to_json();
+        assert_eq!(json.matches("logged_bytes").count(), 2, "{json}");
+        assert_eq!(json.matches("dropped_bytes").count(), 2, "{json}");
     }
 
     #[test]

@@ -469,6 +469,8 @@ pub fn synth<E>(
                 node: Some(if nodes > 1 { (c % nodes) as i32 } else { -1 }),
                 file: Some(format!("cpu{c}.out")),
                 bytes: None,
+                logged_bytes: None,
+                dropped_bytes: None,
             })
             .collect(),
         start_unix_ms: None,
