@@ -35,9 +35,10 @@
  * Stop protocol: SIGINT or SIGTERM requests a stop. Stop the producer first (write 0 to
  * kmemtrace/enabled), then signal. Each reader then reads until read() returns 0 (everything that
  * was logged before the request is in the file), writes its buffer out and fsyncs; then
- * total_overruns is read and meta.json written. Signals sent before the readers run stay pending
- * and are honoured once they do. A reader that fails stops the others (the trace is then not
- * complete: no meta.json, non-zero exit).
+ * total_overruns and cpu_bytes (the bytes the kernel logged per CPU: a CPU file holding any
+ * other number of bytes is damaged) are read and meta.json written. Signals sent before the
+ * readers run stay pending and are honoured once they do. A reader that fails stops the
+ * others (the trace is then not complete: no meta.json, non-zero exit).
  *
  * Exit codes:
  *   0  the trace is complete: every byte read was written and fsynced, meta.json written
@@ -47,7 +48,8 @@
  *      is missing or cannot be opened
  *   4  unknown ABI: kmemtrace/abi_version is missing, unreadable or not 1 or 2
  *   5  output error: OUTDIR cannot be created or written (read-only, full, I/O error)
- *   6  input error: reading a relay file, total_overruns or PROC/kallsyms failed while collecting
+ *   6  input error: reading a relay file, total_overruns, cpu_bytes or PROC/kallsyms failed while
+ *      collecting
  */
 #include <dirent.h>
 #include <errno.h>
@@ -112,6 +114,8 @@ struct reader {
 	char *buf;
 	size_t len;
 	uint64_t bytes;		/* written to out_fd */
+	int64_t logged;		/* kmemtrace/cpu_bytes: bytes the kernel logged, -1 unknown */
+	int64_t dropped;	/* and dropped because the buffer was full, -1 unknown */
 	int exit_code;		/* 0, or why this reader failed */
 	pthread_t thread;
 };
@@ -235,6 +239,38 @@ static int read_u32(const char *path, uint32_t *val)
 		return -1;
 	}
 	*val = v;
+	return 0;
+}
+
+/*
+ * kmemtrace/cpu_bytes, one line per possible CPU: "CPU LOGGED DROPPED" (bytes of records the
+ * kernel wrote into that CPU's buffer, and dropped because it was full, since tracing first
+ * started). Fills the readers' logged and dropped; a kernel without the file (before it
+ * existed) leaves them -1, and meta.json then says nothing. -1 with errno when the file exists
+ * but cannot be read or parsed.
+ */
+static int read_cpu_bytes(const char *path, struct collector *c)
+{
+	char buf[8192], *line, *save = NULL;
+
+	if (read_small(path, buf, sizeof(buf)))
+		return errno == ENOENT ? 0 : -1;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long logged, dropped;
+		int cpu, end = 0;
+
+		if (sscanf(line, "%d %llu %llu%n", &cpu, &logged, &dropped, &end) != 3 ||
+		    line[end]) {
+			errno = EINVAL;
+			return -1;
+		}
+		for (int i = 0; i < c->ncpus; i++) {
+			if (c->readers[i].cpu == cpu) {
+				c->readers[i].logged = (int64_t)logged;
+				c->readers[i].dropped = (int64_t)dropped;
+			}
+		}
+	}
 	return 0;
 }
 
@@ -596,8 +632,11 @@ static int write_meta(const struct collector *c, uint32_t abi, const char *alloc
 		const struct reader *r = &c->readers[i];
 
 		fprintf(f, "    { \"cpu\": %d, \"node\": %d, \"file\": \"cpu%d.out\", "
-			"\"bytes\": %llu }%s\n", r->cpu, r->node, r->cpu,
-			(unsigned long long)r->bytes, i + 1 < c->ncpus ? "," : "");
+			"\"bytes\": %llu", r->cpu, r->node, r->cpu, (unsigned long long)r->bytes);
+		if (r->logged >= 0)
+			fprintf(f, ", \"logged_bytes\": %lld, \"dropped_bytes\": %lld",
+				(long long)r->logged, (long long)r->dropped);
+		fprintf(f, " }%s\n", i + 1 < c->ncpus ? "," : "");
 	}
 	fprintf(f, "  ],\n  \"start_unix_ms\": %lld,\n  \"stop_unix_ms\": %lld\n}\n",
 		(long long)start_ms, (long long)stop_ms);
@@ -717,6 +756,7 @@ static int open_readers(struct collector *c, const int *cpus)
 		r->c = c;
 		r->cpu = cpus[i];
 		r->in_fd = r->out_fd = -1;
+		r->logged = r->dropped = -1;
 		r->node = cpu_node(o, r->cpu);
 		snprintf(r->in_path, sizeof(r->in_path), "%s/kmemtrace/cpu%d", o->debugfs, r->cpu);
 		snprintf(r->out_path, sizeof(r->out_path), "%s/cpu%d.out", o->outdir, r->cpu);
@@ -884,12 +924,23 @@ out:
 		msg("%s: %s", path, strerror(errno));
 		return EXIT_INPUT;
 	}
+	snprintf(path, sizeof(path), "%s/kmemtrace/cpu_bytes", o.debugfs);
+	if (read_cpu_bytes(path, &c)) {
+		msg("%s: %s", path, strerror(errno));
+		return EXIT_INPUT;
+	}
 	code = write_meta(&c, abi, allocator, overruns, start_ms, stop_ms);
 	if (code != EXIT_OK)
 		return code;
-	for (int i = 0; i < c.ncpus; i++)
-		msg("cpu%d: %llu bytes", c.readers[i].cpu,
-		    (unsigned long long)c.readers[i].bytes);
+	for (int i = 0; i < c.ncpus; i++) {
+		const struct reader *r = &c.readers[i];
+
+		msg("cpu%d: %llu bytes", r->cpu, (unsigned long long)r->bytes);
+		/* Reported, not fatal: the trace is kept for kmemtrace check to name the damage. */
+		if (r->logged >= 0 && (uint64_t)r->logged != r->bytes)
+			msg("warning: cpu%d: read %llu bytes, the kernel logged %lld", r->cpu,
+			    (unsigned long long)r->bytes, (long long)r->logged);
+	}
 	if (overruns)
 		msg("warning: total_overruns is %u: the kernel dropped records (boot with a larger "
 		    "kmemtrace.subbufs=N)", overruns);

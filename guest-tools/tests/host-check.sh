@@ -90,6 +90,7 @@ if [ "$READY" != ready ]; then
 else
 	head -c 5000 /dev/urandom >>"$D/dbg/kmemtrace/cpu0"	# logged while running
 	echo 7 >"$D/dbg/kmemtrace/total_overruns"			# read after the last drain
+	printf '0 105000 0\n1 2999000 1000\n2 0 0\n' >"$D/dbg/kmemtrace/cpu_bytes" # likewise
 	finish TERM
 	if [ "$RC" != 0 ]; then
 		bad "complete trace" "exit $RC"
@@ -120,6 +121,22 @@ else
 		ok "overruns warning"
 	else
 		bad "overruns warning" "no warning for total_overruns 7"
+	fi
+	# cpu_bytes: the kernel's own count per CPU goes into meta.json; a CPU file of another
+	# size is reported (here cpu1: 3000000 bytes read, 2999000 logged).
+	if command -v python3 >/dev/null; then
+		want="0,105000,0 1,2999000,1000"
+		got=$(json_get "$D/out/meta.json" '" ".join("%d,%d,%d" % (c["cpu"], c["logged_bytes"], c["dropped_bytes"]) for c in m["cpus"])' 2>&1)
+		if [ "$got" = "$want" ]; then
+			ok "meta.json logged_bytes and dropped_bytes from cpu_bytes"
+		else
+			bad "meta.json logged_bytes" "got '$got', want '$want'"
+		fi
+	fi
+	if grep -q "cpu1: read 3000000 bytes, the kernel logged 2999000" "$T/stderr"; then
+		ok "accounting mismatch warning"
+	else
+		bad "accounting mismatch warning" "no warning for cpu1's 1000 extra bytes"
 	fi
 fi
 
