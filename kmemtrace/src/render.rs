@@ -524,8 +524,12 @@ impl CheckReport {
             s.push_str(&format!("{p}\n"));
         }
         for f in &self.files {
+            let logged = f
+                .logged_bytes
+                .map(|l| format!(" (the kernel logged {l})"))
+                .unwrap_or_default();
             s.push_str(&format!(
-                "{}: {} bytes, {} records, {} byte order, seq {}..{}, {} problems\n",
+                "{}: {} bytes{logged}, {} records, {} byte order, seq {}..{}, {} problems\n",
                 f.file,
                 f.bytes,
                 f.records,

@@ -160,7 +160,8 @@ fn followed_well(b: &[u8], next: usize, order: ByteOrder) -> bool {
 /// them; a longer run is treated as damage.
 const MAX_UNKNOWN_RUN: usize = 8;
 
-fn describe(b: &[u8], at: usize, order: ByteOrder) -> String {
+/// The header at `at` in words, for a damage report.
+pub(crate) fn describe(b: &[u8], at: usize, order: ByteOrder) -> String {
     match abi::header(b, at, order) {
         Some(h) => format!(
             "event_id {} type_id {} event_size {} with {} bytes left",
