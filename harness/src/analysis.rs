@@ -24,6 +24,10 @@ pub struct TraceFigures {
     pub damaged_regions: u64,
     /// Problems `kmemtrace check` found.
     pub check_problems: usize,
+    /// What `kmemtrace check` found, one entry per damaged file: its name and the kinds of
+    /// problem in it ("cpu1.out: records read twice and zero-filled").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_damage: Vec<String>,
 }
 
 impl TraceFigures {
@@ -48,13 +52,34 @@ impl TraceFigures {
             why.push(format!("{} damaged regions", self.damaged_regions));
         }
         if self.check_problems > 0 {
-            why.push(format!(
+            let mut s = format!(
                 "{} problems found by kmemtrace check (check.txt)",
                 self.check_problems
-            ));
+            );
+            if !self.check_damage.is_empty() {
+                s.push_str(": ");
+                s.push_str(&self.check_damage.join(", "));
+            }
+            why.push(s);
         }
         (!why.is_empty()).then(|| format!("the trace is not whole: {}", why.join("; ")))
     }
+}
+
+/// [`TraceFigures::check_damage`] of a check: per file with problems, its name without the
+/// directory and the kinds found in it, in the order check lists them.
+pub fn check_damage(check: &kmemtrace::CheckReport) -> Vec<String> {
+    check
+        .kinds_by_file()
+        .into_iter()
+        .map(|(file, kinds)| {
+            let name = Path::new(&file)
+                .file_name()
+                .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
+            let kinds: Vec<&str> = kinds.iter().map(|k| k.words()).collect();
+            format!("{name}: {}", kinds.join(" and "))
+        })
+        .collect()
 }
 
 /// What the analysis produced.
@@ -121,6 +146,7 @@ pub fn analyse(
         lost_events: report.summary.lost_events,
         damaged_regions: report.summary.damaged_regions,
         check_problems: check.problems.len(),
+        check_damage: check_damage(&check),
     };
     Ok(Analysis {
         figures,
@@ -143,6 +169,39 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(f.damage_summary(), None);
+    }
+
+    /// A trace_damaged outcome says which damage, not only how many problems.
+    #[test]
+    fn the_damage_check_found_is_named_by_file_and_kind() {
+        use kmemtrace::{CheckReport, Problem, ProblemKind};
+        let p = |file: &str, kind| Problem {
+            file: file.into(),
+            offset: 4536,
+            kind,
+            length: Some(1776),
+            message: String::new(),
+        };
+        let check = CheckReport {
+            problems: vec![
+                p("/runs/x/trace/cpu1.out", ProblemKind::RecordsReadTwice),
+                p("/runs/x/trace/cpu1.out", ProblemKind::RecordsReadTwice),
+                p("/runs/x/trace/cpu1.out", ProblemKind::ZeroFilled),
+                p("/runs/x/trace/cpu0.out", ProblemKind::BytesMissing),
+            ],
+            ..CheckReport::default()
+        };
+        let f = TraceFigures {
+            total_overruns: Some(0),
+            check_problems: check.problems.len(),
+            check_damage: check_damage(&check),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.damage_summary().unwrap(),
+            "the trace is not whole: 4 problems found by kmemtrace check (check.txt): \
+             cpu1.out: records read twice and zero-filled, cpu0.out: bytes missing"
+        );
     }
 
     #[test]
