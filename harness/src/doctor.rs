@@ -524,7 +524,7 @@ mod tests {
         ];
         assert_eq!(
             install_line(&packages(&m)),
-            "sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --allow-downgrades pkg-a pkg-b'"
+            "sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --no-remove pkg-a pkg-b'"
         );
     }
 
