@@ -3,13 +3,11 @@
  * toggle - an example workload for `kmt run --exec` that switches tracing off and on again N
  * times (the first argument, default 100) while both CPUs allocate and the collector reads.
  *
- * It reproduces an open defect: on 6.12/SLUB x86_64 under TCG, with N = 300, 2 boots of 3 came
- * back with a damaged trace (`kmemtrace check`: records out of sequence in one CPU's file, a run
- * of a few hundred bytes of older records read again and again). Holding the relay file's inode
- * lock around relay_flush()'s switch (the read side's lock) did not cure it (2 boots of 5 still
- * damaged), so the cause is elsewhere; see the README's "Known defects". A run that switches
- * tracing off once (every other workload) shows it rarely: once in this project's history, as
- * 1 MiB of zeros after 13 KiB of records.
+ * Before the fix (kernel/README.md, "Nothing lost"), with N = 300 it damaged 1 to 2 of every 3
+ * to 6 x86_64 boots: the tracer flushed relay at every stop, which closed sub-buffers holding no
+ * record, and relay's reader then returned a CPU's newest records again and again. The stop no
+ * longer flushes, relay consumes such sub-buffers, and every CPU file must hold exactly the
+ * bytes the kernel logged (meta.json's logged_bytes): e2e::<arch>::toggle checks it.
  *
  *   gcc -static -O2 -o toggle guest-tools/examples/toggle.c
  *   kmt run --exec ./toggle --exec-arg 300
