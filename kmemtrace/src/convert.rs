@@ -134,12 +134,14 @@ pub fn trace_byte_order(input: &TraceInput) -> Result<ByteOrder> {
     }
 }
 
-/// Rewrite the trace directory `src` into `dst` (which must not exist or be an empty directory)
-/// in byte order `to`: every `cpu<N>.out`, `kallsyms` copied, `meta.json` with `byte_order`
+/// Rewrite the trace directory `src` (or a `kmt run` output directory's trace, see
+/// [`input::trace_dir`]) into `dst` (which must not exist or be an empty directory) in byte order
+/// `to`: every `cpu<N>.out`, `kallsyms` copied, `meta.json` with `byte_order`
 /// updated. `dst` is written whole or not at all (see `dest.rs`): a trace of which not one record
 /// decodes is [`Error::NothingDecodes`] and leaves it untouched, as a failed write does. Returns
 /// the source byte order.
 pub fn convert_dir(src: &Path, dst: &Path, to: ByteOrder) -> Result<ByteOrder> {
+    let src = &input::trace_dir(src);
     let input = input::load_dir(src)?;
     let from = trace_byte_order(&input)?;
     let staging = Staging::new(dst)?;

@@ -33,8 +33,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A directory holds no `cpu<N>.out` file.
-    #[error("{path}: no cpu<N>.out trace files in this directory")]
+    /// A directory holds no `cpu<N>.out` file, nor has a `trace/` that does.
+    #[error("{path}: no cpu<N>.out trace files in this directory or its trace/")]
     NoTraceFiles {
         /// The directory.
         path: PathBuf,

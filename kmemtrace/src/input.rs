@@ -2,7 +2,8 @@
 //! Loading a trace: per-CPU files (memory-mapped), `meta.json` and symbols. This is the library's
 //! only file-reading edge; the analysis works on [`TraceInput`] values, which tests build from
 //! bytes with [`TraceInput::from_streams`]. A diff side ([`load_side`]: a trace or a
-//! `report.json`) is loaded here too.
+//! `report.json`) is loaded here too. Wherever a trace directory is taken, a `kmt run` output
+//! directory is as good: [`trace_dir`] finds the trace in its `trace/`.
 
 use crate::error::{io_in, nothing_decodes, Error, Result};
 use crate::meta::Meta;
@@ -164,16 +165,35 @@ impl TraceInput {
     }
 }
 
-/// Load a trace directory: every `cpu<N>.out` (in CPU order), `meta.json` and `kallsyms` if
-/// present.
+/// The subdirectory of a `kmt run` output directory that holds the trace.
+const RUN_TRACE_DIR: &str = "trace";
+
+/// The trace directory that `dir` names: `dir` itself when it holds `cpu<N>.out` files, else its
+/// `trace/` when that does (a `kmt run` output directory, which also holds `manifest.json`,
+/// `report.txt`, `guest.log` …), else `dir`, whose want of trace files its reader reports. Every
+/// command that reads a trace directory resolves it here, so that a run directory is accepted
+/// wherever a trace directory is.
+pub fn trace_dir(dir: &Path) -> PathBuf {
+    let has_cpu_files = |d: &Path| list_cpu_files(d).is_ok_and(|f| !f.is_empty());
+    let run_trace = dir.join(RUN_TRACE_DIR);
+    if !has_cpu_files(dir) && has_cpu_files(&run_trace) {
+        run_trace
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// Load a trace directory (or a `kmt run` output directory, see [`trace_dir`]): every
+/// `cpu<N>.out` (in CPU order), `meta.json` and `kallsyms` if present.
 pub fn load_dir(dir: &Path) -> Result<TraceInput> {
     load(&[dir.to_path_buf()], &LoadOptions::default())
 }
 
 /// Load a trace from one directory or from explicit CPU files, with optional side files.
 ///
-/// A single directory is read as [`load_dir`] describes; otherwise every path is a CPU file and
-/// `meta.json` / `kallsyms` are looked for only through `opts`.
+/// A single directory is read as [`load_dir`] describes (a `kmt run` output directory by its
+/// `trace/`); otherwise every path is a CPU file and `meta.json` / `kallsyms` are looked for only
+/// through `opts`.
 pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
     let mut input = TraceInput::default();
     let mut meta_path = opts.meta.clone();
@@ -181,6 +201,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<TraceInput> {
     for p in paths {
         let md = std::fs::metadata(p).map_err(io_in(p, "cannot access"))?;
         if md.is_dir() {
+            let p = &trace_dir(p);
             let files = list_cpu_files(p)?;
             if files.is_empty() {
                 return Err(Error::NoTraceFiles { path: p.clone() });
@@ -251,19 +272,10 @@ pub fn list_cpu_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 /// decodes is [`Error::NothingDecodes`], whether it is a trace or the report of one.
 pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
     let meta = std::fs::metadata(path).map_err(io_in(path, "cannot open"))?;
-    let has_cpu_files = |d: &Path| -> bool {
-        std::fs::read_dir(d)
-            .map(|it| {
-                it.filter_map(|e| e.ok())
-                    .any(|e| e.file_name().to_string_lossy().starts_with("cpu"))
-            })
-            .unwrap_or(false)
-    };
     let (trace, json): (Option<PathBuf>, Option<PathBuf>) = if meta.is_dir() {
-        if has_cpu_files(path) {
-            (Some(path.to_path_buf()), None)
-        } else if has_cpu_files(&path.join("trace")) {
-            (Some(path.join("trace")), None)
+        let dir = trace_dir(path);
+        if list_cpu_files(&dir).is_ok_and(|f| !f.is_empty()) {
+            (Some(dir), None)
         } else if path.join("report.json").is_file() {
             (None, Some(path.join("report.json")))
         } else {

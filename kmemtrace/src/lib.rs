@@ -79,7 +79,7 @@ pub use convert::{convert_bytes, convert_dir, convert_stream};
 pub use diff::{diff, load_side, Diff, DiffOptions, Threshold};
 pub use error::{error_chain, Error, IoSide, Result};
 pub use exit_code::KmemtraceExitCode;
-pub use input::{load, load_dir, CpuFile, LoadOptions, TraceInput};
+pub use input::{load, load_dir, trace_dir, CpuFile, LoadOptions, TraceInput};
 pub use meta::{Meta, MetaCpu};
 pub use plot::{diff_svg, report_svg, PlotOptions};
 pub use render::{render_text, TextOptions};

@@ -158,7 +158,8 @@ impl From<Endian> for ByteOrder {
 enum Cmd {
     /// Report on a trace directory (cpu<N>.out, meta.json, kallsyms) or explicit CPU files.
     Report {
-        /// A trace directory, or CPU files (cpu<N>.out; N is the CPU).
+        /// A trace directory (or a `kmt run` output directory: its trace/), or CPU files
+        /// (cpu<N>.out; N is the CPU).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Show the per-call-site table (the default when --alloc is not given).
@@ -294,7 +295,7 @@ enum Cmd {
     /// Validate CPU files or trace directories: every problem with file and byte offset.
     /// Exit 0 clean, 1 problems found, 2 unusable input.
     Check {
-        /// Trace directories or CPU files.
+        /// Trace directories (or `kmt run` output directories) or CPU files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Output format.
@@ -350,7 +351,7 @@ enum Cmd {
     /// (kmemtrace/docs/report-schema.md, "allocinfo cross-check"). Exit 1 when allocinfo's change exceeds
     /// what the trace saw.
     Allocinfo {
-        /// The trace directory (a `kmt run` output directory's `trace/`).
+        /// The trace directory (or a `kmt run` output directory: its `trace/`).
         dir: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -364,7 +365,7 @@ enum Cmd {
         /// Target byte order.
         #[arg(long, value_enum)]
         endian: Endian,
-        /// Source trace directory.
+        /// Source trace directory (or a `kmt run` output directory: its trace/).
         src: PathBuf,
         /// Destination directory (must not exist or be an empty directory; never a file or symlink).
         dst: PathBuf,
@@ -889,6 +890,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(KmemtraceExitCode::OK)
         }
         Cmd::Allocinfo { dir, format, lines } => {
+            let dir = kmemtrace::trace_dir(&dir);
             let read = |name: &str| -> Result<Option<Vec<kmemtrace::allocinfo::Entry>>, CliError> {
                 let path = dir.join(name);
                 match std::fs::read(&path) {

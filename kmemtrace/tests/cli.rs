@@ -627,3 +627,55 @@ fn folded_and_pprof_outputs_are_the_same_in_both_byte_orders_and_decode_with_pro
     assert!(text.contains("string_table: \"alloc_space\""), "{text}");
     assert!(text.contains("string_table: \"do_syscall_64\""));
 }
+
+#[test]
+fn a_kmt_run_directory_is_read_wherever_a_trace_directory_is() {
+    // A run directory as `kmt run` leaves it: the trace in trace/, reports and logs beside it.
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("20260101-000000-x86_64-selftest");
+    let trace = run.join("trace");
+    let (code, _, err) = kmemtrace(&[
+        "synth",
+        "-o",
+        p(&trace),
+        "--events",
+        "5000",
+        "--stack-depth",
+        "4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for name in ["manifest.json", "report.json", "report.txt", "guest.log"] {
+        std::fs::write(run.join(name), "not a trace\n").unwrap();
+    }
+    let same = |args: &[&str]| {
+        let on = |dir: &Path| {
+            let mut a = args.to_vec();
+            a.push(p(dir));
+            kmemtrace(&a)
+        };
+        let (from_trace, from_run) = (on(&trace), on(&run));
+        assert_eq!(from_trace.0, 0, "{args:?}: {}", from_trace.2);
+        assert_eq!(from_run, from_trace, "{args:?}");
+    };
+    same(&["report"]);
+    same(&["report", "--format", "json"]);
+    same(&["report", "--format", "folded"]);
+    same(&["check"]);
+    same(&["check", "--format", "json"]);
+    let (code, _, err) = kmemtrace(&[
+        "convert",
+        "--endian",
+        "big",
+        p(&run),
+        p(&d.path().join("be")),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(entries(&d.path().join("be")), entries(&trace));
+    // A directory with neither says where it looked.
+    let (code, _, err) = kmemtrace(&["report", p(d.path())]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no cpu<N>.out trace files in this directory or its trace/"),
+        "{err}"
+    );
+}
