@@ -169,7 +169,8 @@ enum Cmd {
         #[arg(long)]
         alloc: bool,
         /// Sort keys, comma-separated or repeated: bytes, req, hits (or hit), frag, pingpong,
-        /// live, frees, callsite, ptr (perf kmem's names where it has them).
+        /// live, frees, callsite, ptr (perf kmem's names where it has them). They order the
+        /// --alloc table too, frees excepted (default there: bytes,hits,ptr).
         #[arg(long, short, value_delimiter = ',')]
         sort: Vec<String>,
         /// Rows per table (text default 20; JSON default: all).

@@ -959,12 +959,12 @@ pub const SORT_KEYS: &[(&str, &str, Option<Cmp>)] = &[
     ),
     (
         "frees",
-        "free records logged at the site, most first",
+        "free records logged at the site, most first (not in the per-allocation table)",
         Some(|a, b| b.frees.cmp(&a.frees)),
     ),
     (
         "callsite",
-        "call-site address or function name, ascending",
+        "call-site address or function name, ascending (the last allocation's call site in the per-allocation table)",
         None,
     ),
     (
@@ -974,8 +974,46 @@ pub const SORT_KEYS: &[(&str, &str, Option<Cmp>)] = &[
     ),
 ];
 
+type AllocCmp = fn(&AllocRow, &AllocRow) -> Ordering;
+
+/// The per-allocation table's comparators, by the names of [`SORT_KEYS`]: the keys that mean
+/// something for one address, as perf kmem's `--alloc --sort` has them (`ptr`, `callsite`,
+/// `bytes`, `hit`, `frag`, `pingpong`) and `req` and `live`. `frees` counts free records by the
+/// site that logged them, which an address does not have: this table skips it.
+pub const ALLOC_SORT_KEYS: &[(&str, AllocCmp)] = &[
+    ("bytes", |a, b| b.bytes_allocated.cmp(&a.bytes_allocated)),
+    ("req", |a, b| b.bytes_requested.cmp(&a.bytes_requested)),
+    ("hits", |a, b| b.hits.cmp(&a.hits)),
+    ("hit", |a, b| b.hits.cmp(&a.hits)),
+    ("frag", |a, b| {
+        b.fragmentation_bytes.cmp(&a.fragmentation_bytes)
+    }),
+    ("pingpong", |a, b| b.cross_cpu_frees.cmp(&a.cross_cpu_frees)),
+    ("live", |a, b| b.live.cmp(&a.live)),
+    ("callsite", |a, b| a.call_site.cmp(&b.call_site)),
+    ("ptr", |a, b| a.ptr.cmp(&b.ptr)),
+];
+
+/// The order of per-allocation rows under `keys` (validated names): key by key, then by address,
+/// so that the order is total.
+pub(crate) fn alloc_row_order(keys: &[String]) -> impl Fn(&AllocRow, &AllocRow) -> Ordering {
+    let cmps: Vec<AllocCmp> = keys
+        .iter()
+        .filter_map(|k| ALLOC_SORT_KEYS.iter().find(|e| e.0 == k).map(|e| e.1))
+        .collect();
+    move |a, b| {
+        cmps.iter()
+            .map(|c| c(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| a.ptr.cmp(&b.ptr))
+    }
+}
+
 /// The default sort keys.
 pub const DEFAULT_SORT: &[&str] = &["bytes", "hits", "callsite"];
+
+/// The per-allocation table's default sort keys.
+pub const DEFAULT_ALLOC_SORT: &[&str] = &["bytes", "hits", "ptr"];
 
 /// Validate sort key names.
 pub fn parse_sort_keys(keys: &[String]) -> Result<Vec<String>> {

@@ -18,12 +18,14 @@ use crate::pageuse::PageUse;
 use crate::report::*;
 use crate::symbols::Symbols;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// What [`super::analyze`] decided before the merge, as the report states it.
 pub(super) struct Plan {
     /// Sort keys of the rows.
     pub(super) sort: Vec<String>,
+    /// Sort keys of the per-allocation rows (the same, unless none were given).
+    pub(super) alloc_sort: Vec<String>,
     /// Each file's detected byte order.
     pub(super) detected: Vec<Option<ByteOrder>>,
     /// The trace's byte order.
@@ -78,7 +80,7 @@ pub(super) fn build_report(
     let allocations = r
         .ptrs
         .as_ref()
-        .map(|ptrs| alloc_rows(ptrs, &p.sites, syms, opts.max_rows));
+        .map(|ptrs| alloc_rows(ptrs, &p.sites, syms, &plan.alloc_sort, opts.max_rows));
     let findings = findings(input, opts, &plan.detected, &mut p, r.found, syms);
     let overruns = meta.and_then(|m| m.total_overruns);
 
@@ -371,57 +373,68 @@ fn group_rows(
     }
 }
 
-/// The per-address rows, by bytes, hits, address; only the rows kept get materialised.
+/// The per-address rows, sorted by the sort keys the table has ([`ALLOC_SORT_KEYS`]) and cut to
+/// `max_rows`; only the rows kept get their symbol.
 fn alloc_rows(
     ptrs: &crate::table::PtrTable<PtrAcc>,
     addrs: &[u64],
     syms: Option<&Symbols>,
+    sort: &[String],
     max_rows: Option<usize>,
 ) -> Vec<AllocRow> {
-    // With a row limit the best rows are picked in one pass, keeping the worst of them on top
-    // of a heap.
-    let rank = |(ptr, a): (u64, &PtrAcc)| (Reverse(a.bytes_allocated), Reverse(a.hits), ptr);
-    let used = ptrs.iter().filter(|(_, a)| a.hits > 0);
-    let v: Vec<(u64, &PtrAcc)> = match max_rows {
-        Some(n) => {
-            let mut best = BinaryHeap::with_capacity(n.saturating_add(1).min(1 << 16));
-            for e in used {
-                let key = rank(e);
-                if best.len() < n {
-                    best.push(key);
-                } else if let Some(mut worst) = best.peek_mut() {
-                    if key < *worst {
-                        *worst = key;
-                    }
-                }
+    let order = alloc_row_order(sort);
+    let rows = ptrs
+        .iter()
+        .filter(|(_, a)| a.hits > 0)
+        .map(|(ptr, a)| AllocRow {
+            ptr,
+            hits: a.hits,
+            bytes_requested: a.bytes_requested,
+            bytes_allocated: a.bytes_allocated,
+            fragmentation_bytes: frag(a.bytes_allocated, a.bytes_requested),
+            cross_cpu_frees: a.cross_cpu_frees,
+            call_site: addrs[a.site as usize],
+            symbol: None,
+            live: a.live,
+        });
+    let mut rows = first_rows(rows, max_rows, &order);
+    for r in &mut rows {
+        r.symbol = describe(syms, r.call_site);
+    }
+    rows
+}
+
+/// The first `n` of `items` in `order` (all of them without `n`), sorted. With a limit at most
+/// 2n items are held at once: when the buffer fills, it is cut back to its best n.
+fn first_rows<T>(
+    items: impl Iterator<Item = T>,
+    n: Option<usize>,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<T> {
+    let mut v = Vec::new();
+    let keep_best = |v: &mut Vec<T>, n: usize| {
+        if v.len() > n {
+            if n > 0 {
+                v.select_nth_unstable_by(n - 1, &order);
             }
-            best.into_sorted_vec()
-                .into_iter()
-                .filter_map(|(_, _, ptr)| Some((ptr, ptrs.get(ptr)?)))
-                .collect()
-        }
-        None => {
-            let mut v: Vec<(u64, &PtrAcc)> = used.collect();
-            v.sort_unstable_by_key(|e| rank(*e));
-            v
+            v.truncate(n);
         }
     };
-    v.into_iter()
-        .map(|(ptr, a)| {
-            let addr = addrs[a.site as usize];
-            AllocRow {
-                ptr,
-                hits: a.hits,
-                bytes_requested: a.bytes_requested,
-                bytes_allocated: a.bytes_allocated,
-                fragmentation_bytes: frag(a.bytes_allocated, a.bytes_requested),
-                cross_cpu_frees: a.cross_cpu_frees,
-                call_site: addr,
-                symbol: describe(syms, addr),
-                live: a.live,
+    match n {
+        None => v.extend(items),
+        Some(n) => {
+            let cap = n.saturating_mul(2).max(1);
+            for x in items {
+                v.push(x);
+                if v.len() >= cap {
+                    keep_best(&mut v, n);
+                }
             }
-        })
-        .collect()
+            keep_best(&mut v, n);
+        }
+    }
+    v.sort_unstable_by(&order);
+    v
 }
 
 /// One row per page order seen.

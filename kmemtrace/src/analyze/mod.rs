@@ -29,7 +29,9 @@ use crate::error::{nothing_decodes, Error, Result};
 use crate::glob::Glob;
 use crate::input::TraceInput;
 use crate::meta;
-use crate::report::{parse_sort_keys, AllocatorSource, GroupBy, Report, DEFAULT_SORT};
+use crate::report::{
+    parse_sort_keys, AllocatorSource, GroupBy, Report, DEFAULT_ALLOC_SORT, DEFAULT_SORT,
+};
 use crate::rules::Allocator;
 use crate::scan;
 use assemble::{build_report, Plan};
@@ -54,7 +56,8 @@ pub struct AnalyzeOptions {
     pub alloc_rows: bool,
     /// Turn damage into [`Error::Damaged`].
     pub strict: bool,
-    /// Sort keys for rows (see [`crate::report::SORT_KEYS`]); empty means [`DEFAULT_SORT`].
+    /// Sort keys for rows (see [`crate::report::SORT_KEYS`]); empty means [`DEFAULT_SORT`], and
+    /// [`crate::report::DEFAULT_ALLOC_SORT`] for the per-allocation rows.
     pub sort: Vec<String>,
     /// Examples kept per finding.
     pub examples: usize,
@@ -179,10 +182,12 @@ fn byte_orders(
 /// one), and in strict mode any damage. Everything else wrong with the data is reported, not an
 /// error.
 pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
-    let sort = if opts.sort.is_empty() {
-        DEFAULT_SORT.iter().map(|s| s.to_string()).collect()
+    let strings = |keys: &[&str]| keys.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (sort, alloc_sort) = if opts.sort.is_empty() {
+        (strings(DEFAULT_SORT), strings(DEFAULT_ALLOC_SORT))
     } else {
-        parse_sort_keys(&opts.sort)?
+        let keys = parse_sort_keys(&opts.sort)?;
+        (keys.clone(), keys)
     };
     let (detected, order) = byte_orders(input, opts)?;
     let filter = if opts.callsite_filter.is_empty() {
@@ -311,6 +316,7 @@ pub fn analyze(input: &TraceInput, opts: &AnalyzeOptions) -> Result<Report> {
     let sites = p.sites.len();
     let plan = Plan {
         sort,
+        alloc_sort,
         detected,
         order,
         page_size,

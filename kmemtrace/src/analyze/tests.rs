@@ -4,6 +4,7 @@ use crate::abi::{AllocFields, AllocType, Record};
 use crate::report::*;
 use crate::symbols::Symbols;
 use crate::synth::{synth_in_memory, SynthOptions};
+use std::cmp::Reverse;
 
 fn alloc(seq: i32, ty: AllocType, site: u64, ptr: u64, req: u64, al: u64, node: i32) -> Record {
     Record {
@@ -843,4 +844,72 @@ fn folded_stacks_add_up_to_the_summary() {
     assert!(render_folded(&r, Value::Allocs)
         .lines()
         .all(|l| !l.contains(';')));
+}
+
+/// `--alloc --sort` used to be ignored: the per-allocation table came out by bytes, hits and
+/// address whatever the keys. Each key now orders it (`frees` excepted, which an address does not
+/// have), the default order is unchanged, and a row limit keeps the first rows of the full order.
+#[test]
+fn the_alloc_table_follows_the_sort_keys() {
+    let (input, _) = synth_in_memory(&SynthOptions {
+        events: 20_000,
+        seed: 5,
+        ..SynthOptions::default()
+    });
+    let rows = |sort: &[&str], max_rows: Option<usize>| {
+        let opts = AnalyzeOptions {
+            alloc_rows: true,
+            sort: sort.iter().map(|s| s.to_string()).collect(),
+            max_rows,
+            ..AnalyzeOptions::default()
+        };
+        analyze(&input, &opts).unwrap().allocations.unwrap()
+    };
+    let ptrs = |rows: &[AllocRow]| rows.iter().map(|r| r.ptr).collect::<Vec<_>>();
+    let by_ptr = rows(&["ptr"], None);
+    let by_hits = rows(&["hit"], None);
+    assert_ne!(ptrs(&by_ptr), ptrs(&by_hits));
+    assert!(by_ptr.windows(2).all(|w| w[0].ptr < w[1].ptr));
+    assert!(by_hits
+        .windows(2)
+        .all(|w| (Reverse(w[0].hits), w[0].ptr) < (Reverse(w[1].hits), w[1].ptr)));
+    let keyed = |key: &str, f: fn(&AllocRow) -> i128| {
+        let v = rows(&[key], None);
+        assert!(
+            v.windows(2)
+                .all(|w| (f(&w[0]), w[0].ptr) < (f(&w[1]), w[1].ptr)),
+            "--sort {key}"
+        );
+        v
+    };
+    keyed("bytes", |r| -(r.bytes_allocated as i128));
+    keyed("req", |r| -(r.bytes_requested as i128));
+    let by_frag = keyed("frag", |r| -(r.fragmentation_bytes as i128));
+    keyed("pingpong", |r| -(r.cross_cpu_frees as i128));
+    keyed("live", |r| -(r.live as i128));
+    keyed("callsite", |r| r.call_site as i128);
+    assert_ne!(ptrs(&by_frag), ptrs(&rows(&["bytes"], None)));
+    // Keys apply in order; `frees` is skipped here.
+    let v = rows(&["frees", "callsite", "hits"], None);
+    assert!(v
+        .windows(2)
+        .all(|w| (w[0].call_site, Reverse(w[0].hits), w[0].ptr)
+            < (w[1].call_site, Reverse(w[1].hits), w[1].ptr)));
+    // No keys: bytes, hits, address, as before.
+    let default = rows(&[], None);
+    assert!(default.windows(2).all(|w| {
+        let k = |r: &AllocRow| (Reverse(r.bytes_allocated), Reverse(r.hits), r.ptr);
+        k(&w[0]) < k(&w[1])
+    }));
+    // With a limit, the first rows of the same order.
+    for (sort, n) in [
+        (&["ptr"][..], 7),
+        (&["frag", "hit"], 50),
+        (&[], 1),
+        (&["live"], 0),
+    ] {
+        let mut all = rows(sort, None);
+        all.truncate(n);
+        assert_eq!(rows(sort, Some(n)), all, "{sort:?} {n}");
+    }
 }
