@@ -4,6 +4,10 @@
 //!
 //! The binary (`src/main.rs`) is a thin clap layer over [`run::run`] and friends; the test matrix
 //! calls the same functions.
+//!
+//! Nothing here prints on stdout (the binary's results go through its one writer, which a
+//! closed stdout does not make panic); progress and logs go to stderr.
+#![cfg_attr(not(test), deny(clippy::print_stdout))]
 
 pub mod analysis;
 pub mod arch;

@@ -1,5 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! `kmt`: the kmemtrace harness's command line. See the README for the exit-code table.
+//!
+//! Everything kmt prints on stdout goes through [`write_stdout`] (the `out!` and `outln!`
+//! macros; `print!` and `println!`, which panic on a closed stdout, are denied): a reader that
+//! went away (`kmt doctor | head`) ends the output quietly and the command runs to its end and
+//! exits with its own code. SIGPIPE stays ignored, as Rust leaves it: kmt also writes to QEMU's
+//! QMP socket and to its children's pipes, where the signal would kill it past the guard that
+//! stops QEMU.
+#![deny(clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +26,20 @@ use kmt::program::Exec;
 use kmt::run::{self, AccelChoice, RunRequest};
 use kmt::workload;
 use kmt::{bisect, compare, doctor, image, kernel, kernels};
+
+/// `print!` on stdout through [`write_stdout`]: `out!(…)?`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format!($($arg)*).as_bytes())
+    };
+}
+
+/// `println!` on stdout through [`write_stdout`]: `outln!(…)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -670,16 +692,17 @@ fn outcome_of(e: &anyhow::Error) -> Outcome {
     }
 }
 
-/// Writes `bytes` to stdout: a reader that went away (`kmt man | head`) ends the output quietly,
-/// any other failure is an error, never a panic.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<Outcome> {
+/// Writes `bytes` to stdout, as everything kmt prints there: a reader that went away
+/// (`kmt doctor | head`) ends the output quietly (this and every later write is dropped), any
+/// other failure is an error, never a panic.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::new(e).context("cannot write to stdout"))
         }
-        _ => Ok(Outcome::Ok),
+        _ => Ok(()),
     }
 }
 
@@ -687,7 +710,8 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
     // What needs no repository.
     match cli.command {
         Command::Completions { shell } => {
-            write_stdout(&cli_doc::completions(Cli::command(), shell))
+            write_stdout(&cli_doc::completions(Cli::command(), shell))?;
+            Ok(Outcome::Ok)
         }
         Command::Man { subcommand } => {
             // The page without --help's text version of these: they have their own sections.
@@ -698,7 +722,8 @@ fn real_main(cli: Cli) -> anyhow::Result<Outcome> {
                 Some(name) => cli_doc::subcommand_man_page(&cmd, &name, &extra)
                     .ok_or_else(|| UsageError::new(format!("no subcommand {name:?}")))??,
             };
-            write_stdout(&page)
+            write_stdout(&page)?;
+            Ok(Outcome::Ok)
         }
         command => real_main_in_repo(cli.repo, command),
     }
@@ -727,22 +752,22 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 } else {
                     "MISSING"
                 };
-                println!("{mark} {:<40} (Debian package {})", p.what, p.package);
+                outln!("{mark} {:<40} (Debian package {})", p.what, p.package)?;
             }
             let kvm = if doctor::kvm_device_usable() {
                 "usable device (a boot probe decides at run time)"
             } else {
                 "not usable: runs use TCG"
             };
-            println!("info    /dev/kvm: {kvm}");
+            outln!("info    /dev/kvm: {kvm}")?;
             if missing.is_empty() {
-                println!("all prerequisites are installed");
+                outln!("all prerequisites are installed")?;
                 Ok(Outcome::Ok)
             } else {
-                println!(
+                outln!(
                     "install with:\n  {}",
                     doctor::install_line(&doctor::packages(&missing))
-                );
+                )?;
                 Ok(Outcome::PrerequisitesMissing)
             }
         }
@@ -752,7 +777,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             fs_create(&cache.root.join("logs"))?;
             match doctor::ensure_prerequisites(&a, &k, true, &cache.root.join("logs/setup.log")) {
                 Ok(()) => {
-                    println!("all prerequisites are installed");
+                    outln!("all prerequisites are installed")?;
                     Ok(Outcome::Ok)
                 }
                 Err(e) => {
@@ -770,7 +795,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             if print_key {
                 return match kernel::current_entries(&req) {
                     Ok([_, kernel]) => {
-                        println!("{kernel}");
+                        outln!("{kernel}")?;
                         Ok(Outcome::Ok)
                     }
                     Err(e) => {
@@ -781,7 +806,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             }
             match kernel::build(&req, &cache) {
                 Ok(b) => {
-                    println!("{}", b.image.display());
+                    outln!("{}", b.image.display())?;
                     eprintln!(
                         "kmt: kernel {} {} in {:.1} s (config {})",
                         req.arch.name,
@@ -801,7 +826,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             let a = resolve_arch(arch)?;
             match image::build(a, &repo, &cache) {
                 Ok(b) => {
-                    println!("{}", b.initramfs.display());
+                    outln!("{}", b.initramfs.display())?;
                     Ok(Outcome::Ok)
                 }
                 Err(e) => {
@@ -829,7 +854,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             };
             let res = run::run(&req, &cache);
             if let Some(t) = &res.report_text {
-                println!("{t}");
+                outln!("{t}")?;
             }
             if res.outcome == Outcome::Ok {
                 eprintln!("kmt: ok: {}", res.message);
@@ -952,7 +977,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                         ))
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                outln!("{}", serde_json::to_string_pretty(&all)?)?;
             } else {
                 for a in &res.arches {
                     if let Some(d) = &a.diff {
@@ -961,7 +986,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                         } else {
                             kmemtrace::diff::render_diff_text(d, &t)
                         };
-                        println!("== {} ==\n{text}", a.arch);
+                        outln!("== {} ==\n{text}", a.arch)?;
                     }
                 }
             }
@@ -981,7 +1006,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             let mut progress = |m: &str| eprintln!("kmt: {m}");
             match bisect::bisect(&req, &cache, &mut progress) {
                 Ok(res) => {
-                    println!("{}", res.report);
+                    outln!("{}", res.report)?;
                     eprintln!("kmt: output in {}", req.out.display());
                     Ok(res.outcome)
                 }
@@ -1006,7 +1031,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             let code = match bisect::step_only(&req, &cache, &mut progress) {
                 Ok(r) => {
                     let s = &r.step;
-                    println!(
+                    outln!(
                         "{} {}: {} ({}){}",
                         s.commit.short(),
                         s.commit.subject,
@@ -1021,15 +1046,15 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                         } else {
                             ", from the state directory"
                         }
-                    );
+                    )?;
                     for f in &s.figures {
                         let (bm, _) = bisect::mean_stddev(&f.base);
                         let (nm, _) = bisect::mean_stddev(&f.new);
-                        println!(
+                        outln!(
                             "  {}: {bm:.0} -> {nm:.0}{}",
                             f.expr,
                             if f.crossed { " (crossed)" } else { "" }
-                        );
+                        )?;
                     }
                     eprintln!("kmt: state in {}", req.out.display());
                     bisect::step_exit_code(s.verdict)
@@ -1081,12 +1106,12 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             match kmt::bench::bench(&req, &cache, &mut progress) {
                 Ok(results) => {
                     if json {
-                        print!(
+                        out!(
                             "{}",
                             std::fs::read_to_string(req.out.join("bench.json")).unwrap_or_default()
-                        );
+                        )?;
                     } else {
-                        print!("{}", kmt::bench::render(&results, smp));
+                        out!("{}", kmt::bench::render(&results, smp))?;
                     }
                     eprintln!("kmt: output in {}", req.out.display());
                     let worst = results
@@ -1144,7 +1169,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             keep.dedup();
             let removed = cache.prune(&["kernels", "source"], &keep)?;
             for r in &removed {
-                println!("removed {}", r.display());
+                outln!("removed {}", r.display())?;
             }
             eprintln!(
                 "kmt: removed {} cache entries, kept {}",
@@ -1202,13 +1227,13 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                     return Ok(e.outcome());
                 }
             };
-            println!("Linux {}, {}", req.kernel.name, req.allocator.name);
-            println!("{}", kmt::matrix::MATRIX_HEADER);
+            outln!("Linux {}, {}", req.kernel.name, req.allocator.name)?;
+            outln!("{}", kmt::matrix::MATRIX_HEADER)?;
             for l in lines {
-                println!("{l}");
+                outln!("{l}")?;
             }
             if repeat > 1 {
-                println!("\n{}", kmt::matrix::render_tally(&res.tallies));
+                outln!("\n{}", kmt::matrix::render_tally(&res.tallies))?;
             }
             eprintln!("kmt: runs in {}", req.out.display());
             Ok(res.outcome)

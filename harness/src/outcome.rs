@@ -86,7 +86,7 @@ impl Outcome {
     pub fn meaning(self) -> &'static str {
         match self {
             Outcome::Ok => "the trace came back whole and was analysed",
-            Outcome::HarnessError => "kmt itself failed (an I/O error of its own, e.g. a full disk)",
+            Outcome::HarnessError => "kmt itself failed (an I/O error of its own, e.g. a full disk; a reader that closes stdout early, as `head` does, is not one: the output stops and the code is the command's)",
             Outcome::UsageError => "a bad argument, found before anything is built or written: an unknown workload, `--smp` outside 1–8, `--memory` outside 128–16384, `--timeout` outside 1–86400, a missing `--config`/`--kernel-src`/`--exec` file, an `--exec` program for another machine, a bad `--fail-on`, an `--out` that exists and is not empty (also clap's own errors); nothing is created, not even the output directory",
             Outcome::PrerequisitesMissing => "a package is missing and could not be installed; the message has the `apt-get` line",
             Outcome::KernelBuildFailed => "patching, configuring or building the kernel failed (last 50 log lines + log path)",

@@ -202,3 +202,37 @@ fn an_allocator_the_kernel_lacks_exits_2_listing_the_valid_ones() {
         "the tree is Linux 5.15; kmt has patch series for Linux 6.12 and 6.1",
     );
 }
+
+/// Regression: `kmt doctor | head` panicked ("failed printing to stdout: Broken pipe", exit 101).
+/// With stdout a pipe whose reader is already gone, every command that prints ends its output
+/// quietly and exits with its own code.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    for args in [&["doctor"][..], &["man"], &["completions", "bash"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let cwd = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kmt"))
+            .args(["--repo", repo().to_str().unwrap()])
+            .args(args)
+            .current_dir(cwd.path())
+            .env("KMT_CACHE_DIR", cwd.path().join("cache"))
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // doctor: 0, or 10 when something is missing on this host; never 101 or a signal.
+        let code = out.status.code();
+        let expected = if args[0] == "doctor" {
+            &[0, 10][..]
+        } else {
+            &[0]
+        };
+        assert!(
+            code.is_some_and(|c| expected.contains(&c)),
+            "{args:?}: {:?}: {stderr}",
+            out.status
+        );
+    }
+}

@@ -26,7 +26,8 @@ impl KmemtraceExitCode {
     pub const BAD_INPUT: i32 = 2;
 
     /// Writing the output failed: a file or directory of `synth`, `convert`, `import-perf` or
-    /// `--svg`, or stdout.
+    /// `--svg`, or stdout. A reader that closes stdout early (`| head`) is no failure: the output
+    /// stops there and the exit code is the command's.
     pub const OUTPUT_FAILED: i32 = 3;
 
     /// Every code with its name and its meaning as the documentation tables give it
@@ -57,7 +58,8 @@ impl KmemtraceExitCode {
             Self::OUTPUT_FAILED,
             "OUTPUT_FAILED",
             "failure writing output: the directory of `synth`, `convert` or `import-perf` (left \
-             as it was), an `--svg` file, stdout",
+             as it was), an `--svg` file, stdout (a reader that closes it early, as `head` does, \
+             is no failure: the output stops and the code is the command's)",
         ),
     ];
 

@@ -41,6 +41,8 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// The library returns values; the binary prints them, through its one stdout writer.
+#![cfg_attr(not(test), deny(clippy::print_stdout))]
 
 pub mod abi;
 pub mod allocinfo;

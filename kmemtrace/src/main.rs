@@ -9,10 +9,15 @@
 //! | 0 | `OK` | success: `check` found the input clean, `report` reported (findings are data, not failure), `diff` crossed no threshold, `allocinfo` found the accounts agreeing, `synth`/`convert`/`import-perf` wrote their directory |
 //! | 1 | `PROBLEMS_FOUND` | problems in usable data: `check` found some, `report --strict` met damage, `diff` crossed a `--fail-on` threshold, `allocinfo` found the accounts disagreeing |
 //! | 2 | `BAD_INPUT` | unusable input or usage (message on stderr, naming any file): missing or unreadable path, no `cpu<N>.out`, not one record decodes, invalid `meta.json` or `report.json`, mixed byte orders, bad glob, sort key or threshold, destination not empty or a file or symlink, bad option |
-//! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf` (left as it was), an `--svg` file, stdout |
+//! | 3 | `OUTPUT_FAILED` | failure writing output: the directory of `synth`, `convert` or `import-perf` (left as it was), an `--svg` file, stdout (a reader that closes it early, as `head` does, is no failure: the output stops and the code is the command's) |
 //!
 //! Every error is typed: the library's [`kmemtrace::Error::exit_code`] and [`CliError::exit_code`]
 //! map them onto the table. Fatal messages go to stderr, naming the file.
+//!
+//! Everything printed on stdout goes through [`out_with`] (`print!` and `println!`, which panic
+//! on a closed stdout, are denied), where a reader that went away (`kmemtrace report … | head`)
+//! ends the output quietly: the command runs to its end and exits with its own code.
+#![deny(clippy::print_stdout)]
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use kmemtrace::cli_doc::{self, Section};

@@ -679,3 +679,35 @@ fn a_kmt_run_directory_is_read_wherever_a_trace_directory_is() {
         "{err}"
     );
 }
+
+/// `kmemtrace report … | head` must not panic: with stdout a pipe whose reader is already gone,
+/// every command that prints ends its output quietly and exits with its own code.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    let u = d.path().join("u");
+    let runs: [&[&str]; 7] = [
+        &["synth", "-o", p(&t), "--events", "5000"],
+        &["report", p(&t)],
+        &["report", "--alloc", "--format", "json", p(&t)],
+        &["report", "--format", "folded", p(&t)],
+        &["check", p(&t)],
+        &["man"],
+        &["completions", "bash"],
+    ];
+    for args in runs.into_iter().chain([&["synth", "-o", p(&u)][..]]) {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kmemtrace"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    // What was written beside stdout is whole.
+    assert_eq!(kmemtrace(&["check", p(&u)]).0, 0);
+}
