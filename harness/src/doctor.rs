@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crate::arch::Arch;
 use crate::cache::Cache;
+use crate::error::UsageError;
 use crate::kernel::KernelBuild;
-use crate::kernels::KernelVersion;
+use crate::kernels::{self, KernelVersion};
 use crate::proc::{Cmd, CommandFailed};
 use crate::qemu;
 use crate::scratch::Scratch;
@@ -53,6 +54,35 @@ fn prog(name: &str) -> Probe {
 }
 fn file(path: &str) -> Probe {
     Probe::File(path.into())
+}
+
+/// What `kmt doctor` checks, per dimension: the architectures (kernel versions) named, else
+/// with `all` every one, else what the default `kmt run` needs: the `host`'s architecture (and
+/// the default kernel). A default run that just worked therefore passes `kmt doctor` too. Without
+/// a named or known host architecture, and without `all`, there is nothing to default to.
+pub fn doctor_scope(
+    arches: &[&'static Arch],
+    kernels: &[&'static KernelVersion],
+    all: bool,
+    host: Option<&'static Arch>,
+) -> Result<(Vec<&'static Arch>, Vec<&'static KernelVersion>), UsageError> {
+    let arches = match (arches, all, host) {
+        ([_, ..], _, _) => arches.to_vec(),
+        ([], true, _) => crate::arch::ARCHES.iter().collect(),
+        ([], false, Some(h)) => vec![h],
+        ([], false, None) => {
+            return Err(UsageError::new(format!(
+                "this host's architecture is not one kmt boots; pass --arch ({}) or --all",
+                crate::arch::names().join(", ")
+            )))
+        }
+    };
+    let kernels = match (kernels, all) {
+        ([_, ..], _) => kernels.to_vec(),
+        ([], true) => kernels::KERNELS.iter().collect(),
+        ([], false) => vec![kernels::default_kernel()],
+    };
+    Ok((arches, kernels))
 }
 
 /// The prerequisites for building `kernels` and booting them on `arches`.
@@ -481,6 +511,52 @@ mod tests {
         assert!(APT_INSTALL.contains(&"--no-remove"));
         assert!(!APT_INSTALL.iter().any(|a| a.contains("downgrade")));
         assert!(install_line(&["qemu-system-x86".into()]).contains("--no-remove"));
+    }
+
+    /// Regression: `kmt doctor` exited 10 right after a successful default run, because it
+    /// checked every architecture and kernel. By default it checks what that run needs.
+    #[test]
+    fn doctor_checks_what_the_default_run_needs_unless_told_otherwise() {
+        let names = |(a, k): (Vec<&Arch>, Vec<&KernelVersion>)| {
+            let a: Vec<&str> = a.iter().map(|a| a.name).collect();
+            let k: Vec<&str> = k.iter().map(|k| k.name).collect();
+            (a, k)
+        };
+        let [x86, arm, ppc] = ["x86_64", "arm64", "ppc64"].map(|n| lookup(n).unwrap());
+        let default = kernels::default_kernel();
+        let old = kernels::by_name("6.1").unwrap();
+        let scope = |a: &[&'static Arch], k: &[&'static KernelVersion], all, host| {
+            names(doctor_scope(a, k, all, host).unwrap())
+        };
+        // Nothing named: the host's architecture and the kernel `kmt run` builds by default.
+        assert_eq!(
+            scope(&[], &[], false, Some(arm)),
+            (vec!["arm64"], vec![default.name])
+        );
+        assert_eq!(default.name, "6.12");
+        // --all: every architecture and kernel.
+        let every = (
+            ARCHES.iter().map(|a| a.name).collect::<Vec<_>>(),
+            kernels::KERNELS.iter().map(|k| k.name).collect::<Vec<_>>(),
+        );
+        assert_eq!(scope(&[], &[], true, Some(x86)), every);
+        assert_eq!(scope(&[], &[], true, None), every);
+        // --arch and --kernel name their dimension; the other keeps its default (or --all).
+        assert_eq!(
+            scope(&[ppc, x86], &[], false, Some(x86)),
+            (vec!["ppc64", "x86_64"], vec!["6.12"])
+        );
+        assert_eq!(
+            scope(&[], &[old], false, Some(x86)),
+            (vec!["x86_64"], vec!["6.1"])
+        );
+        assert_eq!(scope(&[ppc], &[], true, None).1, every.1);
+        // A host kmt does not boot: name an architecture or ask for all.
+        let e = doctor_scope(&[], &[], false, None).unwrap_err();
+        assert!(
+            e.to_string().contains("--arch") && e.to_string().contains("--all"),
+            "{e}"
+        );
     }
 
     #[test]

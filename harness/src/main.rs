@@ -144,14 +144,24 @@ fn long_help_tail() -> String {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check every prerequisite and print the apt-get line for what is missing.
+    /// Check the prerequisites of the default run and print the apt-get line for what is
+    /// missing.
+    ///
+    /// By default what `kmt run` needs without options: the host's architecture and kernel
+    /// 6.12. --arch and --kernel name others; --all checks every architecture and kernel.
+    /// Exit 0, or 10 when something is missing.
     Doctor {
-        /// Only these architectures (default: all).
+        /// These architectures (repeatable; default: the host's).
         #[arg(long)]
         arch: Vec<ArchArg>,
-        /// Only these kernel versions' source packages (default: all).
+        /// These kernel versions' source packages (repeatable; default: 6.12, what `kmt run`
+        /// builds).
         #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
         kernel: Vec<String>,
+        /// Every architecture and every kernel version (with --arch: every kernel version for
+        /// those; with --kernel: every architecture for those).
+        #[arg(long)]
+        all: bool,
     },
     /// Install the missing prerequisites (Debian/Ubuntu, as root).
     Setup {
@@ -738,9 +748,14 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
     match command {
         // Printed by real_main, which needs no repository for them.
         Command::Completions { .. } | Command::Man { .. } => Ok(Outcome::Ok),
-        Command::Doctor { arch, kernel } => {
-            let a = arches(&arch);
-            let all = doctor::prerequisites(&a, &kernel_versions(&kernel)?);
+        Command::Doctor { arch, kernel, all } => {
+            let named: Vec<&Arch> = arch.iter().map(|a| a.0).collect();
+            let named_kernels = kernel
+                .iter()
+                .map(|n| kernels::by_name(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (a, k) = doctor::doctor_scope(&named, &named_kernels, all, Arch::host())?;
+            let all = doctor::prerequisites(&a, &k);
             let missing: Vec<_> = all
                 .iter()
                 .filter(|p| !doctor::present(p))
@@ -761,7 +776,18 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             };
             outln!("info    /dev/kvm: {kvm}")?;
             if missing.is_empty() {
-                outln!("all prerequisites are installed")?;
+                let names = |v: Vec<&str>| v.join(", ");
+                let every = a.len() == arch::ARCHES.len() && k.len() == kernels::KERNELS.len();
+                outln!(
+                    "all prerequisites are installed for {} with Linux {}{}",
+                    names(a.iter().map(|a| a.name).collect()),
+                    names(k.iter().map(|k| k.name).collect()),
+                    if every {
+                        ""
+                    } else {
+                        " (--all: every architecture and kernel)"
+                    }
+                )?;
                 Ok(Outcome::Ok)
             } else {
                 outln!(
