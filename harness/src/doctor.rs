@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use crate::arch::Arch;
 use crate::cache::Cache;
-use crate::error::UsageError;
 use crate::kernel::KernelBuild;
 use crate::kernels::{self, KernelVersion};
 use crate::proc::{Cmd, CommandFailed};
 use crate::qemu;
 use crate::scratch::Scratch;
+use crate::usage::UsageError;
 use crate::vm::Guard;
 
 /// How to tell a prerequisite is present.

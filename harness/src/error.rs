@@ -8,18 +8,7 @@ use crate::analysis::AnalysisError;
 use crate::image::ImageError;
 use crate::kernel::KernelError;
 use crate::outcome::Outcome;
-
-/// A bad argument or combination of arguments, found before anything is built or written.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-impl UsageError {
-    /// A usage error with this message.
-    pub fn new(message: impl Into<String>) -> Self {
-        UsageError(message.into())
-    }
-}
+pub use crate::usage::UsageError;
 
 /// Why a run did not end with a whole, analysed trace.
 #[derive(Debug, thiserror::Error)]

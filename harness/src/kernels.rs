@@ -3,7 +3,7 @@
 //! Debian source package, its patch series and its allocators' Kconfig fragments. Adding a kernel
 //! is a row here, a `kernel/patches/<version>/` series and the selftest's known answers.
 
-use crate::error::UsageError;
+use crate::usage::UsageError;
 
 /// A slab allocator, as a Kconfig fragment merged after the architecture's.
 #[derive(Debug, PartialEq, Eq)]

@@ -31,6 +31,7 @@ pub mod run;
 pub mod scratch;
 pub mod share;
 pub mod tree;
+pub mod usage;
 pub mod verdict;
 pub mod vm;
 pub mod workload;
