@@ -4,7 +4,7 @@
 //! Pure: [`diff`] takes the reports of one or more runs per side and returns a [`Diff`] value;
 //! [`render_diff_text`] and [`render_diff_markdown`] print it ([`crate::diff_render`]), serde
 //! gives the JSON. The `--fail-on` grammar is [`crate::threshold`]; loading a side from a trace
-//! directory or a `report.json`, the one edge, is [`crate::input::load_side`]. All three are
+//! directory or a `report.json`, the one edge, is [`crate::sides::load_side`]. All three are
 //! re-exported here.
 //!
 //! # What counts as a change
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use crate::diff_render::{render_diff_markdown, render_diff_text, DiffTextOptions};
-pub use crate::input::load_side;
+pub use crate::sides::load_side;
 pub use crate::threshold::{Direction, Scope, Threshold, THRESHOLD_GRAMMAR};
 
 /// Version of the diff JSON; bumped when the meaning of an existing key changes.

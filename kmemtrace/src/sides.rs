@@ -6,11 +6,19 @@
 //! Each side is one or more reports of runs of one configuration: a figure of a side with
 //! several runs is their median, and the range across them is kept, so that a reader sees
 //! which differences between columns are bigger than the runs' own noise.
+//!
+//! A side's run, for `compare` as for `diff`, is loaded by [`load_side`]: a trace (analysed) or
+//! a `report.json` (taken as it is). It lives here, above both [`crate::input`] and the
+//! analysis, which it calls.
 
+use crate::error::{io_in, nothing_decodes, Error, Result};
+use crate::input::{list_cpu_files, load, trace_dir, LoadOptions};
 use crate::report::Report;
 use crate::rules::Allocator;
+use crate::{analyze, AnalyzeOptions};
 use serde::Serialize;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// One side's heading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -359,11 +367,69 @@ impl SideBySide {
     }
 }
 
+/// Load one side: a trace directory (`cpu<N>.out`…), a `kmt run` output directory (its
+/// `trace/`), or a `report.json` written by `kmemtrace report --format json` or `kmt run`.
+///
+/// A trace is analysed with `opts`; a `report.json` is taken as it is, so a call-site filter can
+/// only be applied to it if it was made with that filter already. A side of which not one record
+/// decodes is [`Error::NothingDecodes`], whether it is a trace or the report of one.
+pub fn load_side(path: &Path, opts: &AnalyzeOptions) -> Result<Report> {
+    let meta = std::fs::metadata(path).map_err(io_in(path, "cannot open"))?;
+    let (trace, json): (Option<PathBuf>, Option<PathBuf>) = if meta.is_dir() {
+        let dir = trace_dir(path);
+        if list_cpu_files(&dir).is_ok_and(|f| !f.is_empty()) {
+            (Some(dir), None)
+        } else if path.join("report.json").is_file() {
+            (None, Some(path.join("report.json")))
+        } else {
+            return Err(Error::NoTraceFiles {
+                path: path.to_path_buf(),
+            });
+        }
+    } else {
+        (None, Some(path.to_path_buf()))
+    };
+    if let Some(dir) = trace {
+        let input = load(&[dir], &LoadOptions::default())?;
+        return analyze(&input, opts);
+    }
+    let json = json.expect("one of the two");
+    let text = std::fs::read(&json).map_err(io_in(&json, "cannot read"))?;
+    let report = Report::from_json(&text).map_err(|source| Error::ReportJson {
+        path: json.clone(),
+        source,
+    })?;
+    // A report of a trace that did not decode (made before that was an error) is as unusable.
+    let s = &report.summary;
+    if let (0, 0, Some(first)) = (s.records, s.unknown_records, report.damage.regions.first()) {
+        let files = report.trace.files.iter().map(|f| (f.file.clone(), f.bytes));
+        let order = report.trace.byte_order.unwrap_or(crate::ByteOrder::Little);
+        let dir = report.trace.directory.as_deref().map(Path::new);
+        return Err(nothing_decodes(files, order, first, dir));
+    }
+    if !opts.callsite_filter.is_empty() && report.trace.callsite_filter != opts.callsite_filter {
+        return Err(Error::FilterOnReport {
+            path: json,
+            made_with: report.trace.callsite_filter,
+        });
+    }
+    if let Some(a) = opts
+        .allocator
+        .filter(|a| report.trace.allocator != Some(*a))
+    {
+        return Err(Error::AllocatorOnReport {
+            path: json,
+            asked: a,
+            made_with: report.trace.allocator,
+        });
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::synth::{synth_in_memory, SynthOptions};
-    use crate::{analyze, AnalyzeOptions};
 
     fn report(events: u64, seed: u64) -> Report {
         let (input, _) = synth_in_memory(&SynthOptions {
