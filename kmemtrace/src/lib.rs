@@ -51,6 +51,7 @@ pub mod callers;
 pub mod check;
 pub mod cli_doc;
 pub mod convert;
+pub mod delta;
 mod dest;
 pub mod diff;
 pub mod diff_render;

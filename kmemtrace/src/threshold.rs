@@ -3,7 +3,7 @@
 //! displayed canonically, and judged against a [`Delta`] (the diff evaluates them,
 //! [`crate::diff()`]).
 
-use crate::diff::Delta;
+use crate::delta::Delta;
 use crate::error::{Error, Result};
 use crate::glob::Glob;
 use crate::report::{PageOrderRow, SiteStats, Summary, TypeRow};
