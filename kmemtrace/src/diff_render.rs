@@ -3,7 +3,7 @@
 //! serde's, [`Diff::to_json`]; the SVG is [`crate::plot::diff_svg`]). They print a [`Diff`] value,
 //! computing nothing but the layout.
 
-use crate::diff::{Delta, Diff, FieldDelta, MatchBy, RowDelta, SideInfo, Status, INPUT_FIELDS};
+use crate::delta::{Delta, Diff, FieldDelta, MatchBy, RowDelta, SideInfo, Status, INPUT_FIELDS};
 use std::fmt::Write;
 
 fn signed(v: i64) -> String {
