@@ -23,6 +23,9 @@ pub mod kernel;
 pub mod kernels;
 pub mod manifest;
 pub mod matrix;
+#[cfg(test)]
+#[path = "../../kmemtrace/src/module_graph.rs"]
+mod module_graph;
 pub mod outcome;
 pub mod proc;
 pub mod program;

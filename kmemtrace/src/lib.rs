@@ -62,6 +62,8 @@ pub mod glob;
 pub mod import_perf;
 pub mod input;
 pub mod meta;
+#[cfg(test)]
+mod module_graph;
 pub mod pageuse;
 pub mod plot;
 pub mod pprof;
