@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Test-only: the crate's modules and which modules each one names, read from its source files,
-//! for the tests that keep the module graph free of circles and `docs/architecture.md` listing
-//! every module. Both crates use it (`harness/src/lib.rs` includes this file by `#[path]`).
+//! for the tests that keep the module graph free of circles ([`assert_no_circles`]) and
+//! `docs/architecture.md` listing every file ([`rows`]: its convention is stated there, under
+//! "One line per module"). Both crates use it (`harness/src/lib.rs` includes this file by `#[path]`).
 //!
 //! A module is a file under `src/` (`scan.rs` is `scan`) or a folder (`analyze/`, with its
 //! `mod.rs` and every file in it, is the one module `analyze`: a folder is one unit and its
@@ -223,6 +224,39 @@ pub fn circles(g: &Graph) -> Vec<Vec<String>> {
     out
 }
 
+/// Every `.rs` file under `src` (recursively), as its `/`-separated path under `src/`.
+pub fn files(src: &Path) -> BTreeSet<String> {
+    fn walk(dir: &Path, under: &str, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).expect("source folder is readable") {
+            let p = e.expect("folder entry").path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                walk(&p, &format!("{under}{name}/"), out);
+            } else if name.ends_with(".rs") {
+                out.insert(format!("{under}{name}"));
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(src, "", &mut out);
+    out
+}
+
+/// The files the table under the `### {heading}` line of `doc` (docs/architecture.md) has rows
+/// for: the backticked words ending in `.rs` in each row's first cell.
+pub fn rows(doc: &str, heading: &str) -> BTreeSet<String> {
+    let title = format!("### {heading}");
+    doc.lines()
+        .skip_while(|l| l.trim() != title)
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix('|')?.split('|').next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .filter(|w| w.ends_with(".rs"))
+        .map(String::from)
+        .collect()
+}
+
 /// Panics naming every circle of the crate whose `src/` is `src`.
 pub fn assert_no_circles(src: &Path) {
     let g = graph(src);
@@ -246,6 +280,36 @@ mod tests {
     #[test]
     fn no_import_circles() {
         assert_no_circles(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    }
+
+    /// docs/architecture.md has a row for every file of the crate this file is compiled into
+    /// (under `### kmemtrace/src` or `### harness/src`), and no row for a file that is gone.
+    #[test]
+    fn every_file_has_a_row() {
+        let krate = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc_path = krate.join("../docs/architecture.md");
+        let doc = std::fs::read_to_string(&doc_path).expect("docs/architecture.md is readable");
+        let heading = format!("{}/src", krate.file_name().unwrap().to_string_lossy());
+        let have = files(&krate.join("src"));
+        let rows = rows(&doc, &heading);
+        let missing: Vec<_> = have.difference(&rows).collect();
+        let gone: Vec<_> = rows.difference(&have).collect();
+        assert!(
+            missing.is_empty() && gone.is_empty(),
+            "{}, table under `### {heading}`: no row for {missing:?}; rows for files that are not \
+             there: {gone:?}",
+            doc_path.display()
+        );
+    }
+
+    #[test]
+    fn rows_are_read_from_the_first_cell_under_their_heading() {
+        let doc = "### a/src\n\n| module | job |\n| --- | --- |\n| `x.rs`, `f/y.rs` | `z.rs` |\n\
+                   | `w.rs` | w |\n\n### b/src\n| `v.rs` | v |\n";
+        let r = rows(doc, "a/src");
+        assert_eq!(r.iter().collect::<Vec<_>>(), ["f/y.rs", "w.rs", "x.rs"]);
+        assert_eq!(rows(doc, "b/src").len(), 1);
+        assert!(rows(doc, "c/src").is_empty());
     }
 
     #[test]
