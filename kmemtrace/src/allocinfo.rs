@@ -100,6 +100,11 @@ pub fn excluded(location: &str) -> Option<&'static str> {
 
 /// A function name without the ELFv1 dot and the compiler's clone suffixes (`.isra.0`,
 /// `.constprop.0`, `.cold`): what allocinfo's `func:` says for the same code.
+///
+/// This is [`crate::symbols::base_name`] except for a name whose plain form starts with a dot
+/// (`.`, `..x`): `base_name` keeps it (`.`, `.x`), this gives `""`, and so puts all of them in
+/// one row of the cross-check. Not unified, since that would change such rows; the test
+/// `source_name_is_base_name_but_for_leading_dots` holds the difference to exactly that.
 pub fn source_name(name: &str) -> &str {
     let name = crate::symbols::plain_name(name);
     name.split('.').next().unwrap_or(name)
@@ -331,6 +336,24 @@ mod tests {
 
     fn report<'a>(rows: &'a [(&'a str, u64, u64)]) -> impl Iterator<Item = (&'a str, u64, u64)> {
         rows.iter().copied()
+    }
+
+    /// The one way this rule and `symbols::base_name` differ (see [`source_name`]).
+    #[test]
+    fn source_name_is_base_name_but_for_leading_dots() {
+        use crate::symbols::base_name;
+        for n in [
+            "alloc_pid",
+            ".alloc_pid",
+            "kmalloc_array_noprof.constprop.0",
+            ".seq_open.isra.0.cold",
+            "",
+        ] {
+            assert_eq!(source_name(n), base_name(n), "{n:?}");
+        }
+        for (n, base) in [(".", "."), ("..x", ".x"), ("..x.cold", ".x.cold")] {
+            assert_eq!((source_name(n), base_name(n)), ("", base), "{n:?}");
+        }
     }
 
     #[test]

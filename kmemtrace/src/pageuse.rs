@@ -11,7 +11,7 @@
 //! page allocation keeps its use until it is freed (frees carry `kfree` or `__free_slab` as
 //! their call site and are not classified).
 
-use crate::symbols::plain_name;
+use crate::symbols::base_name;
 use serde::{Deserialize, Serialize};
 
 /// The use of a page allocation.
@@ -127,10 +127,9 @@ pub const TABLE: &[(&str, PageUse, &str)] = &[
 ];
 
 /// The use of the pages allocated by `function` (a symbol name; ppc64 dot-symbols and GCC's
-/// `.constprop.0`/`.isra.0` clone suffixes are ignored).
+/// `.constprop.0`/`.isra.0` clone suffixes are ignored: [`base_name`]).
 pub fn classify(function: &str) -> PageUse {
-    let name = plain_name(function);
-    let name = name.split_once('.').map_or(name, |(base, _)| base);
+    let name = base_name(function);
     TABLE
         .iter()
         .find(|(f, _, _)| *f == name)
@@ -152,6 +151,19 @@ mod tests {
         assert_eq!(classify("pipe_write"), PageUse::Other);
         assert_eq!(classify(""), PageUse::Other);
         assert_eq!(classify("."), PageUse::Other);
+    }
+
+    /// Each row is a base name (no dot, not empty). `classify` looks names up by [`base_name`],
+    /// which keeps a name whose plain form starts with a dot whole (`..x` → `.x`) where cutting
+    /// at the first dot gives `""`: either finds no row only while this holds.
+    #[test]
+    fn the_table_holds_base_names() {
+        for (f, _, _) in TABLE {
+            assert!(!f.is_empty() && !f.contains('.'), "{f:?}");
+            assert_eq!(base_name(f), *f);
+        }
+        assert_eq!(classify("..alloc_slab_page"), PageUse::Other);
+        assert_eq!(classify(".alloc_slab_page.isra.0"), PageUse::Slab);
     }
 
     #[test]

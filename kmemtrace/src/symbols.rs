@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Call-site symbolisation from `/proc/kallsyms` or `System.map` text (`ADDR TYPE NAME [MODULE]`).
+//! Call-site symbolisation from `/proc/kallsyms` or `System.map` text (`ADDR TYPE NAME [MODULE]`),
+//! and the rules for reading a symbol's name: [`plain_name`] (ppc64 ELFv1's leading dot) and
+//! [`base_name`] (that and the compiler's clone suffixes), the one definition the call-site
+//! filter, the diff, `--group-by caller` ([`crate::callers`]), the page-use table
+//! ([`crate::pageuse`]) and the chart's tracer rows ([`crate::plot`]) use.
 
 /// A sorted address table of text symbols.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +91,18 @@ pub fn plain_name(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// `name` without ppc64's leading dot and the compiler's clone suffixes: the part before the
+/// first `.` of what is left (`kmalloc_array_noprof.constprop.0` → `kmalloc_array_noprof`,
+/// `.kmemdup` → `kmemdup`, `foo.isra.0.cold` → `foo`). What is left after the dot when it starts
+/// with a dot itself (`.`, `..x`) is kept whole (`.`, `.x`): never an empty name.
+pub fn base_name(name: &str) -> &str {
+    let n = plain_name(name);
+    match n.find('.') {
+        Some(0) | None => n,
+        Some(i) => &n[..i],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +123,19 @@ mod tests {
         assert_eq!(s.resolve(0x10), None);
         assert_eq!(plain_name(".kmalloc"), "kmalloc");
         assert_eq!(plain_name("."), ".");
+    }
+
+    #[test]
+    fn clone_suffixes_and_dots_are_looked_through() {
+        assert_eq!(
+            base_name("kmalloc_array_noprof.constprop.0"),
+            "kmalloc_array_noprof"
+        );
+        assert_eq!(base_name(".kmemdup"), "kmemdup");
+        assert_eq!(base_name("foo.isra.0.cold"), "foo");
+        assert_eq!(base_name("relay_open_buf.part.0"), "relay_open_buf");
+        assert_eq!(base_name("."), ".");
+        assert_eq!(base_name("..x.cold"), ".x.cold");
+        assert_eq!(base_name(""), "");
     }
 }
