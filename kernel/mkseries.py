@@ -56,6 +56,21 @@ def read_source(version):
     return values
 
 
+def source_tarball(source):
+    """The tarball of a SOURCE: installed in /usr/src, or, for a suite kmt fetches from, in
+    kmt's cache (the entry whose kmt-source names the package and version)."""
+    if "suite" not in source:
+        return source["tarball"]
+    root = os.environ.get("KMT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kmt"
+    )
+    for about in sorted(Path(root, "debs").glob("*/kmt-source")):
+        text = about.read_text()
+        if f"package={source['package']}\n" in text and f"version={source['version']}\n" in text:
+            return str(about.parent / Path(source["tarball"]).name)
+    return f"{root}/debs/*/{Path(source['tarball']).name}"
+
+
 def load_toml(path):
     try:
         with open(path, "rb") as f:
@@ -238,11 +253,11 @@ def make_series(version, stages, trees, tarball, out):
     where = f"kernel/patches/{version}/tracer.toml"
     values, inserts = data.get("values", {}), data.get("insert", {})
     source = read_source(version)
-    tarball = tarball or source["tarball"]
+    tarball = tarball or source_tarball(source)
     if not Path(tarball).is_file():
         raise DataError(
-            f"{version}: no {tarball} (install {source['package']} {source['version']}: "
-            "kmt setup does; or pass --tarball)"
+            f"{version}: no {tarball} ({source['package']} {source['version']}: "
+            "kmt setup installs or fetches it; or pass --tarball)"
         )
     work = Path(tempfile.mkdtemp(prefix=f"mkseries-{version}-"))
     try:

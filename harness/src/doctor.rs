@@ -7,6 +7,7 @@ use std::path::Path;
 use std::fs;
 use std::time::Duration;
 
+use crate::apt::{dpkg_older, private_apt_options};
 use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::kernel::KernelBuild;
@@ -113,7 +114,7 @@ pub fn prerequisites(arches: &[&Arch], kernels: &[&KernelVersion]) -> Vec<Prereq
         p("patch", prog("patch"), "patch"),
         p("cpio", prog("cpio"), "cpio"),
     ];
-    for k in kernels {
+    for k in kernels.iter().filter(|k| k.suite.is_none()) {
         let version = k.debian_version();
         v.push(Prereq {
             what: format!("Linux {} source {version}", k.name),
@@ -157,6 +158,42 @@ fn on_path(name: &str) -> bool {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
+}
+
+/// The kernel sources kmt fetches itself (not packages to install): for each of `kernels`
+/// that has a suite, a line for `kmt doctor`; a build, or `kmt setup`, fetches a missing one.
+pub fn fetched_sources(kernels: &[&KernelVersion], cache: &Cache) -> Vec<String> {
+    kernels
+        .iter()
+        .filter_map(|k| {
+            let suite = k.suite?;
+            let what = format!("Linux {} source", k.name);
+            Some(match crate::fetch::find(cache, k) {
+                Some(f) => format!(
+                    "ok      {what:<40} ({} {}, fetched from {suite} into kmt's cache)",
+                    k.package, f.version
+                ),
+                None => format!(
+                    "later   {what:<40} ({} {}: kmt setup or its first build fetches it from {suite})",
+                    k.package,
+                    k.debian_version()
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Fetches the sources of `kernels` that kmt fetches itself into `cache` (`kmt setup`).
+pub fn fetch_sources(
+    kernels: &[&KernelVersion],
+    cache: &Cache,
+    log: &Path,
+) -> Result<(), crate::fetch::FetchError> {
+    for k in kernels.iter().filter(|k| k.suite.is_some()) {
+        let f = crate::fetch::fetch(cache, k, log)?;
+        eprintln!("kmt: {} {} is in kmt's cache", k.package, f.version);
+    }
+    Ok(())
 }
 
 /// Whether a prerequisite is there.
@@ -254,33 +291,9 @@ pub fn harmed(simulation: &str, older: impl Fn(&str, &str) -> bool) -> Vec<Strin
     v
 }
 
-fn dpkg_older(a: &str, b: &str) -> bool {
-    Cmd::new("dpkg")
-        .args(["--compare-versions", a, "lt", b])
-        .read()
-        .is_ok()
-}
-
 /// Where kmt keeps its own apt lists for the one suite it may add: bookworm-backports, read
 /// through a private sources list so the system's apt configuration is never edited.
 const PRIVATE_APT: &str = "/var/cache/kmt/apt";
-
-/// The options that point apt at kmt's private sources list and state under `dir`.
-fn private_apt_options(dir: &Path) -> Vec<String> {
-    vec![
-        "-o".into(),
-        format!(
-            "Dir::Etc::sourcelist={}",
-            dir.join("sources.list").display()
-        ),
-        "-o".into(),
-        "Dir::Etc::sourceparts=/nonexistent".into(),
-        "-o".into(),
-        format!("Dir::State::Lists={}", dir.join("lists").display()),
-        "-o".into(),
-        format!("Dir::Cache={}", dir.join("cache").display()),
-    ]
-}
 
 /// The private sources list: the system's Debian 12 suites and bookworm-backports.
 const PRIVATE_SOURCES: &str = "\

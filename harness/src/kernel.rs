@@ -38,6 +38,15 @@ pub enum KernelError {
     /// The patch series does not name a file that exists, or is empty.
     #[error("bad patch series {}: {what}", path.display())]
     Series { path: PathBuf, what: String },
+    /// A source kmt fetches itself is not in its cache (and this command does not fetch).
+    #[error("{package} is not in kmt's cache yet: `kmt setup` or a build of it fetches it from Debian's {suite} (or pass --kernel-src DIR)")]
+    NotFetched {
+        package: &'static str,
+        suite: &'static str,
+    },
+    /// A source kmt fetches itself could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
     /// A command of the build failed.
     #[error(transparent)]
     Command(#[from] CommandFailed),
@@ -106,9 +115,26 @@ impl KernelRequest {
         }
     }
 
-    /// The tarball of the chosen version's Debian source package.
-    fn tarball(&self) -> &'static Path {
-        Path::new(self.kernel.tarball)
+    /// The tarball of the chosen version's Debian source package and its Debian version: the
+    /// installed package's, or the one kmt fetched into `cache` (without the network).
+    fn tarball(&self, cache: &Cache) -> Result<(PathBuf, String), KernelError> {
+        if self.kernel.suite.is_some() {
+            return crate::fetch::find(cache, self.kernel)
+                .map(|f| (f.tarball, f.version))
+                .ok_or(KernelError::NotFetched {
+                    package: self.kernel.package,
+                    suite: self.kernel.suite.unwrap_or_default(),
+                });
+        }
+        let tarball = PathBuf::from(self.kernel.tarball);
+        if !tarball.is_file() {
+            return Err(self.no_source(&tarball));
+        }
+        let version = Cmd::new("dpkg-query")
+            .args(["-W", "-f", "${Version}", self.kernel.package])
+            .read()
+            .unwrap_or_else(|_| "unknown".into());
+        Ok((tarball, version))
     }
 
     fn no_source(&self, path: &Path) -> KernelError {
@@ -154,16 +180,7 @@ pub fn parse_series(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `kernel/patches/<version>/SOURCE`: `key=value` lines naming the Debian package, version and tarball
-/// checksum the series was made against.
-pub fn parse_source(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
+pub use crate::kernels::parse_source;
 
 /// Compares the installed Debian source with the one the series was made against: None when
 /// they match, else what differs.
@@ -266,7 +283,7 @@ pub fn check_request(req: &KernelRequest) -> Result<(), KernelError> {
 }
 
 /// Where the source comes from, and a string that identifies its content.
-fn source_identity(req: &KernelRequest) -> Result<String, KernelError> {
+fn source_identity(req: &KernelRequest, cache: &Cache) -> Result<String, KernelError> {
     match &req.kernel_src {
         Some(dir) => {
             if !dir.join("Makefile").is_file() {
@@ -292,13 +309,9 @@ fn source_identity(req: &KernelRequest) -> Result<String, KernelError> {
             }
         }
         None => {
-            let tarball = req.tarball();
-            let meta = fs::metadata(tarball).map_err(|_| req.no_source(tarball))?;
+            let (tarball, version) = req.tarball(cache)?;
+            let meta = fs::metadata(&tarball).map_err(|_| req.no_source(&tarball))?;
             let package = req.kernel.package;
-            let version = Cmd::new("dpkg-query")
-                .args(["-W", "-f", "${Version}", package])
-                .read()
-                .unwrap_or_else(|_| "unknown".into());
             Ok(format!("debian {package} {version} size {}", meta.len()))
         }
     }
@@ -358,8 +371,8 @@ fn source_key(req: &KernelRequest, identity: &str) -> Result<String, KernelError
 }
 
 /// The cache entries (`source/KEY`, `kernels/KEY`) a build of `req` uses now, without building.
-pub fn current_entries(req: &KernelRequest) -> Result<[String; 2], KernelError> {
-    let identity = source_identity(req)?;
+pub fn current_entries(req: &KernelRequest, cache: &Cache) -> Result<[String; 2], KernelError> {
+    let identity = source_identity(req, cache)?;
     let compiler = compiler_version(req.arch)?;
     let kernel = format!(
         "{}-{}",
@@ -392,7 +405,7 @@ fn prepared_source(
             None => {
                 Cmd::new("tar")
                     .arg("xf")
-                    .arg(req.tarball())
+                    .arg(&req.tarball(cache)?.0)
                     .arg("-C")
                     .arg(staging)
                     .run_logged("unpacking kernel source", &log)?;
@@ -404,7 +417,7 @@ fn prepared_source(
                     .filter_map(Result::ok)
                     .map(|e| e.path())
                     .find(|p| p.is_dir())
-                    .ok_or_else(|| req.no_source(req.tarball()))?;
+                    .ok_or_else(|| req.no_source(staging))?;
                 fs::rename(&top, &tree)
                     .map_err(|source| KernelError::Read { path: top, source })?;
             }
@@ -419,7 +432,10 @@ fn prepared_source(
         }
         let mismatch = match &req.kernel_src {
             None => {
-                let sha = Cmd::new("sha256sum").arg(req.tarball()).read().ok();
+                let sha = Cmd::new("sha256sum")
+                    .arg(&req.tarball(cache)?.0)
+                    .read()
+                    .ok();
                 let sha = sha.as_deref().and_then(|s| s.split_whitespace().next());
                 let version = identity.split_whitespace().nth(2).unwrap_or("unknown");
                 source_mismatch(req, version, sha)
@@ -460,7 +476,20 @@ fn prepared_source(
 /// Builds (or finds in the cache) the kernel `req` asks for.
 pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelError> {
     let started = Instant::now();
-    let identity = source_identity(req)?;
+    if req.kernel_src.is_none() && req.kernel.suite.is_some() {
+        let log = cache
+            .root
+            .join("logs")
+            .join(format!("fetch-{}.log", req.kernel.package));
+        if let Some(dir) = log.parent() {
+            fs::create_dir_all(dir).map_err(|source| KernelError::Read {
+                path: dir.into(),
+                source,
+            })?;
+        }
+        crate::fetch::fetch(cache, req.kernel, &log)?;
+    }
+    let identity = source_identity(req, cache)?;
     let compiler = compiler_version(req.arch)?;
     let keyb = kernel_key(req, &identity, &compiler)?;
     let key = format!("{}-{}", req.arch.name, keyb.key());

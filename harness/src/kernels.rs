@@ -4,6 +4,7 @@
 //! is a row here, a `kernel/patches/<version>/` series and the selftest's known answers.
 
 use crate::usage::UsageError;
+use std::collections::BTreeMap;
 
 /// A slab allocator, as a Kconfig fragment merged after the architecture's.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +42,10 @@ pub struct KernelVersion {
     /// Debian's source package and the tarball it installs.
     pub package: &'static str,
     pub tarball: &'static str,
+    /// None: `kmt setup` installs the package from the system's own suites. Some: a suite the
+    /// system does not use, from which kmt fetches the package into its cache without
+    /// installing it (`fetch.rs`).
+    pub suite: Option<&'static str>,
     /// The series directory (with `series` and `SOURCE`), relative to the repository.
     pub patches: &'static str,
     /// The series' `SOURCE` file (embedded): the Debian version the series was made against,
@@ -59,6 +64,7 @@ pub static KERNELS: &[KernelVersion] = &[
         version: (6, 12),
         package: "linux-source-6.12",
         tarball: "/usr/src/linux-source-6.12.tar.xz",
+        suite: None,
         patches: "kernel/patches/6.12",
         source: include_str!("../../kernel/patches/6.12/SOURCE"),
         allocators: &[&SLUB, &SLUB_TINY],
@@ -69,6 +75,7 @@ pub static KERNELS: &[KernelVersion] = &[
         version: (6, 1),
         package: "linux-source-6.1",
         tarball: "/usr/src/linux-source-6.1.tar.xz",
+        suite: None,
         patches: "kernel/patches/6.1",
         source: include_str!("../../kernel/patches/6.1/SOURCE"),
         allocators: &[&SLUB, &SLAB, &SLOB],
@@ -207,6 +214,17 @@ pub fn select(
         None => k.default_allocator(),
     };
     Ok((k, a))
+}
+
+/// `kernel/patches/<version>/SOURCE`: `key=value` lines naming the Debian package, version and tarball
+/// checksum the series was made against.
+pub fn parse_source(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 #[cfg(test)]

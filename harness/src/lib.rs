@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout))]
 
 pub mod analysis;
+pub mod apt;
 pub mod arch;
 pub mod bench;
 pub mod bisect;
@@ -18,6 +19,7 @@ pub mod compare;
 pub mod cpio;
 pub mod doctor;
 pub mod error;
+pub mod fetch;
 pub mod image;
 pub mod kernel;
 pub mod kernels;

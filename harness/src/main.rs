@@ -774,6 +774,9 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             } else {
                 "not usable: runs use TCG"
             };
+            for line in doctor::fetched_sources(&k, &cache) {
+                outln!("{line}")?;
+            }
             outln!("info    /dev/kvm: {kvm}")?;
             if missing.is_empty() {
                 let names = |v: Vec<&str>| v.join(", ");
@@ -801,7 +804,10 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             let a = arches(&arch);
             let k = kernel_versions(&kernel)?;
             fs_create(&cache.root.join("logs"))?;
-            match doctor::ensure_prerequisites(&a, &k, true, &cache.root.join("logs/setup.log")) {
+            let log = cache.root.join("logs/setup.log");
+            match doctor::ensure_prerequisites(&a, &k, true, &log)
+                .and_then(|()| doctor::fetch_sources(&k, &cache, &log).map_err(|e| e.to_string()))
+            {
                 Ok(()) => {
                     outln!("all prerequisites are installed")?;
                     Ok(Outcome::Ok)
@@ -819,7 +825,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
             let req = kernel_request(&repo, &k)?;
             kernel::check_request(&req).map_err(|e| UsageError::new(e.to_string()))?;
             if print_key {
-                return match kernel::current_entries(&req) {
+                return match kernel::current_entries(&req, &cache) {
                     Ok([_, kernel]) => {
                         outln!("{kernel}")?;
                         Ok(Outcome::Ok)
@@ -1183,7 +1189,7 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                     extra_fragments,
                 };
                 // Without its compiler an arch's current key is unknown: remove nothing.
-                let e = kernel::current_entries(&req).map_err(|e| {
+                let e = kernel::current_entries(&req, &cache).map_err(|e| {
                     anyhow::anyhow!(
                         "cannot tell {}'s current kernel ({e}); nothing removed",
                         arch.name
