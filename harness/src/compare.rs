@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn sides_that_differ_in_allocator_are_named_by_it() {
         let slab = Side {
-            kernel: &crate::kernels::KERNELS[1],
+            kernel: crate::kernels::by_name("6.1").unwrap(),
             allocator: &crate::kernels::SLAB,
             ..Side::default()
         };

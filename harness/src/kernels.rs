@@ -71,6 +71,17 @@ pub static KERNELS: &[KernelVersion] = &[
         fragment: None,
     },
     KernelVersion {
+        name: "7.3",
+        version: (7, 3),
+        package: "linux-source-7.3",
+        tarball: "/usr/src/linux-source-7.3.tar.xz",
+        suite: Some("trixie-backports"),
+        patches: "kernel/patches/7.3",
+        source: include_str!("../../kernel/patches/7.3/SOURCE"),
+        allocators: &[&SLUB, &SLUB_TINY],
+        fragment: None,
+    },
+    KernelVersion {
         name: "6.1",
         version: (6, 1),
         package: "linux-source-6.1",
@@ -138,6 +149,15 @@ pub fn all_allocator_names() -> Vec<&'static str> {
     v
 }
 
+/// Every version's name as a sentence lists them: "6.12, 7.3 and 6.1".
+fn names_listed() -> String {
+    match names().split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// Every version's name, the default first.
 pub fn names() -> Vec<&'static str> {
     KERNELS.iter().map(|k| k.name).collect()
@@ -148,7 +168,7 @@ pub fn by_name(name: &str) -> Result<&'static KernelVersion, UsageError> {
     KERNELS.iter().find(|k| k.name == name).ok_or_else(|| {
         UsageError::new(format!(
             "--kernel {name}: kmt has patch series for Linux {}",
-            names().join(" and ")
+            names_listed()
         ))
     })
 }
@@ -179,7 +199,7 @@ pub fn for_tree(
         UsageError::new(format!(
             "--kernel-src {}: the tree {what}; kmt has patch series for Linux {}",
             tree.display(),
-            names().join(" and ")
+            names_listed()
         ))
     })
 }
@@ -267,7 +287,7 @@ mod tests {
             "--allocator slub-tiny: Linux 6.1 has slub, slab, slob"
         );
         let e = select(Some("5.10"), None, None).unwrap_err();
-        assert!(e.to_string().contains("Linux 6.12 and 6.1"), "{e}");
+        assert!(e.to_string().contains("Linux 6.12, 7.3 and 6.1"), "{e}");
     }
 
     #[test]
@@ -285,7 +305,7 @@ mod tests {
         let e = select(None, None, Some((t, Some((5, 15))))).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--kernel-src /src/linux: the tree is Linux 5.15; kmt has patch series for Linux 6.12 and 6.1"
+            "--kernel-src /src/linux: the tree is Linux 5.15; kmt has patch series for Linux 6.12, 7.3 and 6.1"
         );
         assert!(select(None, None, Some((t, None))).is_err());
     }

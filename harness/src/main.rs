@@ -67,7 +67,7 @@ struct KernelArgs {
     /// Architecture: x86_64, arm64 or ppc64 (default: the host's).
     #[arg(long)]
     arch: Option<ArchArg>,
-    /// Kernel version: 6.12 or 6.1 (Debian's linux-source-6.12 or -6.1 and kmt's series for it;
+    /// Kernel version: 6.12, 7.3 or 6.1 (Debian's linux-source-<version> and kmt's series for it;
     /// default 6.12, or the version of --kernel-src).
     #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
     kernel: Option<String>,
@@ -212,7 +212,7 @@ enum Command {
         /// Architectures (default: all).
         #[arg(long)]
         arch: Vec<ArchArg>,
-        /// Kernel version: 6.12 or 6.1 (default 6.12).
+        /// Kernel version: 6.12, 7.3 or 6.1 (default 6.12).
         #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
         kernel: Option<String>,
         /// Slab allocator (default: slub).
@@ -269,7 +269,7 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         accel: AccelChoice,
-        /// Kernel version: 6.12 or 6.1 (default 6.12).
+        /// Kernel version: 6.12, 7.3 or 6.1 (default 6.12).
         #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
         kernel: Option<String>,
         /// Slab allocator: slub or slub-tiny on 6.12; slub, slab or slob on 6.1 (default: slub).
@@ -394,7 +394,7 @@ struct CompareArgs {
     /// Architectures (default: the host's).
     #[arg(long)]
     arch: Vec<ArchArg>,
-    /// Both sides: kernel version, 6.12 or 6.1 (default 6.12, or the --kernel-src tree's).
+    /// Both sides: kernel version, 6.12, 7.3 or 6.1 (default 6.12, or the --kernel-src tree's).
     #[arg(long, value_name = "VERSION", value_parser = PossibleValuesParser::new(kernels::names()))]
     kernel: Option<String>,
     /// Base side: kernel version (default: --kernel).

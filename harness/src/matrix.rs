@@ -309,7 +309,7 @@ mod tests {
             out: PathBuf::from("/out"),
             repo: PathBuf::from("/repo"),
             accel: AccelChoice::Tcg,
-            kernel: &crate::kernels::KERNELS[1],
+            kernel: crate::kernels::by_name("6.1").unwrap(),
             allocator: &crate::kernels::SLOB,
             stack_depth: 8,
         }

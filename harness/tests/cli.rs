@@ -179,7 +179,7 @@ fn an_allocator_the_kernel_lacks_exits_2_listing_the_valid_ones() {
     );
     assert_refused(
         &["compare", "--arch", "x86_64", "--new-kernel", "5.10"],
-        "[possible values: 6.12, 6.1]",
+        "[possible values: 6.12, 7.3, 6.1]",
     );
     assert_refused(
         &["run", "--arch", "x86_64", "--allocator", "slob2"],
@@ -199,7 +199,7 @@ fn an_allocator_the_kernel_lacks_exits_2_listing_the_valid_ones() {
             "--kernel-src",
             tree.path().to_str().unwrap(),
         ],
-        "the tree is Linux 5.15; kmt has patch series for Linux 6.12 and 6.1",
+        "the tree is Linux 5.15; kmt has patch series for Linux 6.12, 7.3 and 6.1",
     );
 }
 

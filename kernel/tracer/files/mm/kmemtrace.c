@@ -78,7 +78,7 @@
 #define KMEMTRACE_WALK_LIMIT		16
 #define KMEMTRACE_MAX_STACK_DEPTH	32
 #define KMEMTRACE_FEATURE_STACK		1
-#define KMEMTRACE_MAX_PAGE_RANGES	32
+#define KMEMTRACE_MAX_PAGE_RANGES	@max_page_ranges@
 
 enum kmemtrace_event_id {
 	KMEMTRACE_EVENT_ALLOC = 0,
@@ -616,7 +616,7 @@ static int kmemtrace_remove_buf_file(struct dentry *dentry)
  * total_overruns.
  */
 static int kmemtrace_subbuf_start(struct rchan_buf *buf, void *subbuf,
-				  void *prev_subbuf, size_t prev_padding)
+				  @subbuf_start_args@)
 {
 	return !relay_buf_full(buf);
 }

@@ -33,6 +33,7 @@
  *  8. one kmalloc(KMEMTRACE_SELFTEST_REMOTE_SIZE + kmemtrace.selftest_grow)
  *     on CPU A, freed with kfree() on the next online CPU (B); with a
  *     single CPU online it is freed on CPU A.
+@selftest_doc_extra@
  *
  * kmemtrace.selftest_grow (boot parameter, default 0, also writable in
  * /sys/module/kmemtrace/parameters/) reproduces a regression on purpose: a
@@ -158,7 +159,7 @@ static noinline int kmemtrace_selftest_bulk(void)
 				  ARRAY_SIZE(objs), objs);
 	if (!n)
 		return -ENOMEM;
-	kmem_cache_free_bulk(kmemtrace_selftest_cache, n, objs);
+	kmem_cache_free_bulk(kmemtrace_selftest_cache, @bulk_freed@, objs);
 	return 0;
 }
 
@@ -224,6 +225,7 @@ static noinline int kmemtrace_selftest_remote_free(void *arg)
 	return 0;
 }
 
+@selftest_funcs_extra@
 /* Runs on CPU A: steps 1 to 7, and the allocation of step 8. */
 static noinline int kmemtrace_selftest_local(void *arg)
 {
@@ -242,6 +244,7 @@ static noinline int kmemtrace_selftest_local(void *arg)
 		ret = kmemtrace_selftest_cache_kfree();
 	if (!ret)
 		ret = kmemtrace_selftest_leak();
+@selftest_calls_extra@
 	if (!ret)
 		ret = kmemtrace_selftest_remote_alloc(arg);
 	return ret;
