@@ -236,3 +236,52 @@ fn a_closed_stdout_is_not_a_panic() {
         );
     }
 }
+
+/// What apt and dpkg say the machine has: its sources and every package's state and version.
+fn apt_state() -> String {
+    let mut s = String::new();
+    for dir in ["/etc/apt/sources.list.d", "/etc/apt/preferences.d"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut files: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+            files.sort();
+            for f in files {
+                s += &format!(
+                    "{}\n{}",
+                    f.display(),
+                    std::fs::read_to_string(&f).unwrap_or_default()
+                );
+            }
+        }
+    }
+    s += &std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Abbrev} ${Version}\n"])
+        .output()
+        .unwrap();
+    s + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// Linux 7.3 comes from trixie-backports, which a Debian 12 machine does not use: kmt fetches
+/// it into its cache and neither adds the suite to the system's sources nor installs anything.
+#[test]
+fn fetching_7_3_touches_neither_apt_sources_nor_packages() {
+    let before = apt_state();
+    let (out, cwd, _) = kmt(&["setup", "--arch", "x86_64", "--kernel", "7.3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        apt_state(),
+        before,
+        "kmt setup --kernel 7.3 changed apt's sources or packages"
+    );
+    let debs = cwd.path().join("cache/debs");
+    let entry = std::fs::read_dir(&debs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("kmt-source").is_file())
+        .expect("a fetched source entry");
+    let about = std::fs::read_to_string(entry.join("kmt-source")).unwrap();
+    assert!(about.contains("package=linux-source-7.3\n"), "{about}");
+    assert!(entry.join("linux-source-7.3.tar.xz").is_file());
+    assert!(!Path::new("/usr/src/linux-source-7.3.tar.xz").exists());
+}
