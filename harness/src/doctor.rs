@@ -25,14 +25,6 @@ pub enum Probe {
     Program(String),
     /// A file at a fixed path.
     File(String),
-    /// A Debian package at an exact version, and a file it installs: the kernel source the
-    /// patch series was made against (its `SOURCE`), so that every machine builds the same
-    /// kernel whatever point release the archive has moved on to.
-    PackageVersion {
-        package: String,
-        version: String,
-        file: String,
-    },
 }
 
 /// One thing kmt needs.
@@ -114,17 +106,10 @@ pub fn prerequisites(arches: &[&Arch], kernels: &[&KernelVersion]) -> Vec<Prereq
         p("patch", prog("patch"), "patch"),
         p("cpio", prog("cpio"), "cpio"),
     ];
-    for k in kernels.iter().filter(|k| k.suite.is_none()) {
-        let version = k.debian_version();
-        v.push(Prereq {
-            what: format!("Linux {} source {version}", k.name),
-            probe: Probe::PackageVersion {
-                package: k.package.into(),
-                version: version.into(),
-                file: k.tarball.into(),
-            },
-            package: format!("{}={version}", k.package),
-        });
+    if !kernels.is_empty() {
+        // Kernel sources are fetched into kmt's cache, not installed (fetch.rs).
+        v.push(p("apt-get (kernel source)", prog("apt-get"), "apt"));
+        v.push(p("dpkg-deb (kernel source)", prog("dpkg-deb"), "dpkg"));
     }
     for a in arches {
         v.push(p(
@@ -160,15 +145,15 @@ fn on_path(name: &str) -> bool {
     })
 }
 
-/// The kernel sources kmt fetches itself (not packages to install): for each of `kernels`
-/// that has a suite, a line for `kmt doctor`; a build, or `kmt setup`, fetches a missing one.
+/// The kernel sources, which kmt fetches into its cache (not packages to install): for each of
+/// `kernels` a line for `kmt doctor`; a build, or `kmt setup`, fetches a missing one.
 pub fn fetched_sources(kernels: &[&KernelVersion], cache: &Cache) -> Vec<String> {
     kernels
         .iter()
-        .filter_map(|k| {
-            let suite = k.suite?;
+        .map(|k| {
+            let suite = k.suite;
             let what = format!("Linux {} source", k.name);
-            Some(match crate::fetch::find(cache, k) {
+            match crate::fetch::find(cache, k) {
                 Some(f) => format!(
                     "ok      {what:<40} ({} {}, fetched from {suite} into kmt's cache)",
                     k.package, f.version
@@ -178,7 +163,7 @@ pub fn fetched_sources(kernels: &[&KernelVersion], cache: &Cache) -> Vec<String>
                     k.package,
                     k.debian_version()
                 ),
-            })
+            }
         })
         .collect()
 }
@@ -189,7 +174,7 @@ pub fn fetch_sources(
     cache: &Cache,
     log: &Path,
 ) -> Result<(), crate::fetch::FetchError> {
-    for k in kernels.iter().filter(|k| k.suite.is_some()) {
+    for k in kernels {
         let f = crate::fetch::fetch(cache, k, log)?;
         eprintln!("kmt: {} {} is in kmt's cache", k.package, f.version);
     }
@@ -201,11 +186,6 @@ pub fn present(p: &Prereq) -> bool {
     match &p.probe {
         Probe::Program(n) => on_path(n),
         Probe::File(f) => Path::new(f).exists(),
-        Probe::PackageVersion {
-            package,
-            version,
-            file,
-        } => Path::new(file).exists() && installed_version(package).is_some_and(|v| v == *version),
     }
 }
 
@@ -578,10 +558,9 @@ mod tests {
         let kernels: Vec<&KernelVersion> = crate::kernels::KERNELS.iter().collect();
         let pre = prerequisites(&all, &kernels);
         for k in &kernels {
-            // A source kmt fetches into its cache is never a package to install.
-            assert_eq!(
-                pre.iter().any(|p| p.package.starts_with(k.package)),
-                k.suite.is_none(),
+            // A kernel source is fetched into kmt's cache, never a package to install.
+            assert!(
+                !pre.iter().any(|p| p.package.starts_with(k.package)),
                 "{}",
                 k.name
             );
@@ -616,20 +595,6 @@ mod tests {
         assert_eq!(
             install_line(&packages(&m)),
             "sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --no-remove pkg-a pkg-b'"
-        );
-    }
-
-    #[test]
-    fn kernel_sources_are_installed_at_the_version_their_series_pins() {
-        let k = &crate::kernels::KERNELS[0];
-        let pre = prerequisites(&[], &[k]);
-        let src = pre
-            .iter()
-            .find(|p| p.package.starts_with(k.package))
-            .unwrap();
-        assert_eq!(src.package, format!("{}={}", k.package, k.debian_version()));
-        assert!(
-            matches!(&src.probe, Probe::PackageVersion { version, .. } if version == k.debian_version())
         );
     }
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Kernel sources kmt fetches itself: a Debian source package of a suite the system does not
-//! use (Linux 7.3 from trixie-backports on Debian 12), downloaded by apt through a private
-//! sources list and state in kmt's cache, checked by apt against the archive's signed indices,
-//! unpacked with `dpkg-deb` and never installed. The system's apt configuration and packages
-//! are not touched, and no root is needed.
+//! Kernel sources: Debian's `linux-source-<version>` packages, downloaded by apt through a private
+//! sources list and state in kmt's cache (Debian 12's own suites for 6.12 and 6.1, trixie-backports
+//! for 7.3, which a Debian 12 machine does not use), checked by apt against the archive's signed
+//! indices, unpacked with `dpkg-deb` and never installed. The system's apt configuration and
+//! packages are not touched, and no root is needed.
 //!
 //! The series names the version it was made against (`SOURCE`); when the archive no longer has
 //! it (a newer point release replaced it), the newest of the same series (`7.3.y`) is fetched
@@ -104,9 +104,30 @@ pub fn find(cache: &Cache, kernel: &KernelVersion) -> Option<Fetched> {
     found.pop()
 }
 
-/// The sources list of kmt's private apt state for `suite`.
+/// The suites kernel sources come from, by the name `KernelVersion::suite` gives, and the lines
+/// of kmt's private sources list for each.
+pub const SUITES: &[(&str, &[&str])] = &[
+    (
+        "bookworm",
+        &[
+            "deb http://deb.debian.org/debian bookworm main",
+            "deb http://deb.debian.org/debian bookworm-updates main",
+            "deb http://deb.debian.org/debian-security bookworm-security main",
+        ],
+    ),
+    (
+        "trixie-backports",
+        &["deb http://deb.debian.org/debian trixie-backports main"],
+    ),
+];
+
+/// The sources list of kmt's private apt state for `suite` (empty for a suite not in `SUITES`).
 pub fn sources_list(suite: &str) -> String {
-    format!("deb http://deb.debian.org/debian {suite} main\n")
+    SUITES
+        .iter()
+        .filter(|(name, _)| *name == suite)
+        .flat_map(|(_, lines)| lines.iter().map(|l| format!("{l}\n")))
+        .collect()
 }
 
 /// The versions of a package in `apt-cache madison` output, as listed (newest first).
@@ -145,9 +166,10 @@ fn fetch_failed(kernel: &KernelVersion, why: String) -> FetchError {
 
 /// Fetches `kernel`'s source (a version with a `suite`) into the cache, or finds it there.
 pub fn fetch(cache: &Cache, kernel: &KernelVersion, log: &Path) -> Result<Fetched, FetchError> {
-    let suite = kernel
-        .suite
-        .ok_or_else(|| fetch_failed(kernel, "it is installed, not fetched".into()))?;
+    let suite = kernel.suite;
+    if sources_list(suite).is_empty() {
+        return Err(fetch_failed(kernel, format!("kmt knows no suite {suite}")));
+    }
     let pinned = kernel.debian_version();
     if let Some(f) = find(cache, kernel).filter(|f| f.version == pinned) {
         return Ok(f);
@@ -285,5 +307,14 @@ linux-source-7.30 | 7.30.1-1 | http://deb.debian.org/debian trixie-backports/mai
             sources_list("trixie-backports"),
             "deb http://deb.debian.org/debian trixie-backports main\n"
         );
+        assert!(sources_list("bookworm").contains("bookworm-security main\n"));
+        assert_eq!(sources_list("sid"), "");
+    }
+
+    #[test]
+    fn every_kernel_comes_from_a_known_suite() {
+        for k in crate::kernels::KERNELS {
+            assert!(!sources_list(k.suite).is_empty(), "{}: {}", k.name, k.suite);
+        }
     }
 }

@@ -20,11 +20,8 @@ const RECIPE: &str = "kmt-kernel-recipe-1";
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// The kernel source is missing.
-    #[error("the kernel source {} is missing: install it with `apt-get install {package}` (or pass --kernel-src DIR)", .path.display())]
-    NoSource {
-        path: PathBuf,
-        package: &'static str,
-    },
+    #[error("the kernel source {} is missing (pass --kernel-src DIR with a kernel tree)", .path.display())]
+    NoSource { path: PathBuf },
     /// The tree given with --kernel-src is not a kernel tree.
     #[error("--kernel-src {}: not a kernel source tree (it has no Makefile)", .0.display())]
     NotATree(PathBuf),
@@ -115,33 +112,19 @@ impl KernelRequest {
         }
     }
 
-    /// The tarball of the chosen version's Debian source package and its Debian version: the
-    /// installed package's, or the one kmt fetched into `cache` (without the network).
+    /// The tarball of the chosen version's Debian source package and its Debian version, as kmt
+    /// fetched it into `cache` (looked up without the network).
     fn tarball(&self, cache: &Cache) -> Result<(PathBuf, String), KernelError> {
-        if self.kernel.suite.is_some() {
-            return crate::fetch::find(cache, self.kernel)
-                .map(|f| (f.tarball, f.version))
-                .ok_or(KernelError::NotFetched {
-                    package: self.kernel.package,
-                    suite: self.kernel.suite.unwrap_or_default(),
-                });
-        }
-        let tarball = PathBuf::from(self.kernel.tarball);
-        if !tarball.is_file() {
-            return Err(self.no_source(&tarball));
-        }
-        let version = Cmd::new("dpkg-query")
-            .args(["-W", "-f", "${Version}", self.kernel.package])
-            .read()
-            .unwrap_or_else(|_| "unknown".into());
-        Ok((tarball, version))
+        crate::fetch::find(cache, self.kernel)
+            .map(|f| (f.tarball, f.version))
+            .ok_or(KernelError::NotFetched {
+                package: self.kernel.package,
+                suite: self.kernel.suite,
+            })
     }
 
     fn no_source(&self, path: &Path) -> KernelError {
-        KernelError::NoSource {
-            path: path.into(),
-            package: self.kernel.package,
-        }
+        KernelError::NoSource { path: path.into() }
     }
 }
 
@@ -190,7 +173,7 @@ fn source_mismatch(req: &KernelRequest, version: &str, sha256: Option<&str>) -> 
     let mut why = Vec::new();
     if let Some(v) = want.get("version").filter(|v| *v != version) {
         why.push(format!(
-            "the series was made against {} {v}, {version} is installed",
+            "the series was made against {} {v}, kmt has {version}",
             req.kernel.package
         ));
     }
@@ -463,7 +446,11 @@ fn prepared_source(
                 .run_logged("applying patches", &log);
             if let Err(mut e) = applied {
                 if let Some(m) = &mismatch {
-                    e.status = format!("{} (note: {m})", e.status);
+                    e.status = format!(
+                        "{} (note: {m}; the series does not apply to it: pass --kernel-src DIR \
+                         with a tree it applies to)",
+                        e.status
+                    );
                 }
                 return Err(e.into());
             }
@@ -476,7 +463,7 @@ fn prepared_source(
 /// Builds (or finds in the cache) the kernel `req` asks for.
 pub fn build(req: &KernelRequest, cache: &Cache) -> Result<KernelBuild, KernelError> {
     let started = Instant::now();
-    if req.kernel_src.is_none() && req.kernel.suite.is_some() {
+    if req.kernel_src.is_none() {
         let log = cache
             .root
             .join("logs")

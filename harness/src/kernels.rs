@@ -39,13 +39,12 @@ pub struct KernelVersion {
     pub name: &'static str,
     /// `VERSION` and `PATCHLEVEL` of the top Makefile.
     pub version: (u32, u32),
-    /// Debian's source package and the tarball it installs.
+    /// Debian's source package and the tarball inside it.
     pub package: &'static str,
     pub tarball: &'static str,
-    /// None: `kmt setup` installs the package from the system's own suites. Some: a suite the
-    /// system does not use, from which kmt fetches the package into its cache without
-    /// installing it (`fetch.rs`).
-    pub suite: Option<&'static str>,
+    /// The Debian suite (a row of `fetch.rs`'s `SUITES`) kmt fetches the package from, into its
+    /// cache, without installing it.
+    pub suite: &'static str,
     /// The series directory (with `series` and `SOURCE`), relative to the repository.
     pub patches: &'static str,
     /// The series' `SOURCE` file (embedded): the Debian version the series was made against,
@@ -64,7 +63,7 @@ pub static KERNELS: &[KernelVersion] = &[
         version: (6, 12),
         package: "linux-source-6.12",
         tarball: "/usr/src/linux-source-6.12.tar.xz",
-        suite: None,
+        suite: "bookworm",
         patches: "kernel/patches/6.12",
         source: include_str!("../../kernel/patches/6.12/SOURCE"),
         allocators: &[&SLUB, &SLUB_TINY],
@@ -75,7 +74,7 @@ pub static KERNELS: &[KernelVersion] = &[
         version: (7, 3),
         package: "linux-source-7.3",
         tarball: "/usr/src/linux-source-7.3.tar.xz",
-        suite: Some("trixie-backports"),
+        suite: "trixie-backports",
         patches: "kernel/patches/7.3",
         source: include_str!("../../kernel/patches/7.3/SOURCE"),
         allocators: &[&SLUB, &SLUB_TINY],
@@ -86,7 +85,7 @@ pub static KERNELS: &[KernelVersion] = &[
         version: (6, 1),
         package: "linux-source-6.1",
         tarball: "/usr/src/linux-source-6.1.tar.xz",
-        suite: None,
+        suite: "bookworm",
         patches: "kernel/patches/6.1",
         source: include_str!("../../kernel/patches/6.1/SOURCE"),
         allocators: &[&SLUB, &SLAB, &SLOB],
