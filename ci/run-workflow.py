@@ -34,6 +34,9 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORKSPACE = "/__w/kmt/kmt"  # where GitHub puts a container job's checkout
+# What ${{ github.workspace }} gives in a container job: the runner host's path, not the
+# container's (actions/runner#2058); $GITHUB_WORKSPACE inside the container is WORKSPACE.
+HOST_WORKSPACE = "/home/runner/work/kmt/kmt"
 HOME = "/github/home"  # a container job's HOME on GitHub
 
 
@@ -492,7 +495,7 @@ class Job:
             "__status": status,
             "matrix": self.entry,
             "github": {
-                "workspace": WORKSPACE,
+                "workspace": HOST_WORKSPACE,
                 "workspace_host": self.root.inside(WORKSPACE),
                 "ref": "refs/heads/main",
                 "event_name": "push",
