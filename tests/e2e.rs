@@ -83,7 +83,7 @@ use serde_json::Value;
 /// The pairs besides the default one whose trials run on x86_64 in the default subset (`cargo
 /// test`, `.ci/run`); the others run with KMT_E2E_MATRIX=full only. Chosen so that a cold
 /// `.ci/run` stays inside its hour: the newest kernel with both its allocators, and 6.1's SLUB
-/// and SLAB (README, "Which kernels the tests boot").
+/// and SLAB (docs/testing.md, "Which kernels the tests boot").
 const DEFAULT_SUBSET_PAIRS: &[&str] = &["7.3-slub", "7.3-slub-tiny", "6.1-slub", "6.1-slab"];
 
 /// The call sites of the kernel's selftest (docs/contracts.md §3).
@@ -221,7 +221,7 @@ fn main() {
     }
     // The cross-check against /proc/allocinfo on x86_64 and big-endian ppc64, with
     // KMT_E2E_MATRIX=full only: each costs a kernel build with profiling on a cold cache, and the
-    // default subset's cold run must stay inside its hour (README, "Which kernels the tests boot").
+    // default subset's cold run must stay inside its hour (docs/testing.md, "Which kernels the tests boot").
     for arch in ARCHES
         .iter()
         .filter(|a| full && (a.name == "x86_64" || a.name == "ppc64"))

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! `manifest.json`, the record of one run that `kmt run` leaves in its output directory
-//! (README, "What a run leaves in its output directory"): what was asked, what was built and
+//! (docs/cli.md, "What a run leaves in its output directory"): what was asked, what was built and
 //! booted, what came back, how long each phase took, and the outcome.
 
 use serde::Serialize;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The outcomes of a run, each with its own exit code (a documented table, see the README).
+//! The outcomes of a run, each with its own exit code (a documented table, docs/cli.md).
 
 use serde::Serialize;
 
@@ -81,8 +81,8 @@ impl Outcome {
         }
     }
 
-    /// What the outcome means, as the README's exit-code table, `--help` and the man page say it
-    /// (a test keeps the README's table equal to this).
+    /// What the outcome means, as docs/cli.md's exit-code table, `--help` and the man page say it
+    /// (a test keeps that table equal to this).
     pub fn meaning(self) -> &'static str {
         match self {
             Outcome::Ok => "the trace came back whole and was analysed",
@@ -132,13 +132,13 @@ mod tests {
         assert_eq!(Outcome::UsageError.exit_code(), 2);
     }
 
-    /// The README's exit-code table is this table: same codes, same names, same order.
+    /// docs/cli.md's exit-code table is this table: same codes, same names, same order.
     #[test]
-    fn the_readme_table_agrees_with_the_code() {
-        let readme = include_str!("../../README.md");
+    fn the_documented_table_agrees_with_the_code() {
+        let readme = include_str!("../../docs/cli.md");
         let start = readme
-            .find("### Outcomes and exit codes")
-            .expect("the README has the exit-code table");
+            .find("## Outcomes and exit codes")
+            .expect("docs/cli.md has the exit-code table");
         let rows: Vec<(i32, String, String)> = readme[start..]
             .lines()
             .skip_while(|l| !l.starts_with("| exit"))
