@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! `kmt`: the kmemtrace harness's command line. See the README for the exit-code table.
+//! `kmt`: the kmemtrace harness's command line. Its exit-code table is in docs/cli.md.
 //!
 //! Everything kmt prints on stdout goes through [`write_stdout`] (the `out!` and `outln!`
 //! macros; `print!` and `println!`, which panic on a closed stdout, are denied): a reader that
