@@ -77,6 +77,21 @@ fn pct(part: i64, whole: u64) -> f64 {
     }
 }
 
+/// `name` in at most `width` characters: a longer one is elided inside the symbol, keeping the
+/// `+0x…` offset that `faddr2line` needs (`radix_tree_node_alloc.co…+0x34`).
+fn fit_name(name: &str, width: usize) -> String {
+    let len = name.chars().count();
+    if len <= width {
+        return name.to_string();
+    }
+    let offset = name.rfind("+0x").map(|i| &name[i..]).unwrap_or("");
+    let keep = width.saturating_sub(offset.chars().count() + 1);
+    if offset.is_empty() || keep == 0 {
+        return format!("{}…", name.chars().take(width - 1).collect::<String>());
+    }
+    format!("{}…{offset}", name.chars().take(keep).collect::<String>())
+}
+
 /// One row of a site table: its name, figures, and lines printed under it (a stack's frames).
 type SiteLine<'a> = (String, &'a SiteStats, &'a [String]);
 
@@ -89,11 +104,7 @@ fn site_table(out: &mut String, title: &str, rows: Vec<SiteLine<'_>>, total: usi
     );
     let _ = writeln!(out, "{RULE}");
     for (name, s, under) in &rows {
-        let name: String = if name.chars().count() > 36 {
-            format!("{}…", name.chars().take(35).collect::<String>())
-        } else {
-            name.clone()
-        };
+        let name = fit_name(name, 36);
         let _ = writeln!(
             out,
             " {name:<36} | {:>20} | {:>20} | {:>9} | {:>9} | {:>5.1}% | {:>6}",
@@ -605,4 +616,30 @@ pub fn render_folded(r: &Report, value: Value) -> String {
         let _ = writeln!(out, "{k} {v}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_name;
+
+    #[test]
+    fn a_long_call_site_keeps_its_offset() {
+        assert_eq!(
+            fit_name("radix_tree_node_alloc.constprop.0+0x34", 36),
+            "radix_tree_node_alloc.constpro…+0x34"
+        );
+        assert_eq!(
+            fit_name("radix_tree_node_alloc.constprop.0+0x34", 36)
+                .chars()
+                .count(),
+            36
+        );
+        assert_eq!(fit_name("kmalloc+0x10", 36), "kmalloc+0x10");
+    }
+
+    #[test]
+    fn a_long_name_without_offset_is_cut_at_the_width() {
+        let name = "a_function_name_longer_than_the_column_is";
+        assert_eq!(fit_name(name, 36), format!("{}…", &name[..35]));
+    }
 }
