@@ -661,11 +661,9 @@ fn main() -> ExitCode {
             std::process::exit(code);
         }
     };
-    let colour = colour(
-        std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        std::env::var_os("NO_COLOR"),
-    );
-    tracing_subscriber::fmt()
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let colour = colour(terminal, std::env::var_os("NO_COLOR"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(colour)
@@ -673,8 +671,13 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("KMT_LOG").unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new(log_level(cli.verbose, cli.quiet))
             }),
-        )
-        .init();
+        );
+    // A person at a terminal reads no RFC 3339 timestamps; logs kept in files (CI) keep them.
+    if terminal {
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
     if cli.quiet {
         kmt::proc::QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
     }

@@ -459,7 +459,19 @@ fn boot(
     let args = qemu::args(&b);
     m.qemu.command = qemu::shell_line(arch.qemu, &args);
     m.qemu.accel = Some(accel);
-    tracing::info!("boot: {}", m.qemu.command);
+    // The whole command line (600 characters) is in manifest.json; -v shows it here.
+    tracing::info!(
+        "boot: {} {}, {} vCPUs, {} MiB, {}",
+        arch.qemu,
+        arch.name,
+        req.smp,
+        req.memory_mib,
+        match accel {
+            Accel::Tcg => "TCG",
+            Accel::Kvm => "KVM",
+        }
+    );
+    tracing::debug!("boot: {}", m.qemu.command);
     let qemu_log = out_dir.join("qemu.log");
     let mut guard =
         Guard::spawn(arch.qemu, &args, &qemu_log).map_err(|source| RunError::Spawn {
