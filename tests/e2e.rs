@@ -87,7 +87,7 @@ use serde_json::Value;
 const DEFAULT_SUBSET_PAIRS: &[&str] = &["7.3-slub", "7.3-slub-tiny", "6.1-slub", "6.1-slab"];
 
 /// The call sites of the kernel's selftest (docs/contracts.md §3).
-const SELFTEST_FILTER: &str = "kmemtrace_selftest_*";
+const SELFTEST_FILTER: &str = kmt::known_answers::SELFTEST_FILTER;
 
 fn main() {
     let mut args = Arguments::from_args();
@@ -318,7 +318,7 @@ impl Build {
 
     /// The known answers of this kernel and allocator.
     fn expected_file(&self) -> String {
-        format!("kernel/selftest-expected/{}.json", self.tag())
+        kmt::known_answers::expected_file(self.kernel, self.allocator)
     }
 }
 
@@ -586,15 +586,8 @@ fn allocinfo_trial(arch: &'static Arch) -> Result<(), Failed> {
 /// The expected figures: `identical` on every arch, then this arch's own.
 fn expected(b: Build) -> Result<BTreeMap<String, Value>, Failed> {
     let (v, path) = expected_json(b)?;
-    let mut m = BTreeMap::new();
-    for part in ["/identical", &format!("/per_arch/{}", b.arch.name)] {
-        m.extend(
-            section(&v, part, &path)?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-    }
-    Ok(m)
+    kmt::known_answers::expectations(&v, b.arch.name)
+        .map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 /// The build's known answers, `kernel/selftest-expected/<kernel>-<allocator>.json`, parsed.
@@ -622,15 +615,7 @@ fn section<'a>(
 /// difference is listed.
 fn compare(report: &Report, want: &BTreeMap<String, Value>) -> Vec<String> {
     let got = serde_json::to_value(&report.summary).unwrap_or(Value::Null);
-    want.iter()
-        .filter_map(|(k, w)| match got.get(k) {
-            None => Some(format!(
-                "{k}: expected {w}, but the summary has no such field"
-            )),
-            Some(g) if g != w => Some(format!("{k}: expected {w}, got {g}")),
-            Some(_) => None,
-        })
-        .collect()
+    kmt::known_answers::differences(&got, want)
 }
 
 /// Compares `per_type` of kernel/selftest-expected/<kernel>-<allocator>.json with the report's `types` rows and, for

@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod image;
 pub mod kernel;
 pub mod kernels;
+pub mod known_answers;
 pub mod manifest;
 pub mod matrix;
 #[cfg(test)]

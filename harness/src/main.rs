@@ -887,9 +887,30 @@ fn real_main_in_repo(repo: Option<PathBuf>, command: Command) -> anyhow::Result<
                 install_missing: !r.guest.vm.no_install,
                 prebuilt: None,
             };
-            let res = run::run(&req, &cache);
-            if let Some(t) = &res.report_text {
-                outln!("{t}")?;
+            let mut res = run::run(&req, &cache);
+            // The selftest's verdict first, then its own call sites; report.txt has the rest.
+            let verdict = (res.outcome == Outcome::Ok)
+                .then(|| kmt::known_answers::for_run(&req, &res.out_dir))
+                .flatten();
+            match &verdict {
+                Some(Ok(v)) => outln!("{}\n\n{}", v.headline(), v.report_text)?,
+                Some(Err(why)) => {
+                    eprintln!("kmt: selftest: not held to its known answers: {why}");
+                    if let Some(t) = &res.report_text {
+                        outln!("{t}")?;
+                    }
+                }
+                None => {
+                    if let Some(t) = &res.report_text {
+                        outln!("{t}")?;
+                    }
+                }
+            }
+            if let Some(Ok(v)) = &verdict {
+                if !v.differences.is_empty() {
+                    res.outcome = Outcome::SelftestDiffers;
+                    res.message = v.headline();
+                }
             }
             if res.outcome == Outcome::Ok {
                 eprintln!("kmt: ok: {}", res.message);

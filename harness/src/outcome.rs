@@ -31,6 +31,9 @@ pub enum Outcome {
     ThresholdCrossed,
     /// `kmt bisect`: no first bad commit could be named and confirmed.
     BisectInconclusive,
+    /// `kmt run --workload selftest`: the trace is whole, and the selftest's figures differ from
+    /// its known answers.
+    SelftestDiffers,
     /// Ctrl-C or SIGTERM stopped kmt.
     Interrupted,
     /// A bad argument or combination of arguments (also clap's own usage errors): found before
@@ -42,7 +45,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for the documentation table.
-    pub const ALL: [Outcome; 15] = [
+    pub const ALL: [Outcome; 16] = [
         Outcome::Ok,
         Outcome::HarnessError,
         Outcome::UsageError,
@@ -57,6 +60,7 @@ impl Outcome {
         Outcome::AnalysisFailed,
         Outcome::ThresholdCrossed,
         Outcome::BisectInconclusive,
+        Outcome::SelftestDiffers,
         Outcome::Interrupted,
     ];
 
@@ -77,6 +81,7 @@ impl Outcome {
             Outcome::AnalysisFailed => 18,
             Outcome::ThresholdCrossed => 19,
             Outcome::BisectInconclusive => 20,
+            Outcome::SelftestDiffers => 21,
             Outcome::Interrupted => 130,
         }
     }
@@ -99,6 +104,7 @@ impl Outcome {
             Outcome::AnalysisFailed => "the analysis could not read the trace (not one record of it decodes, for one)",
             Outcome::ThresholdCrossed => "`kmt compare`: every run worked and a `--fail-on` threshold was crossed",
             Outcome::BisectInconclusive => "`kmt bisect`: no first bad commit named and confirmed (`--bad` crosses no threshold, `--good` cannot be run, only skipped commits are left, or the confirmation runs disagree); bisect.json says which",
+            Outcome::SelftestDiffers => "`kmt run --workload selftest`: the trace is whole, but the selftest's figures differ from its known answers (`kernel/selftest-expected/<kernel>-<allocator>.json`); the verdict lists them",
             Outcome::Interrupted => "Ctrl-C / SIGTERM; QEMU was stopped and reaped",
         }
     }
