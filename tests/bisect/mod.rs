@@ -135,7 +135,12 @@ pub fn history() -> Result<PathBuf, Failed> {
         fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
     }
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let tarball = kmt::kernels::default_kernel().tarball;
+    // The source kmt setup fetched into the cache (harness/src/fetch.rs).
+    let kernel = kmt::kernels::default_kernel();
+    let tarball = kmt::fetch::find(&Cache::from_env(), kernel)
+        .ok_or_else(|| format!("{} is not in kmt's cache: run kmt setup", kernel.package))?
+        .tarball;
+    let tarball = tarball.display();
     // Debian's .gitignore ignores everything at the top: add with -f.
     sh(
         &dir,
