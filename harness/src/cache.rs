@@ -185,7 +185,10 @@ pub enum Depth {
 /// The check each kind of entry gets on use.
 pub fn depth(kind: &str) -> Depth {
     match kind {
-        "source" => Depth::Sizes,
+        // A fetched source is one 150 MB tarball whose sha256 apt's signed indices vouched
+        // for and `kmt-source` records; hashing it again on every lookup (twice per run) is
+        // seconds on the path of every warm run.
+        "source" | "debs" => Depth::Sizes,
         _ => Depth::Full,
     }
 }
